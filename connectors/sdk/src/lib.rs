@@ -1,0 +1,1 @@
+//! The plugin ABI shared by the caudal host and its connector plugins.

@@ -1,0 +1,1 @@
+//! caudal: the engine, the plugin host and the command line.

@@ -1,0 +1,1 @@
+//! Shared helpers of caudal's end-to-end tests.
