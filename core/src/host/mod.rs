@@ -1,0 +1,1 @@
+//! The plugin host: finds, loads and calls connector plugins (shared libraries).
