@@ -1,0 +1,706 @@
+//! Row digests and the homomorphic table digest: the one implementation every plugin and the
+//! core use, so a digest computed from the journal and one computed from a destination agree.
+//!
+//! **Row digest** ([`RowDigest`]): SHA-256 over a canonical encoding of
+//! `(table, key values, column values)`:
+//!
+//! ```text
+//! "caudal.row.v1" 0x00 | u64 len | table UTF-8
+//! u32 key count   | key cells, in primary-key order
+//! u32 column count| every cell, in schema order
+//! cell = 0x00                                   NULL (distinct from every value, "" included)
+//!      | 0x01 u8                                bool
+//!      | 0x02 i128 LE                           every integer type, Year, Bit (widened)
+//!      | 0x03 i128 LE, u8 scale                 decimal and money, normalised: trailing
+//!                                               zeros stripped, zero has scale 0
+//!      | 0x04 u64 LE                            float/double as f64 bits, NaN canonical
+//!      | 0x05 i32 LE                            date (days since 1970-01-01)
+//!      | 0x06 i64 LE                            time (microseconds)
+//!      | 0x07 i64 LE                            datetime, timestamp, datetimeoffset as
+//!                                               UTC microseconds (the offset is not hashed)
+//!      | 0x08 u64 len, bytes                    text of every string type, JSON, enum, set
+//!      | 0x09 u64 len, bytes                    binary of every byte-string type
+//!      | 0x0A 16 bytes                          UUID
+//!      | 0x0B i32 months, i32 days, i64 micros  interval
+//! ```
+//!
+//! Lengths and counts make the encoding prefix-free, so no two different rows share an
+//! encoding. Two connectors agree on a digest whenever they agree on the logical values, not on
+//! storage widths: an `Int32` 7 and an `Int64` 7 hash alike; `decimal(10,2)` 1.50 and
+//! `decimal(12,4)` 1.5000 hash alike.
+//!
+//! **Table digest** ([`TableDigest`]): LtHash16 (Lewi et al., "Securing Update Propagation with
+//! Homomorphic Hashing", 2019): a state of 1024 `u16` lanes (2 KiB); a row is added by
+//! expanding its row digest to 2 KiB with the BLAKE3 XOF (keyed) and adding lane-wise with
+//! wrapping arithmetic, removed by subtracting. Order does not matter, partial states add up,
+//! an upsert is `remove(old) + add(new)`. Users see the SHA-256 of the state, in hex.
+//! Digesting a batch allocates nothing per row.
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest as _, Sha256};
+
+use crate::batch::{Batch, Bitmap, ColumnData, Interval, OffsetTimestamp, Utf8Data, VarData};
+use crate::error::{Error, Result};
+use crate::types::LogicalType;
+
+/// Number of 16-bit lanes of the table digest state.
+pub const LANES: usize = 1024;
+/// Bytes of the table digest state.
+pub const STATE_BYTES: usize = LANES * 2;
+
+/// Key of the BLAKE3 XOF that expands a row digest to a lattice element. Changing it changes
+/// every table digest: it is part of the format.
+const EXPANSION_KEY: &[u8; 32] = b"caudal.lthash16.row-expansion.v1";
+const ROW_DOMAIN: &[u8] = b"caudal.row.v1\0";
+
+/// SHA-256 of one row's canonical encoding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct RowDigest(pub [u8; 32]);
+
+impl RowDigest {
+    /// The digest of row `row` of `batch`, as a row of table `table`. `None` past the end.
+    pub fn of_row(table: &str, batch: &Batch, row: usize) -> Option<RowDigest> {
+        (row < batch.num_rows()).then(|| RowHasher::new(table, batch).digest(row))
+    }
+
+    /// The digest as lower-case hex.
+    pub fn hex(&self) -> String {
+        hex(&self.0)
+    }
+}
+
+/// A column prepared for canonical encoding: the value class is decided once per column.
+enum Cells<'a> {
+    Bool(&'a [bool]),
+    I8(&'a [i8]),
+    I16(&'a [i16]),
+    I32(&'a [i32]),
+    I64(&'a [i64]),
+    I128(&'a [i128]),
+    U8(&'a [u8]),
+    U16(&'a [u16]),
+    U32(&'a [u32]),
+    U64(&'a [u64]),
+    Decimal(&'a [i128], u8),
+    F32(&'a [f32]),
+    F64(&'a [f64]),
+    Date(&'a [i32]),
+    Time(&'a [i64]),
+    Instant(&'a [i64]),
+    Offset(&'a [OffsetTimestamp]),
+    Text(&'a Utf8Data),
+    Binary(&'a VarData),
+    Uuid(&'a [[u8; 16]]),
+    Interval(&'a [Interval]),
+}
+
+impl<'a> Cells<'a> {
+    fn new(data: &'a ColumnData, t: &LogicalType) -> Cells<'a> {
+        use LogicalType as L;
+        match data {
+            ColumnData::Bool(v) => Cells::Bool(v),
+            ColumnData::I8(v) => Cells::I8(v),
+            ColumnData::I16(v) => Cells::I16(v),
+            ColumnData::I32(v) if *t == L::Date => Cells::Date(v),
+            ColumnData::I32(v) => Cells::I32(v),
+            ColumnData::I64(v) => match t {
+                L::Time { .. } => Cells::Time(v),
+                L::DateTime { .. } | L::Timestamp { .. } => Cells::Instant(v),
+                _ => Cells::I64(v),
+            },
+            ColumnData::I128(v) => match t.decimal_scale() {
+                Some(scale) => Cells::Decimal(v, scale),
+                None => Cells::I128(v),
+            },
+            ColumnData::U8(v) => Cells::U8(v),
+            ColumnData::U16(v) => Cells::U16(v),
+            ColumnData::U32(v) => Cells::U32(v),
+            ColumnData::U64(v) => Cells::U64(v),
+            ColumnData::F32(v) => Cells::F32(v),
+            ColumnData::F64(v) => Cells::F64(v),
+            ColumnData::Utf8(v) => Cells::Text(v),
+            ColumnData::Binary(v) => Cells::Binary(v),
+            ColumnData::Uuid(v) => Cells::Uuid(v),
+            ColumnData::OffsetTimestamp(v) => Cells::Offset(v),
+            ColumnData::Interval(v) => Cells::Interval(v),
+        }
+    }
+
+    /// Feeds the canonical encoding of non-NULL cell `i` (in range: checked by the caller).
+    #[inline]
+    fn feed(&self, h: &mut Sha256, i: usize) {
+        #[inline]
+        fn int(h: &mut Sha256, v: i128) {
+            h.update([0x02]);
+            h.update(v.to_le_bytes());
+        }
+        match self {
+            Cells::Bool(v) => h.update([0x01, u8::from(v[i])]),
+            Cells::I8(v) => int(h, i128::from(v[i])),
+            Cells::I16(v) => int(h, i128::from(v[i])),
+            Cells::I32(v) => int(h, i128::from(v[i])),
+            Cells::I64(v) => int(h, i128::from(v[i])),
+            Cells::I128(v) => int(h, v[i]),
+            Cells::U8(v) => int(h, i128::from(v[i])),
+            Cells::U16(v) => int(h, i128::from(v[i])),
+            Cells::U32(v) => int(h, i128::from(v[i])),
+            Cells::U64(v) => int(h, i128::from(v[i])),
+            Cells::Decimal(v, scale) => {
+                let (unscaled, scale) = normalize_decimal(v[i], *scale);
+                h.update([0x03]);
+                h.update(unscaled.to_le_bytes());
+                h.update([scale]);
+            }
+            Cells::F32(v) => float(h, f64::from(v[i])),
+            Cells::F64(v) => float(h, v[i]),
+            Cells::Date(v) => {
+                h.update([0x05]);
+                h.update(v[i].to_le_bytes());
+            }
+            Cells::Time(v) => {
+                h.update([0x06]);
+                h.update(v[i].to_le_bytes());
+            }
+            Cells::Instant(v) => instant(h, v[i]),
+            Cells::Offset(v) => instant(h, v[i].utc_micros),
+            Cells::Text(v) => bytes(h, 0x08, v.get(i).as_bytes()),
+            Cells::Binary(v) => bytes(h, 0x09, v.get(i)),
+            Cells::Uuid(v) => {
+                h.update([0x0A]);
+                h.update(v[i]);
+            }
+            Cells::Interval(v) => {
+                let x = v[i];
+                h.update([0x0B]);
+                h.update(x.months.to_le_bytes());
+                h.update(x.days.to_le_bytes());
+                h.update(x.micros.to_le_bytes());
+            }
+        }
+    }
+}
+
+#[inline]
+fn float(h: &mut Sha256, v: f64) {
+    // Databases do not keep NaN payloads; every NaN is the same value.
+    let bits = if v.is_nan() {
+        f64::NAN.to_bits()
+    } else {
+        v.to_bits()
+    };
+    h.update([0x04]);
+    h.update(bits.to_le_bytes());
+}
+
+#[inline]
+fn instant(h: &mut Sha256, micros: i64) {
+    h.update([0x07]);
+    h.update(micros.to_le_bytes());
+}
+
+#[inline]
+fn bytes(h: &mut Sha256, tag: u8, b: &[u8]) {
+    h.update([tag]);
+    h.update((b.len() as u64).to_le_bytes());
+    h.update(b);
+}
+
+/// `(unscaled, scale)` with trailing zeros removed; zero is `(0, 0)`.
+pub fn normalize_decimal(mut unscaled: i128, mut scale: u8) -> (i128, u8) {
+    if unscaled == 0 {
+        return (0, 0);
+    }
+    while scale > 0 && unscaled % 10 == 0 {
+        unscaled /= 10;
+        scale -= 1;
+    }
+    (unscaled, scale)
+}
+
+/// Computes row digests of one batch; the per-table prefix is hashed once.
+struct RowHasher<'a> {
+    prefix: Sha256,
+    columns: Vec<(Cells<'a>, &'a Bitmap)>,
+    key: &'a [usize],
+}
+
+impl<'a> RowHasher<'a> {
+    fn new(table: &str, batch: &'a Batch) -> RowHasher<'a> {
+        let mut prefix = Sha256::new();
+        prefix.update(ROW_DOMAIN);
+        prefix.update((table.len() as u64).to_le_bytes());
+        prefix.update(table.as_bytes());
+        let columns = batch
+            .columns()
+            .iter()
+            .zip(batch.schema().fields())
+            .map(|(c, f)| (Cells::new(c.data(), &f.logical_type), c.validity()))
+            .collect();
+        RowHasher {
+            prefix,
+            columns,
+            key: batch.schema().primary_key(),
+        }
+    }
+
+    #[inline]
+    fn cell(&self, h: &mut Sha256, col: usize, row: usize) {
+        let (cells, validity) = &self.columns[col];
+        if validity.get(row) {
+            cells.feed(h, row);
+        } else {
+            h.update([0x00]);
+        }
+    }
+
+    fn digest(&self, row: usize) -> RowDigest {
+        let mut h = self.prefix.clone();
+        h.update((self.key.len() as u32).to_le_bytes());
+        for &k in self.key {
+            self.cell(&mut h, k, row);
+        }
+        h.update((self.columns.len() as u32).to_le_bytes());
+        for col in 0..self.columns.len() {
+            self.cell(&mut h, col, row);
+        }
+        RowDigest(h.finalize().into())
+    }
+}
+
+/// The homomorphic multiset hash of a table's rows (LtHash16, 2 KiB), plus the net row count.
+#[derive(Clone, PartialEq, Eq)]
+pub struct TableDigest {
+    lanes: Box<[u16; LANES]>,
+    rows: i64,
+}
+
+impl Default for TableDigest {
+    fn default() -> Self {
+        TableDigest::new()
+    }
+}
+
+impl TableDigest {
+    /// The digest of the empty table.
+    pub fn new() -> TableDigest {
+        TableDigest {
+            lanes: Box::new([0; LANES]),
+            rows: 0,
+        }
+    }
+
+    /// The digest of the rows of one batch, as rows of `table`.
+    pub fn of_batch(table: &str, batch: &Batch) -> TableDigest {
+        let mut d = TableDigest::new();
+        d.add_batch(table, batch);
+        d
+    }
+
+    #[inline]
+    fn apply(&mut self, row: &RowDigest, add: bool) {
+        let mut expanded = [0u8; STATE_BYTES];
+        blake3::Hasher::new_keyed(EXPANSION_KEY)
+            .update(&row.0)
+            .finalize_xof()
+            .fill(&mut expanded);
+        let lanes = self.lanes.iter_mut().zip(expanded.chunks_exact(2));
+        if add {
+            for (lane, b) in lanes {
+                *lane = lane.wrapping_add(u16::from_le_bytes([b[0], b[1]]));
+            }
+            self.rows = self.rows.wrapping_add(1);
+        } else {
+            for (lane, b) in lanes {
+                *lane = lane.wrapping_sub(u16::from_le_bytes([b[0], b[1]]));
+            }
+            self.rows = self.rows.wrapping_sub(1);
+        }
+    }
+
+    /// Adds one row.
+    pub fn add_row(&mut self, row: &RowDigest) {
+        self.apply(row, true);
+    }
+
+    /// Removes one row (the inverse of [`TableDigest::add_row`]).
+    pub fn remove_row(&mut self, row: &RowDigest) {
+        self.apply(row, false);
+    }
+
+    /// Adds every row of `batch` as rows of `table`.
+    pub fn add_batch(&mut self, table: &str, batch: &Batch) {
+        let hasher = RowHasher::new(table, batch);
+        for row in 0..batch.num_rows() {
+            self.apply(&hasher.digest(row), true);
+        }
+    }
+
+    /// Removes every row of `batch` (for deletes, and the old side of upserts).
+    pub fn remove_batch(&mut self, table: &str, batch: &Batch) {
+        let hasher = RowHasher::new(table, batch);
+        for row in 0..batch.num_rows() {
+            self.apply(&hasher.digest(row), false);
+        }
+    }
+
+    /// Adds another partial digest (of disjoint rows, e.g. computed in parallel).
+    pub fn combine(&mut self, other: &TableDigest) {
+        for (a, b) in self.lanes.iter_mut().zip(other.lanes.iter()) {
+            *a = a.wrapping_add(*b);
+        }
+        self.rows = self.rows.wrapping_add(other.rows);
+    }
+
+    /// Removes a partial digest that was added before.
+    pub fn subtract(&mut self, other: &TableDigest) {
+        for (a, b) in self.lanes.iter_mut().zip(other.lanes.iter()) {
+            *a = a.wrapping_sub(*b);
+        }
+        self.rows = self.rows.wrapping_sub(other.rows);
+    }
+
+    /// Net number of rows added (adds minus removes).
+    pub fn rows(&self) -> i64 {
+        self.rows
+    }
+
+    /// The 2 KiB state, lanes little-endian.
+    pub fn state_bytes(&self) -> Vec<u8> {
+        self.lanes.iter().flat_map(|l| l.to_le_bytes()).collect()
+    }
+
+    /// A digest from its state bytes and row count; the state must be exactly 2 KiB.
+    pub fn from_state_bytes(state: &[u8], rows: i64) -> Result<TableDigest> {
+        if state.len() != STATE_BYTES {
+            return Err(Error::Decode(format!(
+                "table digest state of {} bytes, expected {STATE_BYTES}",
+                state.len()
+            )));
+        }
+        let mut d = TableDigest::new();
+        for (lane, b) in d.lanes.iter_mut().zip(state.chunks_exact(2)) {
+            *lane = u16::from_le_bytes([b[0], b[1]]);
+        }
+        d.rows = rows;
+        Ok(d)
+    }
+
+    /// What users see: the SHA-256 of the state, lower-case hex.
+    pub fn hex(&self) -> String {
+        hex(&Sha256::digest(self.state_bytes()))
+    }
+}
+
+impl std::fmt::Display for TableDigest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.hex())
+    }
+}
+
+impl std::fmt::Debug for TableDigest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "TableDigest({}, rows {})", self.hex(), self.rows)
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct TableDigestWire {
+    #[serde(with = "serde_bytes_vec")]
+    state: Vec<u8>,
+    rows: i64,
+}
+
+impl Serialize for TableDigest {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        TableDigestWire {
+            state: self.state_bytes(),
+            rows: self.rows,
+        }
+        .serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for TableDigest {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let w = TableDigestWire::deserialize(d)?;
+        TableDigest::from_state_bytes(&w.state, w.rows).map_err(serde::de::Error::custom)
+    }
+}
+
+/// A `Vec<u8>` as one byte string rather than a sequence of numbers.
+mod serde_bytes_vec {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(v)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        Ok(serde_bytes_buf::ByteBuf::deserialize(d)?.0)
+    }
+
+    mod serde_bytes_buf {
+        use serde::de::{SeqAccess, Visitor};
+        use serde::{Deserialize, Deserializer};
+
+        pub struct ByteBuf(pub Vec<u8>);
+
+        impl<'de> Deserialize<'de> for ByteBuf {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                struct V;
+                impl<'de> Visitor<'de> for V {
+                    type Value = ByteBuf;
+                    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                        f.write_str("bytes")
+                    }
+                    fn visit_bytes<E: serde::de::Error>(self, b: &[u8]) -> Result<ByteBuf, E> {
+                        Ok(ByteBuf(b.to_vec()))
+                    }
+                    fn visit_byte_buf<E: serde::de::Error>(self, b: Vec<u8>) -> Result<ByteBuf, E> {
+                        Ok(ByteBuf(b))
+                    }
+                    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<ByteBuf, A::Error> {
+                        let mut out = Vec::new();
+                        while let Some(b) = seq.next_element::<u8>()? {
+                            out.push(b);
+                        }
+                        Ok(ByteBuf(out))
+                    }
+                }
+                d.deserialize_byte_buf(V)
+            }
+        }
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        s.push(DIGITS[usize::from(b >> 4)] as char);
+        s.push(DIGITS[usize::from(b & 0xf)] as char);
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::builder::BatchBuilder;
+    use crate::sample::{all_types_batch, all_types_schema};
+    use crate::types::{Field, Schema};
+    use crate::value::Value;
+    use proptest::prelude::*;
+
+    fn schema(t: LogicalType) -> Arc<Schema> {
+        Arc::new(
+            Schema::new(
+                vec![
+                    Field::new("k", LogicalType::Int64, false),
+                    Field::new("v", t, true),
+                ],
+                &["k"],
+            )
+            .unwrap(),
+        )
+    }
+
+    fn one_row(t: LogicalType, v: Value) -> RowDigest {
+        let mut b = BatchBuilder::new(schema(t));
+        b.push_row(&[Value::Int(1), v]).unwrap();
+        RowDigest::of_row("t", &b.finish().unwrap(), 0).unwrap()
+    }
+
+    #[test]
+    fn null_and_empty_differ() {
+        let text = LogicalType::Text { max_bytes: None };
+        assert_ne!(
+            one_row(text.clone(), Value::Null),
+            one_row(text, Value::Text(String::new()))
+        );
+        let bin = LogicalType::Blob { max_bytes: None };
+        assert_ne!(
+            one_row(bin.clone(), Value::Null),
+            one_row(bin, Value::Bytes(vec![]))
+        );
+        assert_ne!(
+            one_row(LogicalType::Int64, Value::Null),
+            one_row(LogicalType::Int64, Value::Int(0))
+        );
+    }
+
+    #[test]
+    fn integers_are_widened_across_storage_widths() {
+        assert_eq!(
+            one_row(LogicalType::Int8, Value::Int(-7)),
+            one_row(LogicalType::Int64, Value::Int(-7))
+        );
+        assert_eq!(
+            one_row(LogicalType::UInt32, Value::Int(7)),
+            one_row(LogicalType::Int128, Value::Int(7))
+        );
+        assert_ne!(
+            one_row(LogicalType::Int64, Value::Int(7)),
+            one_row(LogicalType::Int64, Value::Int(8))
+        );
+    }
+
+    #[test]
+    fn text_and_binary_with_equal_bytes_differ() {
+        assert_ne!(
+            one_row(LogicalType::Json, Value::Text("ab".into())),
+            one_row(
+                LogicalType::Blob { max_bytes: None },
+                Value::Bytes(b"ab".to_vec())
+            )
+        );
+    }
+
+    #[test]
+    fn table_name_is_part_of_the_row() {
+        let batch = all_types_batch(&Arc::new(all_types_schema()), 0, 1).unwrap();
+        assert_ne!(
+            RowDigest::of_row("a", &batch, 0),
+            RowDigest::of_row("b", &batch, 0)
+        );
+        assert_eq!(RowDigest::of_row("a", &batch, 1), None);
+    }
+
+    #[test]
+    fn adjacent_text_cells_cannot_be_confused() {
+        let s = Arc::new(
+            Schema::new(
+                vec![
+                    Field::new("a", LogicalType::Json, true),
+                    Field::new("b", LogicalType::Json, true),
+                ],
+                &[],
+            )
+            .unwrap(),
+        );
+        let mut b = BatchBuilder::new(s);
+        b.push_row(&[Value::Text("ab".into()), Value::Text("c".into())])
+            .unwrap();
+        b.push_row(&[Value::Text("a".into()), Value::Text("bc".into())])
+            .unwrap();
+        let batch = b.finish().unwrap();
+        assert_ne!(
+            RowDigest::of_row("t", &batch, 0),
+            RowDigest::of_row("t", &batch, 1)
+        );
+    }
+
+    #[test]
+    fn hex_is_sha256_of_the_state() {
+        let d = TableDigest::new();
+        // SHA-256 of 2048 zero bytes.
+        assert_eq!(
+            d.hex(),
+            "e5a00aa9991ac8a5ee3109844d84a55583bd20572ad3ffcd42792f3c36b183ad"
+        );
+        let batch = all_types_batch(&Arc::new(all_types_schema()), 0, 10).unwrap();
+        let d = TableDigest::of_batch("t", &batch);
+        assert_ne!(d.hex(), TableDigest::new().hex());
+        assert_eq!(d.rows(), 10);
+        let back = TableDigest::from_state_bytes(&d.state_bytes(), d.rows()).unwrap();
+        assert_eq!(back, d);
+        let bytes = bincode::serde::encode_to_vec(&d, bincode::config::standard()).unwrap();
+        let (again, _): (TableDigest, usize) =
+            bincode::serde::decode_from_slice(&bytes, bincode::config::standard()).unwrap();
+        assert_eq!(again, d);
+        assert!(TableDigest::from_state_bytes(&[0; 10], 0).is_err());
+    }
+
+    fn digest_of(rows: &[u64]) -> TableDigest {
+        let schema = Arc::new(all_types_schema());
+        let mut d = TableDigest::new();
+        for &id in rows {
+            d.add_batch("t", &all_types_batch(&schema, id, 1).unwrap());
+        }
+        d
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        #[test]
+        fn order_does_not_matter(ids in proptest::collection::vec(0u64..10_000, 1..30), seed in any::<u64>()) {
+            let mut shuffled = ids.clone();
+            // Deterministic shuffle from the seed.
+            let n = shuffled.len();
+            for i in 0..n {
+                let j = (seed.wrapping_mul(i as u64 + 1).rotate_left(17) % n as u64) as usize;
+                shuffled.swap(i, j);
+            }
+            prop_assert_eq!(digest_of(&ids), digest_of(&shuffled));
+        }
+
+        #[test]
+        fn add_then_remove_is_identity(base in proptest::collection::vec(0u64..10_000, 0..20),
+                                       extra in proptest::collection::vec(0u64..10_000, 1..20)) {
+            let schema = Arc::new(all_types_schema());
+            let mut d = digest_of(&base);
+            let before = d.clone();
+            for &id in &extra {
+                d.add_batch("t", &all_types_batch(&schema, id, 1).unwrap());
+            }
+            prop_assert_ne!(&d, &before);
+            for &id in extra.iter().rev() {
+                d.remove_batch("t", &all_types_batch(&schema, id, 1).unwrap());
+            }
+            prop_assert_eq!(d, before);
+        }
+
+        #[test]
+        fn partial_digests_combine(ids in proptest::collection::vec(0u64..10_000, 0..30), cut in 0usize..30) {
+            let cut = cut.min(ids.len());
+            let mut left = digest_of(&ids[..cut]);
+            left.combine(&digest_of(&ids[cut..]));
+            prop_assert_eq!(&left, &digest_of(&ids));
+            left.subtract(&digest_of(&ids[cut..]));
+            prop_assert_eq!(left, digest_of(&ids[..cut]));
+        }
+
+        #[test]
+        fn decimals_are_normalised(unscaled in -10i128.pow(20)..10i128.pow(20), extra in 0u8..10) {
+            let narrow = LogicalType::Decimal { precision: 38, scale: 4 };
+            let wide = LogicalType::Decimal { precision: 38, scale: 4 + extra };
+            let a = one_row(narrow, Value::Decimal { unscaled, scale: 4 });
+            let b = one_row(wide, Value::Decimal { unscaled: unscaled * 10i128.pow(u32::from(extra)), scale: 4 + extra });
+            prop_assert_eq!(a, b);
+            let (u, s) = normalize_decimal(unscaled * 1000, 7);
+            prop_assert!(s == 0 || u % 10 != 0);
+        }
+
+        #[test]
+        fn different_values_give_different_rows(a in any::<i64>(), b in any::<i64>()) {
+            prop_assume!(a != b);
+            prop_assert_ne!(one_row(LogicalType::Int64, Value::Int(a)), one_row(LogicalType::Int64, Value::Int(b)));
+        }
+    }
+
+    #[test]
+    fn money_and_decimal_of_equal_value_agree() {
+        assert_eq!(
+            one_row(
+                LogicalType::Money,
+                Value::Decimal {
+                    unscaled: 12_500,
+                    scale: 4
+                }
+            ),
+            one_row(
+                LogicalType::Decimal {
+                    precision: 10,
+                    scale: 2
+                },
+                Value::Decimal {
+                    unscaled: 125,
+                    scale: 2
+                }
+            )
+        );
+    }
+}
