@@ -126,7 +126,10 @@ impl Connection {
     /// The settings with every secret replaced by `***` (URL passwords included), for logs and
     /// the journal.
     pub fn redacted(&self) -> toml::Table {
-        self.settings.iter().map(|(k, s)| (k.clone(), s.redacted.clone())).collect()
+        self.settings
+            .iter()
+            .map(|(k, s)| (k.clone(), s.redacted.clone()))
+            .collect()
     }
 }
 
@@ -196,9 +199,14 @@ pub(crate) fn build(
     })
 }
 
-fn check_connector(ck: &mut Checker<'_>, value: &Spanned<toml::Value>) -> Option<(String, Location)> {
+fn check_connector(
+    ck: &mut Checker<'_>,
+    value: &Spanned<toml::Value>,
+) -> Option<(String, Location)> {
     let valid = value.get_ref().as_str().filter(|s| {
-        !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        !s.is_empty()
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
     });
     match valid {
         Some(connector) => Some((connector.to_owned(), ck.at(&value.span()))),
@@ -301,13 +309,17 @@ fn resolve_value(
                     None => ok = false,
                 }
             }
-            ok.then(|| Resolution {
+            ok.then_some(Resolution {
                 value: toml::Value::Table(resolved),
                 redacted: toml::Value::Table(redacted),
                 secret,
             })
         }
-        other => Some(Resolution { value: other.clone(), redacted: other.clone(), secret: false }),
+        other => Some(Resolution {
+            value: other.clone(),
+            redacted: other.clone(),
+            secret: false,
+        }),
     }
 }
 
@@ -319,7 +331,11 @@ fn resolve_string(
     top: bool,
 ) -> Option<Resolution> {
     let locate = |ck: &Checker<'_>, offset: usize| {
-        if top { ck.at_string_offset(span, offset) } else { ck.at(span) }
+        if top {
+            ck.at_string_offset(span, offset)
+        } else {
+            ck.at(span)
+        }
     };
     if let Some(file) = text.strip_prefix("file:") {
         // Variables in a secret file's path (`file:${CREDENTIALS_DIRECTORY}/db`) name a place,
@@ -407,10 +423,14 @@ fn remember_all_strings(ck: &mut Checker<'_>, value: &toml::Value) {
 fn mask_all_strings(value: &toml::Value) -> toml::Value {
     match value {
         toml::Value::String(_) => toml::Value::String(MASK.into()),
-        toml::Value::Array(items) => toml::Value::Array(items.iter().map(mask_all_strings).collect()),
-        toml::Value::Table(t) => {
-            toml::Value::Table(t.iter().map(|(k, v)| (k.clone(), mask_all_strings(v))).collect())
+        toml::Value::Array(items) => {
+            toml::Value::Array(items.iter().map(mask_all_strings).collect())
         }
+        toml::Value::Table(t) => toml::Value::Table(
+            t.iter()
+                .map(|(k, v)| (k.clone(), mask_all_strings(v)))
+                .collect(),
+        ),
         other => other.clone(),
     }
 }

@@ -157,10 +157,10 @@ impl ConfigError {
     /// Builds the error for a list of problems: the problem itself when there is one.
     pub(crate) fn from_list(mut errors: Vec<ConfigError>) -> ConfigError {
         errors.sort_by_key(|e| e.location());
-        if errors.len() == 1 {
-            if let Some(only) = errors.pop() {
-                return only;
-            }
+        if errors.len() == 1
+            && let Some(only) = errors.pop()
+        {
+            return only;
         }
         ConfigError::Several(errors)
     }

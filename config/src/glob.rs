@@ -159,7 +159,11 @@ mod tests {
         assert!(is_pattern("t[0-9]"));
         assert!(!is_pattern("tienda_01"));
         assert!(check("tienda_[0-9]").is_ok());
-        assert!(check("tienda_[0-9").unwrap_err().contains("without a matching"));
+        assert!(
+            check("tienda_[0-9")
+                .unwrap_err()
+                .contains("without a matching")
+        );
         assert!(check("tienda_[]").is_err());
     }
 }

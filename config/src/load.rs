@@ -22,11 +22,9 @@ use crate::journal::{DEFAULT_SEGMENT_SIZE, DEFAULT_SYNC_INTERVAL, Durability, Jo
 use crate::pipeline::Pipeline;
 use crate::position::LineIndex;
 use crate::retry::{Backoff, RetryPolicy};
-use crate::secret::Secret;
 use crate::schedule::{CronSchedule, Schedule, ScheduleTime};
-use crate::stream::{
-    DEFAULT_CHUNK_BYTES, DEFAULT_CHUNK_ROWS, DEFAULT_SOURCE_COLUMN, Mode, Stream,
-};
+use crate::secret::Secret;
+use crate::stream::{DEFAULT_CHUNK_BYTES, DEFAULT_CHUNK_ROWS, DEFAULT_SOURCE_COLUMN, Mode, Stream};
 use crate::values::{ByteSize, CronExpr, Fraction, HumanDuration, Positive, StringList};
 
 /// The whole file as written.
@@ -103,7 +101,10 @@ impl RawRetry {
     /// `self` with every field `over` sets replaced by `over`'s.
     fn overridden_by(&self, over: &RawRetry) -> RawRetry {
         RawRetry {
-            max_attempts: over.max_attempts.clone().or_else(|| self.max_attempts.clone()),
+            max_attempts: over
+                .max_attempts
+                .clone()
+                .or_else(|| self.max_attempts.clone()),
             every: over.every.clone().or_else(|| self.every.clone()),
             backoff: over.backoff.clone().or_else(|| self.backoff.clone()),
             jitter: over.jitter.or(self.jitter),
@@ -164,7 +165,11 @@ impl Checker<'_> {
 
     /// Records a rule broken at `location`.
     pub(crate) fn invalid_at(&mut self, location: Location, message: String) {
-        self.errors.push(ConfigError::Invalid { file: self.file.to_path_buf(), location, message });
+        self.errors.push(ConfigError::Invalid {
+            file: self.file.to_path_buf(),
+            location,
+            message,
+        });
     }
 
     /// Checks a pipeline, connection or stream name; records the problem and returns false if
@@ -237,7 +242,10 @@ impl Checker<'_> {
             Err(_) => {
                 self.invalid_at(
                     location,
-                    format!("secret file `{}` (used by `{key}`) is not valid UTF-8", path.display()),
+                    format!(
+                        "secret file `{}` (used by `{key}`) is not valid UTF-8",
+                        path.display()
+                    ),
                 );
                 None
             }
@@ -258,7 +266,10 @@ impl Checker<'_> {
 
 /// Names of pipelines, connections and streams: letters, digits, `_`, `-`, `.`.
 fn is_name(name: &str) -> bool {
-    !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+    !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
 }
 
 /// A TOML value's type, as users know it, for messages.
@@ -285,31 +296,77 @@ pub(crate) fn load(
     let raw: RawFile = toml::from_str(text).map_err(|e| ConfigError::Syntax {
         file: file.to_path_buf(),
         location: e.span().map_or(Location::START, |span| lines.start(&span)),
-        message: with_hint(e.message()),
+        message: with_context(text, e.span(), e.message()),
     })?;
-    let mut ck = Checker { file, lines, base_dir, env, errors: Vec::new(), secrets: Vec::new() };
+    let mut ck = Checker {
+        file,
+        lines,
+        base_dir,
+        env,
+        errors: Vec::new(),
+        secrets: Vec::new(),
+    };
     let pipeline = build(&mut ck, raw);
-    if ck.errors.is_empty() {
-        if let Some(mut pipeline) = pipeline {
-            pipeline.secrets = sorted_secrets(ck.secrets).into_iter().map(Secret::new).collect();
-            return Ok(pipeline);
-        }
+    if ck.errors.is_empty()
+        && let Some(mut pipeline) = pipeline
+    {
+        pipeline.secrets = sorted_secrets(ck.secrets)
+            .into_iter()
+            .map(Secret::new)
+            .collect();
+        return Ok(pipeline);
     }
     let mut seen = BTreeSet::new();
-    let errors = ck.errors.into_iter().filter(|e| seen.insert(e.to_string())).collect();
+    let errors = ck
+        .errors
+        .into_iter()
+        .filter(|e| seen.insert(e.to_string()))
+        .collect();
     Err(ConfigError::from_list(errors))
 }
 
-/// Adds advice to the parser's messages where the fix is not obvious from the message.
-fn with_hint(message: &str) -> String {
+/// Completes the parser's message with what it leaves out: the key a bad value belongs to, the
+/// table a missing key belongs in, and advice where the fix is not obvious.
+fn with_context(text: &str, span: Option<Range<usize>>, message: &str) -> String {
     let message = message.trim_end();
     if message.contains("invalid type: map, expected a sequence") {
-        format!("{message}; write each stream as its own [[streams]] table")
-    } else if message == "missing field `pipeline`" {
-        format!("{message}; the file needs a [pipeline] table with a `name`")
-    } else {
-        message.to_owned()
+        return format!("{message}; write each stream as its own [[streams]] table");
     }
+    if message == "missing field `pipeline`" {
+        return format!("{message}; the file needs a [pipeline] table with a `name`");
+    }
+    let Some(start) = span.map(|s| s.start).filter(|&s| s <= text.len()) else {
+        return message.to_owned();
+    };
+    let line_start = text[..start].rfind('\n').map_or(0, |i| i + 1);
+    let line_end = text[start..].find('\n').map_or(text.len(), |i| start + i);
+    let (before, line) = (&text[line_start..start], text[line_start..line_end].trim());
+    if message == "duplicate key" {
+        let key: String = text[start..line_end]
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-'))
+            .collect();
+        if !key.is_empty() {
+            return format!("duplicate key `{key}`: it is already set in this table");
+        }
+    }
+    if message.starts_with("missing field") && line.starts_with('[') {
+        return format!("{message} in {line}");
+    }
+    match key_before(before) {
+        Some(key) if !message.contains(&format!("`{key}`")) => format!("`{key}`: {message}"),
+        _ => message.to_owned(),
+    }
+}
+
+/// The key of `key = value` when `before` is the line's text up to the value.
+fn key_before(before: &str) -> Option<&str> {
+    let before = before.trim_end().strip_suffix('=')?.trim_end();
+    let start = before
+        .rfind(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | '"')))
+        .map_or(0, |i| i + 1);
+    let key = before[start..].trim_matches('"');
+    (!key.is_empty()).then_some(key)
 }
 
 /// Longest first, so that scrubbing a secret that contains another removes all of it.
@@ -323,7 +380,9 @@ fn build(ck: &mut Checker<'_>, raw: RawFile) -> Option<Pipeline> {
     let pipeline_span = raw.pipeline.span();
     let section = raw.pipeline.into_inner();
     let name_ok = ck.check_name(&section.name, "pipeline");
-    let plugin_dir = section.plugin_dir.and_then(|dir| relative_path(ck, &dir, "plugin_dir"));
+    let plugin_dir = section
+        .plugin_dir
+        .and_then(|dir| relative_path(ck, &dir, "plugin_dir"));
     let journal = build_journal(ck, raw.journal);
 
     let mut connections = BTreeMap::new();
@@ -334,7 +393,11 @@ fn build(ck: &mut Checker<'_>, raw: RawFile) -> Option<Pipeline> {
     }
     // Streams are checked against every connection name, including connections that have
     // problems of their own, so that one mistake is not reported twice.
-    let names: Vec<String> = raw.connections.keys().map(|k| k.get_ref().clone()).collect();
+    let names: Vec<String> = raw
+        .connections
+        .keys()
+        .map(|k| k.get_ref().clone())
+        .collect();
 
     let retry = build_retry(ck, &raw.retry);
     if raw.streams.is_empty() {
@@ -347,11 +410,14 @@ fn build(ck: &mut Checker<'_>, raw: RawFile) -> Option<Pipeline> {
     let mut streams: Vec<Stream> = Vec::new();
     let mut first_seen: BTreeMap<String, Location> = BTreeMap::new();
     for raw_stream in &raw.streams {
-        let Some(stream) = build_stream(ck, raw_stream, &names, &raw.retry) else { continue };
-        let name_span = raw_stream.get_ref().name.as_ref().map_or_else(
-            || raw_stream.get_ref().table.span(),
-            Spanned::span,
-        );
+        let Some(stream) = build_stream(ck, raw_stream, &names, &raw.retry) else {
+            continue;
+        };
+        let name_span = raw_stream
+            .get_ref()
+            .name
+            .as_ref()
+            .map_or_else(|| raw_stream.get_ref().table.span(), Spanned::span);
         if let Some(first) = first_seen.get(&stream.name) {
             ck.invalid(
                 &name_span,
@@ -397,25 +463,30 @@ fn build_journal(ck: &mut Checker<'_>, raw: RawJournal) -> Option<JournalSetting
         Some(dir) => relative_path(ck, dir, "journal.dir")?,
         None => ck.base_dir.join("journal"),
     };
-    let name = raw.durability.as_ref().map_or(DurabilityName::Batch, |d| *d.get_ref());
+    let name = raw
+        .durability
+        .as_ref()
+        .map_or(DurabilityName::Batch, |d| *d.get_ref());
     let durability = match name {
         DurabilityName::Always => Durability::Always,
         DurabilityName::Batch => Durability::Batch,
         DurabilityName::Never => Durability::Never,
         DurabilityName::Interval => Durability::Interval(
-            raw.interval.as_ref().map_or(DEFAULT_SYNC_INTERVAL, |i| i.get_ref().0),
+            raw.interval
+                .as_ref()
+                .map_or(DEFAULT_SYNC_INTERVAL, |i| i.get_ref().0),
         ),
     };
-    if let Some(interval) = &raw.interval {
-        if name != DurabilityName::Interval {
-            ck.invalid(
-                &interval.span(),
-                "`interval` only applies to durability = \"interval\"; remove it or set that \
-                 durability"
-                    .into(),
-            );
-            return None;
-        }
+    if let Some(interval) = &raw.interval
+        && name != DurabilityName::Interval
+    {
+        ck.invalid(
+            &interval.span(),
+            "`interval` only applies to durability = \"interval\"; remove it or set that \
+             durability"
+                .into(),
+        );
+        return None;
     }
     Some(JournalSettings {
         dir,
@@ -430,12 +501,18 @@ fn build_retry(ck: &mut Checker<'_>, raw: &RawRetry) -> Option<RetryPolicy> {
     let max_attempts = match &raw.max_attempts {
         None => defaults.max_attempts,
         Some(n) => u32::try_from(n.get_ref().0).unwrap_or_else(|_| {
-            ck.invalid(&n.span(), format!("`max_attempts` must be at most {}", u32::MAX));
+            ck.invalid(
+                &n.span(),
+                format!("`max_attempts` must be at most {}", u32::MAX),
+            );
             ok = false;
             defaults.max_attempts
         }),
     };
-    let backoff = raw.backoff.as_ref().map_or(defaults.backoff, |b| *b.get_ref());
+    let backoff = raw
+        .backoff
+        .as_ref()
+        .map_or(defaults.backoff, |b| *b.get_ref());
     let every = raw.every.as_ref().map_or(defaults.every, |e| e.get_ref().0);
     let max_delay = match &raw.max_delay {
         None => defaults.max_delay.max(every),
@@ -621,7 +698,10 @@ fn expand_sources(
     let mut ok = true;
     for entry in entries {
         if entry.trim().is_empty() {
-            ck.invalid(&from.span(), "`from` contains an empty connection name".into());
+            ck.invalid(
+                &from.span(),
+                "`from` contains an empty connection name".into(),
+            );
             ok = false;
         } else if glob::is_pattern(entry) {
             if let Err(message) = glob::check(entry) {
@@ -669,14 +749,19 @@ fn check_destinations(
 ) -> Option<Vec<String>> {
     let entries = &to.get_ref().0;
     if entries.is_empty() {
-        ck.invalid(&to.span(), "`to` is empty; name at least one destination connection".into());
+        ck.invalid(
+            &to.span(),
+            "`to` is empty; name at least one destination connection".into(),
+        );
         return None;
     }
     let mut seen = BTreeSet::new();
     let mut ok = true;
     for entry in entries {
         let problem = if glob::is_pattern(entry) {
-            Some(format!("`to` takes connection names, not patterns: `{entry}`"))
+            Some(format!(
+                "`to` takes connection names, not patterns: `{entry}`"
+            ))
         } else if !connections.contains(entry) {
             Some(format!(
                 "`to` names connection `{entry}`, which is not defined{}",
@@ -685,7 +770,9 @@ fn check_destinations(
         } else if !seen.insert(entry.as_str()) {
             Some(format!("`to` names `{entry}` twice"))
         } else if sources.is_some_and(|s| s.contains(entry)) {
-            Some(format!("`{entry}` is both a source (`from`) and a destination (`to`) of this stream"))
+            Some(format!(
+                "`{entry}` is both a source (`from`) and a destination (`to`) of this stream"
+            ))
         } else {
             None
         };
@@ -720,7 +807,9 @@ fn check_mode_rules(
                 .to_owned(),
         )),
         Mode::Snapshot if s.cursor.is_some() => Some((
-            s.cursor.as_ref().map_or_else(|| mode_span.clone(), Spanned::span),
+            s.cursor
+                .as_ref()
+                .map_or_else(|| mode_span.clone(), Spanned::span),
             "`cursor` has no effect with mode = \"snapshot\", which copies the whole table; \
              use mode = \"incremental\" to continue from a cursor, or remove `cursor`"
                 .to_owned(),
@@ -770,7 +859,11 @@ fn defined_list(connections: &[String]) -> String {
     if connections.is_empty() {
         return "; no [connections.NAME] is defined".into();
     }
-    let mut names: Vec<String> = connections.iter().take(SHOWN).map(|c| format!("`{c}`")).collect();
+    let mut names: Vec<String> = connections
+        .iter()
+        .take(SHOWN)
+        .map(|c| format!("`{c}`"))
+        .collect();
     if connections.len() > SHOWN {
         names.push(format!("and {} more", connections.len() - SHOWN));
     }
@@ -786,7 +879,9 @@ fn edit_distance(a: &str, b: &str) -> usize {
         row[0] = i + 1;
         for (j, cb) in b.iter().enumerate() {
             let above = row[j + 1];
-            row[j + 1] = (above + 1).min(row[j] + 1).min(diagonal + usize::from(ca != *cb));
+            row[j + 1] = (above + 1)
+                .min(row[j] + 1)
+                .min(diagonal + usize::from(ca != *cb));
             diagonal = above;
         }
     }
@@ -823,7 +918,10 @@ fn build_schedule(ck: &mut Checker<'_>, raw: &Spanned<RawSchedule>) -> Option<Sc
         }
     }
     if let (Some(start), None) = (&s.start, &s.every) {
-        ck.invalid(&start.span(), "`start` only applies with `every`; remove it".into());
+        ck.invalid(
+            &start.span(),
+            "`start` only applies with `every`; remove it".into(),
+        );
         return None;
     }
     if let Some(cron) = &s.cron {
@@ -835,7 +933,10 @@ fn build_schedule(ck: &mut Checker<'_>, raw: &Spanned<RawSchedule>) -> Option<Sc
             Some(start) => Some(schedule_time(ck, start, "start")?),
             None => None,
         };
-        return Some(Schedule::Every { period: every.get_ref().0, start });
+        return Some(Schedule::Every {
+            period: every.get_ref().0,
+            start,
+        });
     }
     let once = s.once.as_ref()?;
     schedule_time(ck, once, "once").map(Schedule::Once)
@@ -887,5 +988,8 @@ fn convert_datetime(
                 .map_err(|e| format!("invalid offset: {e}"))?,
         ),
     };
-    Ok(ScheduleTime { datetime: time::PrimitiveDateTime::new(date, time), offset })
+    Ok(ScheduleTime {
+        datetime: time::PrimitiveDateTime::new(date, time),
+        offset,
+    })
 }

@@ -39,10 +39,16 @@ impl Pipeline {
     /// Reads, parses and validates a pipeline file; `${VAR}` references read the process
     /// environment.
     pub fn from_path(path: &Path) -> Result<Pipeline> {
-        let read_error = |cause| ConfigError::Read { path: path.to_path_buf(), cause };
+        let read_error = |cause| ConfigError::Read {
+            path: path.to_path_buf(),
+            cause,
+        };
         let bytes = std::fs::read(path).map_err(read_error)?;
         let text = String::from_utf8(bytes).map_err(|_| {
-            read_error(std::io::Error::new(std::io::ErrorKind::InvalidData, "the file is not UTF-8"))
+            read_error(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                "the file is not UTF-8",
+            ))
         })?;
         Pipeline::from_str(&text, path)
     }
@@ -145,7 +151,11 @@ impl Pipeline {
                 .map(String::as_str)
                 .collect()
         } else {
-            self.connections.get_key_value(name_or_pattern).map(|(k, _)| k.as_str()).into_iter().collect()
+            self.connections
+                .get_key_value(name_or_pattern)
+                .map(|(k, _)| k.as_str())
+                .into_iter()
+                .collect()
         }
     }
 
@@ -164,6 +174,10 @@ impl Pipeline {
     /// An error about this file at `location`, for checks made outside this crate (a
     /// connector that is not installed, a setting a plugin refuses).
     pub fn error_at(&self, location: Location, message: impl Into<String>) -> ConfigError {
-        ConfigError::Invalid { file: self.path.clone(), location, message: message.into() }
+        ConfigError::Invalid {
+            file: self.path.clone(),
+            location,
+            message: message.into(),
+        }
     }
 }

@@ -27,7 +27,10 @@ impl<'a> LineIndex<'a> {
             .text
             .get(start..offset)
             .map_or(offset - start, |prefix| prefix.chars().count());
-        Location { line, column: column + 1 }
+        Location {
+            line,
+            column: column + 1,
+        }
     }
 
     /// The position where a span starts.

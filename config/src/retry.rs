@@ -121,7 +121,10 @@ mod tests {
 
     #[test]
     fn attempts_are_counted_with_the_first_one() {
-        let p = RetryPolicy { max_attempts: 3, ..RetryPolicy::default() };
+        let p = RetryPolicy {
+            max_attempts: 3,
+            ..RetryPolicy::default()
+        };
         assert!(p.may_retry(1));
         assert!(p.may_retry(2));
         assert!(!p.may_retry(3));

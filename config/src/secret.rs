@@ -104,7 +104,10 @@ pub(crate) fn parse_template(text: &str) -> Result<Vec<Piece>, TemplateError> {
             if !literal.is_empty() {
                 pieces.push(Piece::Literal(std::mem::take(&mut literal)));
             }
-            pieces.push(Piece::Env { name: name.to_owned(), offset: at });
+            pieces.push(Piece::Env {
+                name: name.to_owned(),
+                offset: at,
+            });
             let used = 2 + close + 1;
             rest = &after[used..];
             offset = at + used;
@@ -130,9 +133,17 @@ fn is_env_name(name: &str) -> bool {
 /// Setting names whose whole value is a secret even when written in clear in the file.
 pub(crate) fn is_sensitive_key(key: &str) -> bool {
     let key = key.to_ascii_lowercase();
-    ["password", "passwd", "secret", "token", "credential", "api_key", "apikey"]
-        .iter()
-        .any(|word| key.contains(word))
+    [
+        "password",
+        "passwd",
+        "secret",
+        "token",
+        "credential",
+        "api_key",
+        "apikey",
+    ]
+    .iter()
+    .any(|word| key.contains(word))
 }
 
 /// The byte range of the password in a URL's user info (`scheme://user:PASSWORD@host/...`).
@@ -167,17 +178,20 @@ pub(crate) fn percent_decoded(text: &str) -> Option<String> {
     let mut i = 0;
     while i < bytes.len() {
         let hex = |b: u8| (b as char).to_digit(16);
-        if bytes[i] == b'%' && i + 2 < bytes.len() {
-            if let (Some(hi), Some(lo)) = (hex(bytes[i + 1]), hex(bytes[i + 2])) {
-                out.push((hi * 16 + lo) as u8);
-                i += 3;
-                continue;
-            }
+        if bytes[i] == b'%'
+            && i + 2 < bytes.len()
+            && let (Some(hi), Some(lo)) = (hex(bytes[i + 1]), hex(bytes[i + 2]))
+        {
+            out.push((hi * 16 + lo) as u8);
+            i += 3;
+            continue;
         }
         out.push(bytes[i]);
         i += 1;
     }
-    String::from_utf8(out).ok().filter(|decoded| decoded != text)
+    String::from_utf8(out)
+        .ok()
+        .filter(|decoded| decoded != text)
 }
 
 #[cfg(test)]
@@ -185,7 +199,10 @@ mod tests {
     use super::*;
 
     fn env(name: &str, offset: usize) -> Piece {
-        Piece::Env { name: name.into(), offset }
+        Piece::Env {
+            name: name.into(),
+            offset,
+        }
     }
 
     #[test]
@@ -207,15 +224,27 @@ mod tests {
                 Piece::Literal("@h:1433/v".into()),
             ])
         );
-        assert_eq!(parse_template("${A}${B}"), Ok(vec![env("A", 0), env("B", 4)]));
-        assert_eq!(parse_template("plain"), Ok(vec![Piece::Literal("plain".into())]));
+        assert_eq!(
+            parse_template("${A}${B}"),
+            Ok(vec![env("A", 0), env("B", 4)])
+        );
+        assert_eq!(
+            parse_template("plain"),
+            Ok(vec![Piece::Literal("plain".into())])
+        );
         assert_eq!(parse_template(""), Ok(vec![]));
     }
 
     #[test]
     fn dollar_escapes_and_lone_dollars_stay_literal() {
-        assert_eq!(parse_template("a$${B}c"), Ok(vec![Piece::Literal("a${B}c".into())]));
-        assert_eq!(parse_template("cost $5 $"), Ok(vec![Piece::Literal("cost $5 $".into())]));
+        assert_eq!(
+            parse_template("a$${B}c"),
+            Ok(vec![Piece::Literal("a${B}c".into())])
+        );
+        assert_eq!(
+            parse_template("cost $5 $"),
+            Ok(vec![Piece::Literal("cost $5 $".into())])
+        );
         assert_eq!(
             parse_template("$${X}${Y}"),
             Ok(vec![Piece::Literal("${X}".into()), env("Y", 5)])
@@ -236,10 +265,16 @@ mod tests {
 
     #[test]
     fn url_passwords_are_found_and_masked() {
-        assert_eq!(mask_url_password("mysql://root:pw@h:3306/db"), "mysql://root:***@h:3306/db");
+        assert_eq!(
+            mask_url_password("mysql://root:pw@h:3306/db"),
+            "mysql://root:***@h:3306/db"
+        );
         assert_eq!(mask_url_password("redis://:p@ss@h/0"), "redis://:***@h/0");
         assert_eq!(mask_url_password("mysql://root@h/db"), "mysql://root@h/db");
-        assert_eq!(mask_url_password("mysql://h/db?x=a:b@c"), "mysql://h/db?x=a:b@c");
+        assert_eq!(
+            mask_url_password("mysql://h/db?x=a:b@c"),
+            "mysql://h/db?x=a:b@c"
+        );
         assert_eq!(mask_url_password("not a url"), "not a url");
         assert_eq!(mask_url_password("mysql://u:@h"), "mysql://u:@h");
     }

@@ -38,7 +38,10 @@ fn parse_err(text: &str) -> String {
     let err = parse(text).expect_err("expected the pipeline to be refused");
     let shown = err.to_string();
     for line in shown.lines() {
-        assert!(line.starts_with(&format!("{ORIGIN}:")), "no file:line:col in {line:?}");
+        assert!(
+            line.starts_with(&format!("{ORIGIN}:")),
+            "no file:line:col in {line:?}"
+        );
     }
     shown
 }
@@ -46,15 +49,25 @@ fn parse_err(text: &str) -> String {
 /// Asserts one problem, at `line:column`, whose message contains `fragment`.
 fn assert_error(text: &str, line: usize, column: usize, fragment: &str) {
     let err = parse(text).expect_err("expected the pipeline to be refused");
-    assert_eq!(err.problems().len(), 1, "expected exactly one problem, got:\n{err}");
+    assert_eq!(
+        err.problems().len(),
+        1,
+        "expected exactly one problem, got:\n{err}"
+    );
     let shown = err.to_string();
     assert_eq!(
         err.location(),
         Some(Location { line, column }),
         "wrong position for:\n{shown}"
     );
-    assert!(shown.starts_with(&format!("{ORIGIN}:{line}:{column}: ")), "bad prefix: {shown}");
-    assert!(shown.contains(fragment), "{shown:?} does not contain {fragment:?}");
+    assert!(
+        shown.starts_with(&format!("{ORIGIN}:{line}:{column}: ")),
+        "bad prefix: {shown}"
+    );
+    assert!(
+        shown.contains(fragment),
+        "{shown:?} does not contain {fragment:?}"
+    );
 }
 
 /// A valid two-connection pipeline, with room for more lines at the end.
@@ -76,13 +89,18 @@ fn with_stream(stream: &str) -> String {
 
 #[test]
 fn minimal_pipeline_gets_every_default() {
-    let p = parse_ok(&with_stream("from = \"src\"\ntable = \"orders\"\nto = \"dst\"\n"));
+    let p = parse_ok(&with_stream(
+        "from = \"src\"\ntable = \"orders\"\nto = \"dst\"\n",
+    ));
     assert_eq!(p.name(), "test");
     assert_eq!(p.description(), None);
     assert_eq!(p.plugin_dir(), None);
     assert_eq!(p.path(), Path::new(ORIGIN));
     assert_eq!(p.dir(), Path::new("/srv/caudal/pipelines"));
-    assert_eq!(p.journal_dir(), PathBuf::from("/srv/caudal/pipelines/journal"));
+    assert_eq!(
+        p.journal_dir(),
+        PathBuf::from("/srv/caudal/pipelines/journal")
+    );
     assert_eq!(p.journal().durability(), Durability::Batch);
     assert_eq!(p.journal().segment_size(), 64 << 20);
     assert!(p.schedule().is_none());
@@ -106,7 +124,13 @@ fn minimal_pipeline_gets_every_default() {
     assert!(s.primary_key().is_empty());
     assert_eq!(s.source_column(), None);
     assert_eq!(s.retry(), p.retry());
-    assert_eq!(s.location(), Location { line: 12, column: 1 });
+    assert_eq!(
+        s.location(),
+        Location {
+            line: 12,
+            column: 1
+        }
+    );
     assert_eq!(p.stream("orders").map(|s| s.table()), Some("orders"));
 }
 
@@ -161,9 +185,15 @@ start = 2025-01-10T20:00:00
 "#;
     let p = parse_ok(text);
     assert_eq!(p.description(), Some("all of it"));
-    assert_eq!(p.plugin_dir(), Some(Path::new("/srv/caudal/pipelines/../plugins")));
+    assert_eq!(
+        p.plugin_dir(),
+        Some(Path::new("/srv/caudal/pipelines/../plugins"))
+    );
     assert_eq!(p.journal_dir(), PathBuf::from("/var/lib/caudal/journal"));
-    assert_eq!(p.journal().durability(), Durability::Interval(Duration::from_millis(250)));
+    assert_eq!(
+        p.journal().durability(),
+        Durability::Interval(Duration::from_millis(250))
+    );
     assert_eq!(p.journal().segment_size(), 16 << 20);
     assert_eq!(p.retry().max_attempts, 2);
     assert_eq!(p.retry().jitter, 0.5);
@@ -175,7 +205,10 @@ start = 2025-01-10T20:00:00
     assert_eq!(s.mode(), Mode::Merge);
     assert_eq!(s.cursor(), Some("updated"));
     assert_eq!(s.primary_key(), ["order_id", "line"]);
-    assert_eq!(s.query(), Some("SELECT * FROM order_lines WHERE updated > @from"));
+    assert_eq!(
+        s.query(),
+        Some("SELECT * FROM order_lines WHERE updated > @from")
+    );
     assert_eq!(s.chunk_rows(), 500);
     assert_eq!(s.chunk_bytes(), 65536);
     // The stream overrides three fields and inherits the others from [retry].
@@ -192,13 +225,22 @@ start = 2025-01-10T20:00:00
     let config = out.plugin_config().into_exposed();
     assert_eq!(config.get("prefix").and_then(|v| v.as_str()), Some("x"));
     assert_eq!(
-        config.get("extra").and_then(|v| v.get("depth")).and_then(toml::Value::as_integer),
+        config
+            .get("extra")
+            .and_then(|v| v.get("depth"))
+            .and_then(toml::Value::as_integer),
         Some(2)
     );
-    assert!(config.get("connector").is_none(), "the plugin gets its settings only");
+    assert!(
+        config.get("connector").is_none(),
+        "the plugin gets its settings only"
+    );
 
     match p.schedule() {
-        Some(Schedule::Every { period, start: Some(start) }) => {
+        Some(Schedule::Every {
+            period,
+            start: Some(start),
+        }) => {
             assert_eq!(*period, Duration::from_secs(3 * 86_400));
             assert_eq!(start.offset, None);
             assert_eq!(start.datetime.to_string(), "2025-01-10 20:00:00.0");
@@ -227,7 +269,11 @@ fn schedules_cron_once_and_offsets() {
     match once.schedule() {
         Some(Schedule::Once(at)) => {
             let instant = at.at_offset(time::UtcOffset::UTC);
-            assert_eq!(instant.unix_timestamp(), 1_736_553_600, "2025-01-11T00:00:00Z");
+            assert_eq!(
+                instant.unix_timestamp(),
+                1_736_553_600,
+                "2025-01-11T00:00:00Z"
+            );
         }
         other => panic!("unexpected schedule {other:?}"),
     }
@@ -241,38 +287,113 @@ fn unknown_keys_are_named_with_their_position() {
         1,
         "unknown field `chunk_row`, expected one of",
     );
-    assert_error("[pipeline]\nname = \"x\"\nnmae = 1\n", 3, 1, "unknown field `nmae`");
+    assert_error(
+        "[pipeline]\nname = \"x\"\nnmae = 1\n",
+        3,
+        1,
+        "unknown field `nmae`",
+    );
     // `plugin_dir` belongs in [pipeline]; a top-level key is refused.
-    assert_error(&format!("plugin_dir = \"p\"\n{BASE}"), 1, 1, "unknown field `plugin_dir`");
+    assert_error(
+        &format!("plugin_dir = \"p\"\n{BASE}"),
+        1,
+        1,
+        "unknown field `plugin_dir`",
+    );
 }
 
 #[test]
 fn wrong_types_and_values_point_at_the_value() {
     let stream = "from = \"src\"\ntable = \"t\"\nto = \"dst\"\n";
-    assert_error(&with_stream(&format!("{stream}chunk_rows = \"many\"\n")), 16, 14, "at least 1");
-    assert_error(&with_stream(&format!("{stream}chunk_rows = 0\n")), 16, 14, "must be at least 1");
-    assert_error(&with_stream(&format!("{stream}chunk_bytes = \"8 MB/s\"\n")), 16, 15, "unknown unit");
-    assert_error(&with_stream(&format!("{stream}mode = \"upsert\"\n")), 16, 8, "unknown variant `upsert`");
-    assert_error(&with_stream("from = \"src\"\ntable = 5\nto = \"dst\"\n"), 14, 9, "expected a string");
-    assert_error(&with_stream("from = \"src\"\ntable = \"t\"\nto = 5\n"), 15, 6, "a string or an array of strings");
-    assert_error(&with_stream("from = \"src\"\ntable = \"t\"\nto = [\"dst\", 3]\n"), 15, 14, "expected a string");
+    assert_error(
+        &with_stream(&format!("{stream}chunk_rows = \"many\"\n")),
+        16,
+        14,
+        "at least 1",
+    );
+    assert_error(
+        &with_stream(&format!("{stream}chunk_rows = 0\n")),
+        16,
+        14,
+        "must be at least 1",
+    );
+    assert_error(
+        &with_stream(&format!("{stream}chunk_bytes = \"8 MB/s\"\n")),
+        16,
+        15,
+        "unknown unit",
+    );
+    assert_error(
+        &with_stream(&format!("{stream}mode = \"upsert\"\n")),
+        16,
+        8,
+        "unknown variant `upsert`",
+    );
+    assert_error(
+        &with_stream("from = \"src\"\ntable = 5\nto = \"dst\"\n"),
+        14,
+        9,
+        "expected a string",
+    );
+    assert_error(
+        &with_stream("from = \"src\"\ntable = \"t\"\nto = 5\n"),
+        15,
+        6,
+        "a string or an array of strings",
+    );
+    assert_error(
+        &with_stream("from = \"src\"\ntable = \"t\"\nto = [\"dst\", 3]\n"),
+        15,
+        14,
+        "expected a string",
+    );
     let retry = |body: &str| format!("{}\n[retry]\n{body}\n", with_stream(stream));
     assert_error(&retry("max_attempts = 0"), 18, 16, "must be at least 1");
-    assert_error(&retry("every = \"20 minuts\""), 18, 9, "invalid duration \"20 minuts\"");
+    assert_error(
+        &retry("every = \"20 minuts\""),
+        18,
+        9,
+        "invalid duration \"20 minuts\"",
+    );
     assert_error(&retry("every = \"0s\""), 18, 9, "zero");
     assert_error(&retry("every = 20"), 18, 9, "a duration string");
-    assert_error(&retry("backoff = \"linear\""), 18, 11, "unknown variant `linear`");
+    assert_error(
+        &retry("backoff = \"linear\""),
+        18,
+        11,
+        "unknown variant `linear`",
+    );
     assert_error(&retry("jitter = 1.5"), 18, 10, "between 0 and 1");
     let schedule = |body: &str| format!("{}\n[schedule]\n{body}\n", with_stream(stream));
-    assert_error(&schedule("cron = \"0 25 * * *\""), 18, 8, "invalid cron expression \"0 25 * * *\"");
-    assert_error(&schedule("cron = \"every day\""), 18, 8, "invalid cron expression");
+    assert_error(
+        &schedule("cron = \"0 25 * * *\""),
+        18,
+        8,
+        "invalid cron expression \"0 25 * * *\"",
+    );
+    assert_error(
+        &schedule("cron = \"every day\""),
+        18,
+        8,
+        "invalid cron expression",
+    );
     assert_error(&schedule("once = \"tomorrow\""), 18, 8, "");
 }
 
 #[test]
 fn missing_keys_point_at_their_table() {
-    assert_error(&with_stream("from = \"src\"\nto = \"dst\"\n"), 12, 1, "missing field `table`");
-    assert_error("[pipeline]\ndescription = \"d\"\n", 1, 1, "missing field `name`");
+    assert_error(
+        &with_stream("from = \"src\"\nto = \"dst\"\n"),
+        12,
+        1,
+        "missing field `table`",
+    );
+    assert_error(
+        "[pipeline]\ndescription = \"d\"\n",
+        1,
+        1,
+        "missing field `name`",
+    );
     assert_error("[journal]\ndir = \"j\"\n", 1, 1, "needs a [pipeline] table");
 }
 
@@ -296,16 +417,36 @@ fn streams_must_name_defined_connections() {
         8,
         "`from` pattern `tienda_*` matches no connection",
     );
-    assert_error(&with_stream("from = \"t[0-9\"\ntable = \"t\"\nto = \"dst\"\n"), 13, 8, "without a matching");
-    assert_error(&with_stream("from = []\ntable = \"t\"\nto = \"dst\"\n"), 13, 8, "`from` is empty");
-    assert_error(&with_stream("from = \"src\"\ntable = \"t\"\nto = []\n"), 15, 6, "`to` is empty");
+    assert_error(
+        &with_stream("from = \"t[0-9\"\ntable = \"t\"\nto = \"dst\"\n"),
+        13,
+        8,
+        "without a matching",
+    );
+    assert_error(
+        &with_stream("from = []\ntable = \"t\"\nto = \"dst\"\n"),
+        13,
+        8,
+        "`from` is empty",
+    );
+    assert_error(
+        &with_stream("from = \"src\"\ntable = \"t\"\nto = []\n"),
+        15,
+        6,
+        "`to` is empty",
+    );
     assert_error(
         &with_stream("from = \"src\"\ntable = \"t\"\nto = [\"dst\", \"dst\"]\n"),
         15,
         6,
         "`to` names `dst` twice",
     );
-    assert_error(&with_stream("from = \"src\"\ntable = \"t\"\nto = \"d*\"\n"), 15, 6, "not patterns");
+    assert_error(
+        &with_stream("from = \"src\"\ntable = \"t\"\nto = \"d*\"\n"),
+        15,
+        6,
+        "not patterns",
+    );
     assert_error(
         &with_stream("from = \"*\"\ntable = \"t\"\nto = \"dst\"\nmode = \"consolidate\"\n"),
         15,
@@ -316,7 +457,8 @@ fn streams_must_name_defined_connections() {
 
 #[test]
 fn each_mode_gets_what_it_needs() {
-    let three = "[connections.r_1]\nconnector = \"mysql\"\n[connections.r_2]\nconnector = \"mysql\"\n";
+    let three =
+        "[connections.r_1]\nconnector = \"mysql\"\n[connections.r_2]\nconnector = \"mysql\"\n";
     let text = |stream: &str| format!("{BASE}{three}\n[[streams]]\n{stream}");
     // Line 16 is `[[streams]]`; the stream's keys follow.
     assert_error(
@@ -356,7 +498,9 @@ fn each_mode_gets_what_it_needs() {
         "`source_column` only applies to mode = \"consolidate\"",
     );
     assert_error(
-        &text("from = \"src\"\ntable = \"t\"\nto = \"dst\"\nmode = \"merge\"\nprimary_key = [\"id\", \"id\"]\n"),
+        &text(
+            "from = \"src\"\ntable = \"t\"\nto = \"dst\"\nmode = \"merge\"\nprimary_key = [\"id\", \"id\"]\n",
+        ),
         21,
         15,
         "names column `id` twice",
@@ -368,13 +512,16 @@ fn each_mode_gets_what_it_needs() {
         "`primary_key` is empty",
     );
 
-    let consolidated =
-        parse_ok(&text("from = \"r_*\"\ntable = \"t\"\nto = \"dst\"\nmode = \"consolidate\"\n"));
+    let consolidated = parse_ok(&text(
+        "from = \"r_*\"\ntable = \"t\"\nto = \"dst\"\nmode = \"consolidate\"\n",
+    ));
     let s = &consolidated.streams()[0];
     assert_eq!(s.sources(), ["r_1", "r_2"]);
     assert_eq!(s.source_column(), Some("_source"));
     // A pattern that matches one connection today is still a set of partitions.
-    let one = parse_ok(&text("from = \"sr*\"\ntable = \"t\"\nto = \"dst\"\nmode = \"consolidate\"\n"));
+    let one = parse_ok(&text(
+        "from = \"sr*\"\ntable = \"t\"\nto = \"dst\"\nmode = \"consolidate\"\n",
+    ));
     assert_eq!(one.streams()[0].sources(), ["src"]);
     assert!(one.streams()[0].is_partitioned());
     let merge = parse_ok(&text(
@@ -389,7 +536,12 @@ fn stream_names_are_unique() {
         "{}\n[[streams]]\nfrom = \"src\"\ntable = \"orders\"\nto = \"dst\"\n",
         with_stream("from = \"src\"\ntable = \"orders\"\nto = \"dst\"\n")
     );
-    assert_error(&twice, 19, 9, "stream `orders` is defined twice (first at line 14)");
+    assert_error(
+        &twice,
+        19,
+        9,
+        "stream `orders` is defined twice (first at line 14)",
+    );
     let renamed = format!(
         "{}\n[[streams]]\nname = \"orders_copy\"\nfrom = \"src\"\ntable = \"orders\"\nto = \"dst\"\n",
         with_stream("from = \"src\"\ntable = \"orders\"\nto = \"dst\"\n")
@@ -413,16 +565,29 @@ fn stream_names_are_unique() {
 fn retry_rules() {
     let stream = "from = \"src\"\ntable = \"t\"\nto = \"dst\"\n";
     let retry = |body: &str| format!("{}\n[retry]\n{body}\n", with_stream(stream));
-    assert_error(&retry("max_delay = \"1h\""), 18, 13, "`max_delay` only applies to backoff = \"exponential\"");
+    assert_error(
+        &retry("max_delay = \"1h\""),
+        18,
+        13,
+        "`max_delay` only applies to backoff = \"exponential\"",
+    );
     assert_error(
         &retry("backoff = \"exponential\"\nevery = \"20m\"\nmax_delay = \"1m\""),
         20,
         13,
         "`max_delay` (1m) is shorter than `every` (20m)",
     );
-    assert_error(&with_stream(&format!("{stream}retry = {{ tries = 3 }}\n")), 16, 11, "unknown field `tries`");
+    assert_error(
+        &with_stream(&format!("{stream}retry = {{ tries = 3 }}\n")),
+        16,
+        11,
+        "unknown field `tries`",
+    );
     let long = parse_ok(&retry("every = \"2h\""));
-    assert!(long.retry().max_delay >= long.retry().every, "the default cap never undercuts every");
+    assert!(
+        long.retry().max_delay >= long.retry().every,
+        "the default cap never undercuts every"
+    );
 }
 
 #[test]
@@ -430,10 +595,30 @@ fn schedule_rules() {
     let stream = "from = \"src\"\ntable = \"t\"\nto = \"dst\"\n";
     let schedule = |body: &str| format!("{}\n[schedule]\n{body}\n", with_stream(stream));
     assert_error(&schedule(""), 17, 1, "[schedule] needs one of `cron`");
-    assert_error(&schedule("cron = \"0 5 * * *\"\nevery = \"1d\""), 19, 9, "sets both `cron` and `every`");
-    assert_error(&schedule("cron = \"0 5 * * *\"\nstart = 2025-01-10T20:00:00"), 19, 9, "`start` only applies with `every`");
-    assert_error(&schedule("once = 2025-01-10"), 18, 8, "`once` needs a date and a time of day");
-    assert_error(&schedule("every = \"1d\"\nstart = 20:00:00"), 19, 9, "`start` needs a date and a time");
+    assert_error(
+        &schedule("cron = \"0 5 * * *\"\nevery = \"1d\""),
+        19,
+        9,
+        "sets both `cron` and `every`",
+    );
+    assert_error(
+        &schedule("cron = \"0 5 * * *\"\nstart = 2025-01-10T20:00:00"),
+        19,
+        9,
+        "`start` only applies with `every`",
+    );
+    assert_error(
+        &schedule("once = 2025-01-10"),
+        18,
+        8,
+        "`once` needs a date and a time of day",
+    );
+    assert_error(
+        &schedule("every = \"1d\"\nstart = 20:00:00"),
+        19,
+        9,
+        "`start` needs a date and a time",
+    );
     assert_error(&schedule("every = \"soon\""), 18, 9, "invalid duration");
 }
 
@@ -441,15 +626,30 @@ fn schedule_rules() {
 fn journal_rules() {
     let stream = "from = \"src\"\ntable = \"t\"\nto = \"dst\"\n";
     let journal = |body: &str| format!("{}\n[journal]\n{body}\n", with_stream(stream));
-    assert_error(&journal("interval = \"1s\""), 18, 12, "`interval` only applies to durability = \"interval\"");
-    assert_error(&journal("durability = \"sometimes\""), 18, 14, "unknown variant `sometimes`");
+    assert_error(
+        &journal("interval = \"1s\""),
+        18,
+        12,
+        "`interval` only applies to durability = \"interval\"",
+    );
+    assert_error(
+        &journal("durability = \"sometimes\""),
+        18,
+        14,
+        "unknown variant `sometimes`",
+    );
     assert_error(&journal("dir = \"\""), 18, 7, "`journal.dir` is empty");
     let default_interval = parse_ok(&journal("durability = \"interval\""));
     assert_eq!(
         default_interval.journal().durability(),
         Durability::Interval(Duration::from_millis(100))
     );
-    assert_eq!(parse_ok(&journal("durability = \"never\"")).journal().durability(), Durability::Never);
+    assert_eq!(
+        parse_ok(&journal("durability = \"never\""))
+            .journal()
+            .durability(),
+        Durability::Never
+    );
 }
 
 #[test]
@@ -461,7 +661,12 @@ fn connection_rules() {
         14,
         "connection `other` has no `connector`",
     );
-    assert_error(&format!("{BASE}[connections.other]\nconnector = 3\n{stream}"), 12, 13, "`connector` must be a connector name");
+    assert_error(
+        &format!("{BASE}[connections.other]\nconnector = 3\n{stream}"),
+        12,
+        13,
+        "`connector` must be a connector name",
+    );
     assert_error(
         &format!("{BASE}[connections.other]\nconnector = \"mysql\"\nurl = 3306\n{stream}"),
         13,
@@ -474,15 +679,30 @@ fn connection_rules() {
         14,
         "`bad name` is not a valid connection name",
     );
-    assert_error(&format!("{BASE}[connections]\nsrc2 = 5\n{stream}"), 12, 8, "expected a map");
+    assert_error(
+        &format!("{BASE}[connections]\nsrc2 = 5\n{stream}"),
+        12,
+        8,
+        "expected a map",
+    );
 }
 
 #[test]
 fn structural_mistakes_get_advice() {
-    assert_error(&format!("{BASE}\n[streams]\nfrom = \"src\"\n"), 12, 1, "write each stream as its own [[streams]] table");
+    assert_error(
+        &format!("{BASE}\n[streams]\nfrom = \"src\"\n"),
+        12,
+        1,
+        "write each stream as its own [[streams]] table",
+    );
     assert_error(BASE, 1, 1, "the pipeline has no [[streams]]");
     assert_error("[pipeline\nname = \"x\"\n", 1, 10, "");
-    assert_error("[pipeline]\nname = \"x\"\nname = \"y\"\n", 3, 1, "duplicate key");
+    assert_error(
+        "[pipeline]\nname = \"x\"\nname = \"y\"\n",
+        3,
+        1,
+        "duplicate key",
+    );
 }
 
 #[test]
@@ -491,8 +711,13 @@ fn every_problem_is_reported_in_file_order() {
         "{BASE}\n[[streams]]\nfrom = \"nowhere\"\ntable = \"t\"\nto = \"dst\"\nmode = \"merge\"\n\
          \n[[streams]]\nfrom = \"src\"\ntable = \"u\"\nto = \"missing\"\n"
     );
+    assert_eq!(parse_err(&text).lines().count(), 3, "one line per problem");
     let err = parse(&text).expect_err("three problems");
-    let lines: Vec<usize> = err.problems().iter().filter_map(ConfigError::line).collect();
+    let lines: Vec<usize> = err
+        .problems()
+        .iter()
+        .filter_map(ConfigError::line)
+        .collect();
     assert_eq!(lines, vec![13, 16, 21], "sorted by position:\n{err}");
     assert_eq!(err.line(), Some(13));
     assert_eq!(err.column(), Some(8));
@@ -510,7 +735,13 @@ fn env_references_resolve_and_stay_hidden() {
     let c = p.connection("secure").expect("connection");
     let url = c.setting("url").expect("url");
     assert!(url.is_secret());
-    assert_eq!(url.location(), Location { line: 19, column: 1 });
+    assert_eq!(
+        url.location(),
+        Location {
+            line: 19,
+            column: 1
+        }
+    );
     let config = c.plugin_config().into_exposed();
     assert_eq!(
         config.get("url").and_then(|v| v.as_str()),
@@ -520,11 +751,17 @@ fn env_references_resolve_and_stay_hidden() {
         c.redacted().get("url").and_then(|v| v.as_str()),
         Some("mysql://***:***@db:3306/x")
     );
-    for shown in [format!("{p:?}"), format!("{c:?}"), format!("{:?}", c.plugin_config())] {
+    for shown in [
+        format!("{p:?}"),
+        format!("{c:?}"),
+        format!("{:?}", c.plugin_config()),
+    ] {
         assert!(!shown.contains(PASSWORD), "secret leaked: {shown}");
     }
     assert_eq!(
-        p.scrub(&format!("Access denied for user 'etl'@'x' (using password: {PASSWORD})")),
+        p.scrub(&format!(
+            "Access denied for user 'etl'@'x' (using password: {PASSWORD})"
+        )),
         "Access denied for user '***'@'x' (using password: ***)"
     );
     assert_eq!(p.scrub("nothing to hide"), "nothing to hide");
@@ -537,26 +774,52 @@ fn missing_env_vars_are_named_at_the_reference() {
     );
     let err = parse(&text).expect_err("unset variable");
     match &err {
-        ConfigError::MissingEnv { var, key, location, .. } => {
+        ConfigError::MissingEnv {
+            var, key, location, ..
+        } => {
             assert_eq!(var, "TIENDA_01_PASSWORD");
             assert_eq!(key, "connections.dst.url2");
             // `url2 = "mssql://etl:` is 20 characters: the `$` is column 21.
-            assert_eq!(*location, Location { line: 11, column: 21 });
+            assert_eq!(
+                *location,
+                Location {
+                    line: 11,
+                    column: 21
+                }
+            );
         }
         other => panic!("unexpected error {other:?}"),
     }
-    assert!(err.to_string().contains("environment variable `TIENDA_01_PASSWORD` is not set"));
+    assert!(
+        err.to_string()
+            .contains("environment variable `TIENDA_01_PASSWORD` is not set")
+    );
     // Escaped and multi-line strings cannot be mapped exactly: the value's start is reported.
     let escaped = format!(
         "{BASE}url2 = \"a\\tb${{NOPE}}\"\n\n[[streams]]\nfrom = \"src\"\ntable = \"t\"\nto = \"dst\"\n"
     );
-    assert_eq!(parse(&escaped).expect_err("unset").location(), Some(Location { line: 11, column: 8 }));
+    assert_eq!(
+        parse(&escaped).expect_err("unset").location(),
+        Some(Location {
+            line: 11,
+            column: 8
+        })
+    );
     let nested = format!(
         "{BASE}tls = {{ password = \"${{NOPE}}\" }}\n\n[[streams]]\nfrom = \"src\"\ntable = \"t\"\nto = \"dst\"\n"
     );
     let err = parse(&nested).expect_err("unset");
-    assert!(err.to_string().contains("`connections.dst.tls.password`"), "{err}");
-    assert_eq!(err.location(), Some(Location { line: 11, column: 7 }));
+    assert!(
+        err.to_string().contains("`connections.dst.tls.password`"),
+        "{err}"
+    );
+    assert_eq!(
+        err.location(),
+        Some(Location {
+            line: 11,
+            column: 7
+        })
+    );
     let malformed = format!(
         "{BASE}url2 = \"x${{DB_PASSWORD\"\n\n[[streams]]\nfrom = \"src\"\ntable = \"t\"\nto = \"dst\"\n"
     );
@@ -592,11 +855,22 @@ fn secret_files_are_read_relative_to_the_pipeline() {
     );
     let err = Pipeline::from_str_with_env(&text, &origin, env).expect_err("one file is missing");
     match &err {
-        ConfigError::SecretFile { path, key, location, .. } => {
+        ConfigError::SecretFile {
+            path,
+            key,
+            location,
+            ..
+        } => {
             assert_eq!(path, &dir.path().join("secrets/absent"));
             assert_eq!(key, "connections.dst.other");
             // The `file:` inside the quotes.
-            assert_eq!(*location, Location { line: 12, column: 10 });
+            assert_eq!(
+                *location,
+                Location {
+                    line: 12,
+                    column: 10
+                }
+            );
         }
         other => panic!("unexpected error {other:?}"),
     }
@@ -604,11 +878,17 @@ fn secret_files_are_read_relative_to_the_pipeline() {
     let p = Pipeline::from_str_with_env(&text, &origin, env).expect("valid");
     let c = p.connection("dst").expect("dst");
     let password = c.setting("password").expect("password");
-    assert_eq!(password.resolved().expose().as_str(), Some(PASSWORD), "newline trimmed");
+    assert_eq!(
+        password.resolved().expose().as_str(),
+        Some(PASSWORD),
+        "newline trimmed"
+    );
     assert_eq!(password.redacted().as_str(), Some("***"));
     assert!(!format!("{p:?}").contains(PASSWORD));
     assert_eq!(p.scrub(PASSWORD), "***");
-    let empty = format!("{BASE}password = \"file:\"\n\n[[streams]]\nfrom = \"src\"\ntable = \"t\"\nto = \"dst\"\n");
+    let empty = format!(
+        "{BASE}password = \"file:\"\n\n[[streams]]\nfrom = \"src\"\ntable = \"t\"\nto = \"dst\"\n"
+    );
     assert_error(&empty, 11, 13, "names no file");
 }
 
@@ -619,26 +899,41 @@ fn literal_passwords_are_redacted_too() {
     );
     let p = parse_ok(&text);
     let redacted = p.connection("dst").expect("dst").redacted();
-    assert_eq!(redacted.get("password").and_then(|v| v.as_str()), Some("***"));
-    assert_eq!(redacted.get("mirror").and_then(|v| v.as_str()), Some("redis://:***@cache:6379/0"));
+    assert_eq!(
+        redacted.get("password").and_then(|v| v.as_str()),
+        Some("***")
+    );
+    assert_eq!(
+        redacted.get("mirror").and_then(|v| v.as_str()),
+        Some("redis://:***@cache:6379/0")
+    );
     assert_eq!(p.scrub("auth failed: hunter22"), "auth failed: ***");
-    assert_eq!(p.scrub("bad password p@ss and p%40ss"), "bad password *** and ***");
+    assert_eq!(
+        p.scrub("bad password p@ss and p%40ss"),
+        "bad password *** and ***"
+    );
 }
 
 #[test]
 fn paths_resolve_against_the_pipeline_file() {
-    let p = parse_ok(&with_stream("from = \"src\"\ntable = \"t\"\nto = \"dst\"\n"));
+    let p = parse_ok(&with_stream(
+        "from = \"src\"\ntable = \"t\"\nto = \"dst\"\n",
+    ));
     let dst = p.connection("dst").expect("dst");
     assert_eq!(
-        dst.plugin_config().expose().get("path").and_then(|v| v.as_str()),
+        dst.plugin_config()
+            .expose()
+            .get("path")
+            .and_then(|v| v.as_str()),
         Some("/srv/caudal/pipelines/data/out.duckdb")
     );
-    let memory = format!(
-        "{}",
-        with_stream("from = \"src\"\ntable = \"t\"\nto = \"dst\"\n").replace("data/out.duckdb", ":memory:")
-    );
+    let memory = with_stream("from = \"src\"\ntable = \"t\"\nto = \"dst\"\n")
+        .replace("data/out.duckdb", ":memory:");
     let p = parse_ok(&memory);
-    let path = p.connection("dst").and_then(|c| c.setting("path")).map(|s| s.resolved().expose().clone());
+    let path = p
+        .connection("dst")
+        .and_then(|c| c.setting("path"))
+        .map(|s| s.resolved().expose().clone());
     assert_eq!(path, Some(toml::Value::String(":memory:".into())));
     let relative = Pipeline::from_str_with_env(
         &with_stream("from = \"src\"\ntable = \"t\"\nto = \"dst\"\n"),
@@ -647,7 +942,10 @@ fn paths_resolve_against_the_pipeline_file() {
     )
     .expect("valid");
     assert!(relative.journal_dir().is_absolute());
-    assert_eq!(relative.journal_dir(), std::env::current_dir().expect("cwd").join("./journal"));
+    assert_eq!(
+        relative.journal_dir(),
+        std::env::current_dir().expect("cwd").join("./journal")
+    );
 }
 
 #[test]
@@ -658,20 +956,34 @@ fn expand_from_lists_matching_connections_sorted() {
          mode = \"incremental\"\ncursor = \"fecha\"\n"
     );
     let p = parse_ok(&text);
-    assert_eq!(p.expand_from("tienda_*"), ["tienda_01", "tienda_02", "tienda_10"]);
+    assert_eq!(
+        p.expand_from("tienda_*"),
+        ["tienda_01", "tienda_02", "tienda_10"]
+    );
     assert_eq!(p.expand_from("tienda_0?"), ["tienda_01", "tienda_02"]);
     assert_eq!(p.expand_from("tienda_02"), ["tienda_02"]);
     assert!(p.expand_from("tienda_99").is_empty());
-    assert_eq!(p.streams()[0].sources(), ["tienda_01", "tienda_02", "tienda_10"]);
+    assert_eq!(
+        p.streams()[0].sources(),
+        ["tienda_01", "tienda_02", "tienda_10"]
+    );
     assert_eq!(p.connections().len(), 5);
 }
 
 #[test]
 fn error_at_builds_positioned_errors_for_the_engine() {
-    let p = parse_ok(&with_stream("from = \"src\"\ntable = \"t\"\nto = \"dst\"\n"));
+    let p = parse_ok(&with_stream(
+        "from = \"src\"\ntable = \"t\"\nto = \"dst\"\n",
+    ));
     let c = p.connection("src").expect("src");
-    let err = p.error_at(c.connector_location(), "no plugin provides connector `mysql`");
-    assert_eq!(err.to_string(), format!("{ORIGIN}:5:13: no plugin provides connector `mysql`"));
+    let err = p.error_at(
+        c.connector_location(),
+        "no plugin provides connector `mysql`",
+    );
+    assert_eq!(
+        err.to_string(),
+        format!("{ORIGIN}:5:13: no plugin provides connector `mysql`")
+    );
 }
 
 #[test]
@@ -679,9 +991,17 @@ fn unreadable_files_are_read_errors() {
     let err = Pipeline::from_path(Path::new("/nonexistent/caudal/p.toml")).expect_err("absent");
     assert!(matches!(err, ConfigError::Read { .. }));
     assert_eq!(err.location(), None);
-    assert!(err.to_string().starts_with("/nonexistent/caudal/p.toml: cannot read the pipeline file"));
+    assert!(
+        err.to_string()
+            .starts_with("/nonexistent/caudal/p.toml: cannot read the pipeline file")
+    );
     let dir = tempfile::tempdir().expect("tempdir");
     let binary = dir.path().join("bin.toml");
     std::fs::write(&binary, [0xff, 0xfe, b'\n']).expect("write");
-    assert!(Pipeline::from_path(&binary).expect_err("not UTF-8").to_string().contains("not UTF-8"));
+    assert!(
+        Pipeline::from_path(&binary)
+            .expect_err("not UTF-8")
+            .to_string()
+            .contains("not UTF-8")
+    );
 }

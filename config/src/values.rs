@@ -20,7 +20,9 @@ pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
         format!("invalid duration \"{text}\": {e}; write e.g. \"20m\", \"200ms\" or \"3d\"")
     })?;
     if duration.is_zero() {
-        return Err(format!("duration \"{text}\" is zero; it must be greater than zero"));
+        return Err(format!(
+            "duration \"{text}\" is zero; it must be greater than zero"
+        ));
     }
     Ok(duration)
 }
@@ -49,7 +51,9 @@ pub(crate) struct ByteSize(pub(crate) u64);
 /// Parses `"<integer> [unit]"`; units are B, KB, KiB, MB, MiB, GB, GiB, case-insensitive.
 pub(crate) fn parse_size(text: &str) -> Result<u64, String> {
     let trimmed = text.trim();
-    let digits_end = trimmed.find(|c: char| !c.is_ascii_digit()).unwrap_or(trimmed.len());
+    let digits_end = trimmed
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(trimmed.len());
     let (number, unit) = trimmed.split_at(digits_end);
     let hint = "write an integer number of bytes or e.g. \"8 MiB\", \"512 KiB\", \"1 GB\"";
     let number: u64 = number
@@ -63,13 +67,19 @@ pub(crate) fn parse_size(text: &str) -> Result<u64, String> {
         "mib" => 1 << 20,
         "gb" => 1_000_000_000,
         "gib" => 1 << 30,
-        other => return Err(format!("invalid size \"{text}\": unknown unit \"{other}\"; {hint}")),
+        other => {
+            return Err(format!(
+                "invalid size \"{text}\": unknown unit \"{other}\"; {hint}"
+            ));
+        }
     };
     let bytes = number
         .checked_mul(multiplier)
         .ok_or_else(|| format!("size \"{text}\" is too large"))?;
     if bytes == 0 {
-        return Err(format!("size \"{text}\" is zero; it must be at least 1 byte"));
+        return Err(format!(
+            "size \"{text}\" is zero; it must be at least 1 byte"
+        ));
     }
     Ok(bytes)
 }
@@ -114,7 +124,7 @@ impl<'de> Deserialize<'de> for Positive {
             fn visit_i64<E: de::Error>(self, v: i64) -> Result<Positive, E> {
                 match u64::try_from(v) {
                     Ok(v) if v > 0 => Ok(Positive(v)),
-                    _ => Err(E::custom(format!("{v} is not allowed here: it must be at least 1"))),
+                    _ => Err(E::custom(format!("must be at least 1, not {v}"))),
                 }
             }
             fn visit_u64<E: de::Error>(self, v: u64) -> Result<Positive, E> {
@@ -141,7 +151,9 @@ impl<'de> Deserialize<'de> for Fraction {
                 if (0.0..=1.0).contains(&v) {
                     Ok(Fraction(v))
                 } else {
-                    Err(E::custom(format!("{v} is out of range: it must be between 0 and 1")))
+                    Err(E::custom(format!(
+                        "{v} is out of range: it must be between 0 and 1"
+                    )))
                 }
             }
             fn visit_i64<E: de::Error>(self, v: i64) -> Result<Fraction, E> {
@@ -206,7 +218,10 @@ impl<'de> Deserialize<'de> for CronExpr {
                          (fields: minute hour day-of-month month day-of-week, e.g. \"0 5 * * *\")"
                     ))
                 })?;
-                Ok(CronExpr { text: text.to_owned(), cron })
+                Ok(CronExpr {
+                    text: text.to_owned(),
+                    cron,
+                })
             }
         }
         deserializer.deserialize_str(CronVisitor)
@@ -224,7 +239,11 @@ mod tests {
         assert_eq!(parse_duration("3d"), Ok(Duration::from_secs(3 * 86_400)));
         assert_eq!(parse_duration("1h 30m"), Ok(Duration::from_secs(5400)));
         assert!(parse_duration("0s").unwrap_err().contains("zero"));
-        assert!(parse_duration("20x").unwrap_err().contains("invalid duration \"20x\""));
+        assert!(
+            parse_duration("20x")
+                .unwrap_err()
+                .contains("invalid duration \"20x\"")
+        );
         assert!(parse_duration("").is_err());
     }
 
@@ -234,10 +253,18 @@ mod tests {
         assert_eq!(parse_size("512KiB"), Ok(512 << 10));
         assert_eq!(parse_size("1gb"), Ok(1_000_000_000));
         assert_eq!(parse_size("4096"), Ok(4096));
-        assert!(parse_size("8 MiBs").unwrap_err().contains("unknown unit \"mibs\""));
+        assert!(
+            parse_size("8 MiBs")
+                .unwrap_err()
+                .contains("unknown unit \"mibs\"")
+        );
         assert!(parse_size("1.5 MiB").is_err());
         assert!(parse_size("0 MiB").unwrap_err().contains("zero"));
         assert!(parse_size("99999999999999999999 GiB").is_err());
-        assert!(parse_size("18446744073709551615 GiB").unwrap_err().contains("too large"));
+        assert!(
+            parse_size("18446744073709551615 GiB")
+                .unwrap_err()
+                .contains("too large")
+        );
     }
 }
