@@ -120,7 +120,9 @@ impl Cursor {
             self.end -= self.head;
             self.head = 0;
         }
-        let want = need.max(CHUNK);
+        // Read ahead a chunk, but no more than the file holds: small segments stay cheap.
+        let remaining = usize::try_from(self.file_len.saturating_sub(self.start)).unwrap_or(usize::MAX);
+        let want = need.max(CHUNK.min(remaining));
         if self.buf.len() < want {
             self.buf.resize(want, 0);
         }

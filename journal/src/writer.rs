@@ -356,15 +356,16 @@ impl Writer {
         }
         self.outcomes.clear();
         let written = self.write_group(group).and_then(|()| if sync { self.sync_segment() } else { Ok(()) });
-        let mut acked = 0;
+        self.shared.groups.fetch_add(1, Ordering::Relaxed);
         match written {
             Ok(()) => {
+                // Counters first, so an appender that sees its ack also sees them.
+                let acked = self.outcomes.iter().filter(|o| matches!(o, Some(Ok(_)))).count() as u64;
+                self.shared.entries.fetch_add(acked, Ordering::Relaxed);
                 self.shared.last_seq.store(self.next_seq - 1, Ordering::Release);
                 for (p, outcome) in group.iter_mut().zip(self.outcomes.drain(..)) {
-                    let outcome = outcome.unwrap_or(Err(Error::Closed));
-                    acked += u64::from(outcome.is_ok());
                     if let Some(r) = p.reply.take() {
-                        r.send(outcome);
+                        r.send(outcome.unwrap_or(Err(Error::Closed)));
                     }
                 }
             }
@@ -383,8 +384,6 @@ impl Writer {
                 }
             }
         }
-        self.shared.entries.fetch_add(acked, Ordering::Relaxed);
-        self.shared.groups.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Encodes and writes a group, rotating segments as they fill. Fills `outcomes`.

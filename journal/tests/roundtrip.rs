@@ -32,7 +32,7 @@ proptest! {
         entries in proptest::collection::vec(new_entry(), 1..24),
         segment_bytes in prop_oneof![Just(1u64), 100u64..3000, Just(64u64 << 20)],
     ) {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = tempdir();
         let j = open(dir.path(), Durability::Never, segment_bytes);
         let before = caudal_journal::now();
         for (i, e) in entries.iter().enumerate() {
@@ -84,7 +84,7 @@ proptest! {
 #[test]
 fn concurrent_async_appends_under_every_policy() {
     for policy in [Durability::Always, Durability::Batch, Durability::Interval(Duration::from_millis(5)), Durability::Never] {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = tempdir();
         let j = open(dir.path(), policy, 16 * 1024);
         let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
         let (tasks, per_task) = (8u64, 40u64);
@@ -130,7 +130,7 @@ fn concurrent_async_appends_under_every_policy() {
 /// Under `Interval`, unsynced data is synced when the interval passes, with no further appends.
 #[test]
 fn interval_policy_syncs_without_new_appends() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tempdir();
     let j = open(dir.path(), Durability::Interval(Duration::from_millis(20)), 1 << 20);
     j.append_blocking(tagged(1, 10)).unwrap();
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
@@ -144,7 +144,7 @@ fn interval_policy_syncs_without_new_appends() {
 /// `Never` still syncs at close, and close makes later appends fail with `Closed`.
 #[test]
 fn close_syncs_and_refuses_later_appends() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tempdir();
     let j = open(dir.path(), Durability::Never, 1 << 20);
     let other = j.clone();
     j.append_blocking(tagged(1, 10)).unwrap();
@@ -161,7 +161,7 @@ fn close_syncs_and_refuses_later_appends() {
 /// A follower sees every entry, across rotations, as the writer appends them.
 #[test]
 fn follow_sees_new_entries_and_new_segments() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tempdir();
     let j = open(dir.path(), Durability::Batch, 2000);
     j.append_blocking(tagged(0, 10)).unwrap();
     let r = Reader::open(dir.path()).unwrap();
@@ -181,7 +181,7 @@ fn follow_sees_new_entries_and_new_segments() {
 /// Readers running while the writer appends and rotates see a dense, valid prefix every time.
 #[test]
 fn readers_alongside_the_writer_see_consistent_prefixes() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tempdir();
     let j = open(dir.path(), Durability::Never, 1500);
     j.append_blocking(tagged(0, 1)).unwrap();
     let stop = Arc::new(AtomicBool::new(false));
@@ -213,7 +213,7 @@ fn readers_alongside_the_writer_see_consistent_prefixes() {
 /// The error texts a user sees name what and where.
 #[test]
 fn errors_name_what_and_where() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tempdir();
     let missing = dir.path().join("nope");
     let err = Reader::open(&missing).err().unwrap();
     assert!(matches!(err, caudal_journal::Error::NotAJournal { .. }));

@@ -137,3 +137,16 @@ pub fn tagged(tag: u64, len: usize) -> NewEntry {
     NewEntry::new("p", EntryKind::Ingested { table: format!("t{tag}"), rows: tag, digest: Digest::of(&tag.to_le_bytes()) })
         .with_payload(bytes(len, tag))
 }
+
+/// A temporary directory, on tmpfs when the machine has one: these tests check logic, not the
+/// disk, and fsync on tmpfs costs nothing (a real disk here takes milliseconds per fsync).
+/// Tests about real durability timing use `tempfile::tempdir()` directly.
+pub fn tempdir() -> tempfile::TempDir {
+    let shm = Path::new("/dev/shm");
+    if shm.is_dir()
+        && let Ok(d) = tempfile::tempdir_in(shm)
+    {
+        return d;
+    }
+    tempfile::tempdir().unwrap()
+}
