@@ -27,36 +27,53 @@ use crate::secret::Secret;
 use crate::stream::{DEFAULT_CHUNK_BYTES, DEFAULT_CHUNK_ROWS, DEFAULT_SOURCE_COLUMN, Mode, Stream};
 use crate::values::{ByteSize, CronExpr, Fraction, HumanDuration, Positive, StringList};
 
-/// The whole file as written.
+/// The whole file as written. This and the `Raw*` structs below are the file format's
+/// reference: each field's comment gives its meaning and default.
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, expecting = "a pipeline file")]
 struct RawFile {
+    /// `[pipeline]`: required.
     pipeline: Spanned<RawPipeline>,
+    /// `[journal]`: optional; every field has a default.
     #[serde(default)]
     journal: RawJournal,
+    /// `[connections.NAME]` tables, each with `connector` and the connector's own settings.
+    /// Default: none (but every stream needs some).
     #[serde(default)]
     connections: BTreeMap<Spanned<String>, Spanned<RawSettings>>,
+    /// `[[streams]]`: at least one is required.
     #[serde(default)]
     streams: Vec<Spanned<RawStream>>,
+    /// `[retry]`: the pipeline's retry policy; every field has a default.
     #[serde(default)]
     retry: RawRetry,
+    /// `[schedule]`: optional; without it the pipeline runs only when asked.
     schedule: Option<Spanned<RawSchedule>>,
 }
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, expecting = "a table: [pipeline]")]
 struct RawPipeline {
+    /// The pipeline's identity in the journal and in sinks' offset rows. Required.
     name: Spanned<String>,
+    /// Free text for people. Default: none.
     description: Option<String>,
+    /// A directory searched for connector plugins before `CAUDAL_PLUGIN_PATH` and the
+    /// directory of the `caudal` binary, relative to this file. Default: none.
     plugin_dir: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, expecting = "a table: [journal]")]
 struct RawJournal {
+    /// The journal directory, relative to this file. Default `"journal"`.
     dir: Option<Spanned<String>>,
+    /// `always`, `batch`, `interval` or `never`. Default `"batch"` (group commit).
     durability: Option<Spanned<DurabilityName>>,
+    /// The longest time between syncs with `durability = "interval"` (and only then).
+    /// Default `"100ms"`.
     interval: Option<Spanned<HumanDuration>>,
+    /// Segment files are rotated at this size. Default `"64 MiB"`.
     segment_size: Option<ByteSize>,
 }
 
@@ -70,30 +87,50 @@ enum DurabilityName {
 }
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, expecting = "a table: [[streams]]")]
 struct RawStream {
+    /// The stream's name, unique in the pipeline. Default: `table`.
     name: Option<Spanned<String>>,
+    /// Source connections: a name, a pattern (`tienda_*`) or a list of either. Required.
     from: Spanned<StringList>,
+    /// The table read from each source when there is no `query`, and the table written in
+    /// each destination. Required.
     table: Spanned<String>,
+    /// A query run on each source instead of reading `table`. Default: none.
     query: Option<Spanned<String>>,
+    /// Destination connections: a name or a list of names. Required, not empty.
     to: Spanned<StringList>,
+    /// `snapshot`, `incremental`, `merge` or `consolidate`. Default `"snapshot"`.
     mode: Option<Spanned<Mode>>,
+    /// The column an incremental read continues from. Required by `incremental`, refused by
+    /// `snapshot`, optional otherwise. Default: none.
     cursor: Option<Spanned<String>>,
+    /// Key columns: a name or a list. Required by `merge`. Default: none.
     primary_key: Option<Spanned<StringList>>,
+    /// In `consolidate` mode (only), the column that receives each row's source connection
+    /// name. Default `"_source"`.
     source_column: Option<Spanned<String>>,
+    /// The most rows per batch. Default 20000.
     chunk_rows: Option<Positive>,
+    /// The most bytes per batch, an integer or e.g. `"8 MiB"`. Default `"8 MiB"`.
     chunk_bytes: Option<ByteSize>,
+    /// Overrides of single `[retry]` fields for this stream. Default: none.
     #[serde(default)]
     retry: RawRetry,
 }
 
 #[derive(Deserialize, Default, Clone)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, expecting = "a table of retry settings")]
 struct RawRetry {
+    /// Attempts in all, the first included. Default 3.
     max_attempts: Option<Spanned<Positive>>,
+    /// The wait before a retry, e.g. `"20m"`, `"200ms"`. Default `"1m"`.
     every: Option<Spanned<HumanDuration>>,
+    /// `fixed` or `exponential`. Default `"fixed"`.
     backoff: Option<Spanned<Backoff>>,
+    /// Random spread of each wait, from 0 to 1. Default 0.
     jitter: Option<Fraction>,
+    /// The cap of exponential waits (exponential only). Default `"1h"`, or `every` if longer.
     max_delay: Option<Spanned<HumanDuration>>,
 }
 
@@ -114,11 +151,15 @@ impl RawRetry {
 }
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, expecting = "a table: [schedule]")]
 struct RawSchedule {
+    /// A cron expression in local time, e.g. `"0 5 * * *"`. Default: none.
     cron: Option<Spanned<CronExpr>>,
+    /// A fixed period between runs, e.g. `"3d"`. Default: none.
     every: Option<Spanned<HumanDuration>>,
+    /// A single run at a TOML datetime, local unless an offset is written. Default: none.
     once: Option<Spanned<toml::value::Datetime>>,
+    /// With `every` only: the first run. Default: when `caudal serve` starts.
     start: Option<Spanned<toml::value::Datetime>>,
 }
 
@@ -335,14 +376,16 @@ fn with_context(text: &str, span: Option<Range<usize>>, message: &str) -> String
     if message == "missing field `pipeline`" {
         return format!("{message}; the file needs a [pipeline] table with a `name`");
     }
-    let Some(start) = span.map(|s| s.start).filter(|&s| s <= text.len()) else {
+    // Spans fall on token boundaries; `get` keeps a surprise from becoming a panic.
+    let Some((before_all, after_all)) =
+        span.and_then(|s| Some((text.get(..s.start)?, text.get(s.start..)?)))
+    else {
         return message.to_owned();
     };
-    let line_start = text[..start].rfind('\n').map_or(0, |i| i + 1);
-    let line_end = text[start..].find('\n').map_or(text.len(), |i| start + i);
-    let (before, line) = (&text[line_start..start], text[line_start..line_end].trim());
+    let before = before_all.rsplit('\n').next().unwrap_or_default();
+    let rest_of_line = after_all.split('\n').next().unwrap_or_default();
     if message == "duplicate key" {
-        let key: String = text[start..line_end]
+        let key: String = rest_of_line
             .chars()
             .take_while(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-'))
             .collect();
@@ -350,8 +393,10 @@ fn with_context(text: &str, span: Option<Range<usize>>, message: &str) -> String
             return format!("duplicate key `{key}`: it is already set in this table");
         }
     }
-    if message.starts_with("missing field") && line.starts_with('[') {
-        return format!("{message} in {line}");
+    let header = format!("{before}{rest_of_line}");
+    let header = header.split('#').next().unwrap_or_default().trim();
+    if message.starts_with("missing field") && header.starts_with('[') {
+        return format!("{message} in {header}");
     }
     match key_before(before) {
         Some(key) if !message.contains(&format!("`{key}`")) => format!("`{key}`: {message}"),
@@ -362,10 +407,14 @@ fn with_context(text: &str, span: Option<Range<usize>>, message: &str) -> String
 /// The key of `key = value` when `before` is the line's text up to the value.
 fn key_before(before: &str) -> Option<&str> {
     let before = before.trim_end().strip_suffix('=')?.trim_end();
-    let start = before
-        .rfind(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | '"')))
-        .map_or(0, |i| i + 1);
-    let key = before[start..].trim_matches('"');
+    let is_key_char = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | '"');
+    let key = before.trim_start_matches(|c: char| !is_key_char(c));
+    let start = key
+        .char_indices()
+        .rev()
+        .find(|&(_, c)| !is_key_char(c))
+        .map_or(0, |(i, c)| i + c.len_utf8());
+    let key = key[start..].trim_matches('"');
     (!key.is_empty()).then_some(key)
 }
 
@@ -992,4 +1041,40 @@ fn convert_datetime(
         datetime: time::PrimitiveDateTime::new(date, time),
         offset,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_before_finds_the_key_of_a_value() {
+        assert_eq!(key_before("chunk_rows = "), Some("chunk_rows"));
+        assert_eq!(
+            key_before("retry = { max_attempts = 5, jitter ="),
+            Some("jitter")
+        );
+        assert_eq!(key_before("\"every\" = "), Some("every"));
+        // A multi-byte character right before the key must not split a character.
+        assert_eq!(key_before("x = { ñ\"name\" = "), Some("name"));
+        assert_eq!(key_before("[pipeline]"), None);
+        assert_eq!(key_before("= "), None);
+    }
+
+    #[test]
+    fn edit_distance_suggests_near_misses_only() {
+        assert_eq!(edit_distance("tienda_1", "tienda_01"), 1);
+        assert_eq!(edit_distance("", "abc"), 3);
+        let names = vec!["tienda_01".to_owned(), "warehouse".to_owned()];
+        assert_eq!(
+            suggestion("warehose", &names),
+            " (did you mean `warehouse`?)"
+        );
+        assert_eq!(
+            suggestion("duckdb", &names),
+            "; defined: `tienda_01`, `warehouse`"
+        );
+        let many: Vec<String> = (1..=16).map(|i| format!("tienda_{i:02}")).collect();
+        assert!(suggestion("almacen", &many).ends_with("and 8 more"));
+    }
 }

@@ -1005,3 +1005,32 @@ fn unreadable_files_are_read_errors() {
             .contains("not UTF-8")
     );
 }
+
+#[test]
+fn parser_messages_name_the_key_or_table() {
+    assert_error(
+        "pipeline = 5\n",
+        1,
+        12,
+        "`pipeline`: invalid type: integer `5`, expected a table: [pipeline]",
+    );
+    assert_error(
+        "[pipeline]   # who we are\ndescription = \"d\"\n",
+        1,
+        1,
+        "missing field `name` in [pipeline]\n".trim_end(),
+    );
+    let stream = "from = \"src\"\ntable = \"t\"\nto = \"dst\"\nretry = 5\n";
+    assert_error(
+        &with_stream(stream),
+        16,
+        9,
+        "`retry`: invalid type: integer `5`, expected a table of retry settings",
+    );
+    assert_error(
+        "[pipeline]\nname = \"x\"\n[schedule]\n\"every\" = 5\n",
+        4,
+        11,
+        "`every`: invalid type: integer `5`",
+    );
+}
