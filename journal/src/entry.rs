@@ -55,7 +55,9 @@ impl fmt::Display for RunId {
 impl FromStr for RunId {
     type Err = Error;
     fn from_str(s: &str) -> Result<RunId> {
-        let bad = || Error::BadRunId { value: s.to_string() };
+        let bad = || Error::BadRunId {
+            value: s.to_string(),
+        };
         if s.len() != 16 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Err(bad());
         }
@@ -184,7 +186,13 @@ pub struct NewEntry {
 impl NewEntry {
     /// An entry of `kind` for `pipeline`, with no run, no payload, stamped when written.
     pub fn new(pipeline: impl Into<String>, kind: EntryKind) -> Self {
-        NewEntry { time: None, run: None, pipeline: pipeline.into(), kind, payload: Vec::new() }
+        NewEntry {
+            time: None,
+            run: None,
+            pipeline: pipeline.into(),
+            kind,
+            payload: Vec::new(),
+        }
     }
 
     /// Ties the entry to a run.
@@ -449,7 +457,13 @@ mod tests {
         let id = RunId(0x00ab_cdef_0123_4567);
         assert_eq!(id.to_string(), "00abcdef01234567");
         assert_eq!("00abcdef01234567".parse::<RunId>().unwrap(), id);
-        for bad in ["", "abc", "00abcdef0123456g", "+0abcdef01234567", "00abcdef012345678"] {
+        for bad in [
+            "",
+            "abc",
+            "00abcdef0123456g",
+            "+0abcdef01234567",
+            "00abcdef012345678",
+        ] {
             let err = bad.parse::<RunId>().unwrap_err();
             assert!(err.to_string().contains("invalid run id"), "{bad}: {err}");
         }
@@ -475,9 +489,16 @@ mod tests {
 
     #[test]
     fn kind_names_follow_variant_order() {
-        let k = EntryKind::Ingested { table: "t".into(), rows: 1, digest: Digest::default() };
+        let k = EntryKind::Ingested {
+            table: "t".into(),
+            rows: 1,
+            digest: Digest::default(),
+        };
         assert_eq!(k.name(), "Ingested");
-        let k = EntryKind::RunFailed { error: "x".into(), elapsed_us: 0 };
+        let k = EntryKind::RunFailed {
+            error: "x".into(),
+            elapsed_us: 0,
+        };
         assert_eq!(k.name(), "RunFailed");
         assert_eq!(EntryKind::NAMES.len(), 14);
     }

@@ -78,7 +78,9 @@ pub enum Error {
     Encode(String),
 
     /// An entry is larger than one record can hold.
-    #[error("journal entry of {bytes} bytes is larger than the {max} bytes one record can hold; split the payload")]
+    #[error(
+        "journal entry of {bytes} bytes is larger than the {max} bytes one record can hold; split the payload"
+    )]
     EntryTooLarge {
         /// Encoded size of the entry.
         bytes: u64,
@@ -112,7 +114,10 @@ pub type Result<T> = std::result::Result<T, Error>;
 
 impl Error {
     /// Builds an [`Error::Io`] from an operation name and a path.
-    pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> Error {
+    pub(crate) fn io(
+        op: &'static str,
+        path: impl Into<PathBuf>,
+    ) -> impl FnOnce(std::io::Error) -> Error {
         let path = path.into();
         move |source| Error::Io { op, path, source }
     }

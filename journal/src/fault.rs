@@ -107,7 +107,10 @@ impl FaultyIo {
                     _ => {}
                 }
             } else if path.exists() {
-                std::fs::OpenOptions::new().write(true).open(&path)?.set_len(f.durable_len)?;
+                std::fs::OpenOptions::new()
+                    .write(true)
+                    .open(&path)?
+                    .set_len(f.durable_len)?;
             }
         }
         Ok(())
@@ -147,8 +150,18 @@ impl Io for FaultyIo {
         let inner = StdIo.open_write(path)?;
         let len = inner.len()?;
         // Files that predate this wrapper count as durable as they are.
-        self.state().files.entry(path.to_path_buf()).or_insert(FileState { durable_len: len, new_entry: !existed });
-        Ok(Box::new(FaultyFile { io: self.clone(), path: path.to_path_buf(), inner }))
+        self.state()
+            .files
+            .entry(path.to_path_buf())
+            .or_insert(FileState {
+                durable_len: len,
+                new_entry: !existed,
+            });
+        Ok(Box::new(FaultyFile {
+            io: self.clone(),
+            path: path.to_path_buf(),
+            inner,
+        }))
     }
 
     fn create_dir_all(&self, dir: &Path) -> io::Result<()> {

@@ -68,8 +68,8 @@ const HEADER_LIMIT: usize = 64 << 20;
 
 pub(crate) const ZERO_CHAIN: [u8; 32] = [0; 32];
 
-pub(crate) fn bincode_config() -> Configuration<bincode::config::LittleEndian, bincode::config::Varint, Limit<HEADER_LIMIT>>
-{
+pub(crate) fn bincode_config()
+-> Configuration<bincode::config::LittleEndian, bincode::config::Varint, Limit<HEADER_LIMIT>> {
     bincode::config::standard().with_limit::<HEADER_LIMIT>()
 }
 
@@ -122,7 +122,10 @@ pub(crate) fn encode_segment_header(h: &SegmentHeader) -> [u8; 64] {
 }
 
 pub(crate) fn decode_segment_header(b: &[u8]) -> Result<SegmentHeader, HeaderProblem> {
-    let b: &[u8; 64] = b.get(..64).and_then(|s| s.try_into().ok()).ok_or(HeaderProblem::Short)?;
+    let b: &[u8; 64] = b
+        .get(..64)
+        .and_then(|s| s.try_into().ok())
+        .ok_or(HeaderProblem::Short)?;
     if b[0..8] != SEGMENT_MAGIC {
         return Err(HeaderProblem::Corrupt("bad segment magic"));
     }
@@ -134,11 +137,16 @@ pub(crate) fn decode_segment_header(b: &[u8]) -> Result<SegmentHeader, HeaderPro
         return Err(HeaderProblem::Version(version));
     }
     if b[12..16] != [0; 4] || b[56..60] != [0; 4] {
-        return Err(HeaderProblem::Corrupt("segment header reserved bytes are not zero"));
+        return Err(HeaderProblem::Corrupt(
+            "segment header reserved bytes are not zero",
+        ));
     }
     let mut chain_in = [0u8; 32];
     chain_in.copy_from_slice(&b[24..56]);
-    Ok(SegmentHeader { first_seq: u64_at(b, 16), chain_in })
+    Ok(SegmentHeader {
+        first_seq: u64_at(b, 16),
+        chain_in,
+    })
 }
 
 fn u32_at(b: &[u8], at: usize) -> u32 {
@@ -177,14 +185,19 @@ pub(crate) struct Header {
 pub(crate) fn decode_header(bytes: &[u8]) -> Result<Header, String> {
     match bincode::serde::decode_from_slice::<Header, _>(bytes, bincode_config()) {
         Ok((h, used)) if used == bytes.len() => Ok(h),
-        Ok((_, used)) => Err(format!("entry header has {} trailing bytes", bytes.len() - used)),
+        Ok((_, used)) => Err(format!(
+            "entry header has {} trailing bytes",
+            bytes.len() - used
+        )),
         Err(e) => Err(format!("entry header does not decode: {e}")),
     }
 }
 
 /// Decodes just the seq at the front of an entry header.
 pub(crate) fn decode_header_seq(bytes: &[u8]) -> Option<u64> {
-    bincode::serde::decode_from_slice::<u64, _>(bytes, bincode_config()).ok().map(|(s, _)| s)
+    bincode::serde::decode_from_slice::<u64, _>(bytes, bincode_config())
+        .ok()
+        .map(|(s, _)| s)
 }
 
 /// `SHA-256(prev ‖ header ‖ payload_sha)`.
@@ -214,7 +227,10 @@ pub(crate) fn encode_record(
     let body_len = BODY_FIXED + header_len + payload.len();
     if body_len > MAX_BODY {
         buf.truncate(start);
-        return Err(crate::Error::EntryTooLarge { bytes: body_len as u64, max: MAX_BODY as u64 });
+        return Err(crate::Error::EntryTooLarge {
+            bytes: body_len as u64,
+            max: MAX_BODY as u64,
+        });
     }
     let payload_sha: [u8; 32] = Sha256::digest(payload).into();
     let chain = chain(prev_chain, &buf[header_start..], &payload_sha);
@@ -289,7 +305,13 @@ pub(crate) fn parse_body(body: &[u8]) -> Result<RecordView<'_>, &'static str> {
     payload_sha.copy_from_slice(&body[13..45]);
     let mut chain = [0u8; 32];
     chain.copy_from_slice(&body[45..77]);
-    Ok(RecordView { header, payload, payload_len, payload_sha, chain })
+    Ok(RecordView {
+        header,
+        payload,
+        payload_len,
+        payload_sha,
+        chain,
+    })
 }
 
 /// Encodes one index hint.
@@ -339,7 +361,13 @@ mod tests {
         assert_eq!(segment_name(1), "00000000000000000001.seg");
         assert_eq!(parse_segment_name("00000000000000000042.seg"), Some(42));
         assert_eq!(parse_segment_name(&segment_name(u64::MAX)), Some(u64::MAX));
-        for bad in ["42.seg", "0000000000000000004x.seg", "00000000000000000042.idx", "00000000000000000042seg", "99999999999999999999.seg"] {
+        for bad in [
+            "42.seg",
+            "0000000000000000004x.seg",
+            "00000000000000000042.idx",
+            "00000000000000000042seg",
+            "99999999999999999999.seg",
+        ] {
             assert_eq!(parse_segment_name(bad), None, "{bad}");
         }
         assert!(segment_name(9) < segment_name(10));
@@ -347,20 +375,29 @@ mod tests {
 
     #[test]
     fn segment_header_round_trips_and_detects_every_flip() {
-        let h = SegmentHeader { first_seq: 77, chain_in: [9; 32] };
+        let h = SegmentHeader {
+            first_seq: 77,
+            chain_in: [9; 32],
+        };
         let b = encode_segment_header(&h);
         assert_eq!(decode_segment_header(&b), Ok(h));
         assert_eq!(decode_segment_header(&b[..63]), Err(HeaderProblem::Short));
         for i in 0..64 {
             let mut c = b;
             c[i] ^= 0x10;
-            assert!(decode_segment_header(&c).is_err(), "flip at {i} went unnoticed");
+            assert!(
+                decode_segment_header(&c).is_err(),
+                "flip at {i} went unnoticed"
+            );
         }
     }
 
     #[test]
     fn other_format_version_is_reported_as_such() {
-        let mut b = encode_segment_header(&SegmentHeader { first_seq: 1, chain_in: ZERO_CHAIN });
+        let mut b = encode_segment_header(&SegmentHeader {
+            first_seq: 1,
+            chain_in: ZERO_CHAIN,
+        });
         b[8..12].copy_from_slice(&7u32.to_le_bytes());
         let crc = crc32c::crc32c(&b[0..60]);
         b[60..64].copy_from_slice(&crc.to_le_bytes());
@@ -369,8 +406,17 @@ mod tests {
 
     #[test]
     fn record_round_trips_through_parse_and_chain() {
-        let kind = EntryKind::RunFailed { error: "boom".into(), elapsed_us: 5 };
-        let hdr = HeaderRef { seq: 3, time: 11, run: Some(RunId(4)), pipeline: "p", kind: &kind };
+        let kind = EntryKind::RunFailed {
+            error: "boom".into(),
+            elapsed_us: 5,
+        };
+        let hdr = HeaderRef {
+            seq: 3,
+            time: 11,
+            run: Some(RunId(4)),
+            pipeline: "p",
+            kind: &kind,
+        };
         let mut buf = vec![0xAA];
         let c = encode_record(&mut buf, &[1; 32], &hdr, b"payload").unwrap();
         let rec = &buf[1..];
@@ -382,7 +428,10 @@ mod tests {
         assert_eq!(v.chain, c);
         assert_eq!(chain(&[1; 32], v.header, &v.payload_sha), c);
         let h = decode_header(v.header).unwrap();
-        assert_eq!((h.seq, h.time, h.run, h.pipeline.as_str(), h.kind), (3, 11, Some(RunId(4)), "p", kind));
+        assert_eq!(
+            (h.seq, h.time, h.run, h.pipeline.as_str(), h.kind),
+            (3, 11, Some(RunId(4)), "p", kind)
+        );
         assert_eq!(decode_header_seq(v.header), Some(3));
         for i in 0..rec.len() {
             let mut r = rec.to_vec();

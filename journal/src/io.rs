@@ -27,6 +27,8 @@ pub trait Io: Send + Sync + 'static {
 }
 
 /// An open file.
+// A file's length is a size, not a collection's: `is_empty` would have no caller.
+#[allow(clippy::len_without_is_empty)]
 pub trait IoFile: Send + Sync {
     /// Reads at `offset`; returns the bytes read (0 at end of file).
     fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize>;
@@ -52,7 +54,12 @@ impl Io for StdIo {
     }
 
     fn open_write(&self, path: &Path) -> io::Result<Box<dyn IoFile>> {
-        let f = OpenOptions::new().read(true).write(true).create(true).truncate(false).open(path)?;
+        let f = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)?;
         Ok(Box::new(StdFile(f)))
     }
 
@@ -101,7 +108,12 @@ impl IoFile for StdFile {
 pub(crate) fn write_all_at(f: &dyn IoFile, mut buf: &[u8], mut offset: u64) -> io::Result<()> {
     while !buf.is_empty() {
         match f.write_at(buf, offset) {
-            Ok(0) => return Err(io::Error::new(io::ErrorKind::WriteZero, "file accepted no more bytes")),
+            Ok(0) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::WriteZero,
+                    "file accepted no more bytes",
+                ));
+            }
             Ok(n) => {
                 buf = &buf[n..];
                 offset += n as u64;

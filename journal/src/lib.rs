@@ -34,14 +34,14 @@ mod segment;
 mod verify;
 mod writer;
 
-pub use entry::{now, Digest, Entry, EntryKind, NewEntry, Payload, RunId, Timestamp};
+pub use entry::{Digest, Entry, EntryKind, NewEntry, Payload, RunId, Timestamp, now};
 pub use error::{Error, Result};
 pub use format::FORMAT_VERSION;
 pub use io::{Io, IoFile, StdIo};
-pub use options::{Durability, JournalOptions, DEFAULT_INTERVAL};
+pub use options::{DEFAULT_INTERVAL, Durability, JournalOptions};
 pub use reader::{Entries, Follow, Reader, SegmentInfo, StoredEntry};
 pub use recovery::Recovery;
-pub use verify::{verify, verify_with, VerifyReport};
+pub use verify::{VerifyReport, verify, verify_with};
 pub use writer::{Appended, Journal, WriterStats};
 
 /// Decoding entry points, exposed so property tests can feed them arbitrary bytes.
@@ -49,7 +49,9 @@ pub use writer::{Appended, Journal, WriterStats};
 pub mod decode {
     /// Decodes a segment header; `Err` describes why it is not one.
     pub fn segment_header(bytes: &[u8]) -> Result<(u64, [u8; 32]), String> {
-        crate::format::decode_segment_header(bytes).map(|h| (h.first_seq, h.chain_in)).map_err(|p| format!("{p:?}"))
+        crate::format::decode_segment_header(bytes)
+            .map(|h| (h.first_seq, h.chain_in))
+            .map_err(|p| format!("{p:?}"))
     }
 
     /// Checks and decodes one record (frame and body); `Err` says why it is not one.
@@ -58,19 +60,32 @@ pub mod decode {
             return Err("shorter than a frame".into());
         }
         let len = u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]);
-        if !crate::format::plausible_body_len(len) || len as usize != bytes.len() - crate::format::FRAME_LEN {
+        if !crate::format::plausible_body_len(len)
+            || len as usize != bytes.len() - crate::format::FRAME_LEN
+        {
             return Err("length field disagrees with the record".into());
         }
         if !crate::format::record_crc_ok(bytes) {
             return Err("crc mismatch".into());
         }
-        let v = crate::format::parse_body(&bytes[crate::format::FRAME_LEN..]).map_err(str::to_string)?;
+        let v = crate::format::parse_body(&bytes[crate::format::FRAME_LEN..])
+            .map_err(str::to_string)?;
         let h = crate::format::decode_header(v.header)?;
         let payload = match v.payload {
             Some(p) => crate::Payload::Inline(p.to_vec()),
-            None => crate::Payload::Compacted { sha256: crate::Digest(v.payload_sha), len: v.payload_len },
+            None => crate::Payload::Compacted {
+                sha256: crate::Digest(v.payload_sha),
+                len: v.payload_len,
+            },
         };
-        Ok(crate::Entry { seq: h.seq, time: h.time, run: h.run, pipeline: h.pipeline, kind: h.kind, payload })
+        Ok(crate::Entry {
+            seq: h.seq,
+            time: h.time,
+            run: h.run,
+            pipeline: h.pipeline,
+            kind: h.kind,
+            payload,
+        })
     }
 
     /// Splits a record body into its parts without checking a CRC.

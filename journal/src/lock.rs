@@ -35,8 +35,14 @@ impl DirLock {
             Ok(()) => {}
             Err(TryLockError::WouldBlock) => {
                 let mut text = String::new();
-                let pid = file.read_to_string(&mut text).ok().and_then(|_| text.trim().parse().ok());
-                return Err(Error::Locked { dir: dir.to_path_buf(), pid });
+                let pid = file
+                    .read_to_string(&mut text)
+                    .ok()
+                    .and_then(|_| text.trim().parse().ok());
+                return Err(Error::Locked {
+                    dir: dir.to_path_buf(),
+                    pid,
+                });
             }
             Err(TryLockError::Error(e)) => return Err(Error::io("locking", &path)(e)),
         }

@@ -29,7 +29,9 @@ pub const DEFAULT_INTERVAL: Duration = Duration::from_millis(100);
 impl FromStr for Durability {
     type Err = Error;
     fn from_str(s: &str) -> Result<Durability> {
-        let bad = || Error::BadDurability { value: s.to_string() };
+        let bad = || Error::BadDurability {
+            value: s.to_string(),
+        };
         let lower = s.trim().to_ascii_lowercase();
         match lower.as_str() {
             "always" => Ok(Durability::Always),
@@ -66,7 +68,9 @@ impl fmt::Display for Durability {
             Durability::Always => f.write_str("always"),
             Durability::Batch => f.write_str("batch"),
             Durability::Never => f.write_str("never"),
-            Durability::Interval(d) if d.subsec_micros() % 1000 != 0 => write!(f, "interval:{}us", d.as_micros()),
+            Durability::Interval(d) if d.subsec_micros() % 1000 != 0 => {
+                write!(f, "interval:{}us", d.as_micros())
+            }
             Durability::Interval(d) => write!(f, "interval:{}ms", d.as_millis()),
         }
     }
@@ -85,7 +89,11 @@ pub struct JournalOptions {
 
 impl Default for JournalOptions {
     fn default() -> Self {
-        JournalOptions { durability: Durability::Batch, segment_bytes: 64 << 20, io: Arc::new(StdIo) }
+        JournalOptions {
+            durability: Durability::Batch,
+            segment_bytes: 64 << 20,
+            io: Arc::new(StdIo),
+        }
     }
 }
 
@@ -108,10 +116,26 @@ mod tests {
             ("always", Durability::Always, "always"),
             ("Batch", Durability::Batch, "batch"),
             ("NEVER", Durability::Never, "never"),
-            ("interval", Durability::Interval(Duration::from_millis(100)), "interval:100ms"),
-            ("interval:250ms", Durability::Interval(Duration::from_millis(250)), "interval:250ms"),
-            ("Interval:2s", Durability::Interval(Duration::from_secs(2)), "interval:2000ms"),
-            ("interval:1500us", Durability::Interval(Duration::from_micros(1500)), "interval:1500us"),
+            (
+                "interval",
+                Durability::Interval(Duration::from_millis(100)),
+                "interval:100ms",
+            ),
+            (
+                "interval:250ms",
+                Durability::Interval(Duration::from_millis(250)),
+                "interval:250ms",
+            ),
+            (
+                "Interval:2s",
+                Durability::Interval(Duration::from_secs(2)),
+                "interval:2000ms",
+            ),
+            (
+                "interval:1500us",
+                Durability::Interval(Duration::from_micros(1500)),
+                "interval:1500us",
+            ),
         ];
         for (text, want, shown) in cases {
             let got: Durability = text.parse().unwrap();
@@ -124,7 +148,15 @@ mod tests {
 
     #[test]
     fn bad_durability_lists_the_choices() {
-        for bad in ["", "sometimes", "interval:", "interval:0ms", "interval:5h", "interval:ms", "interval:-1s"] {
+        for bad in [
+            "",
+            "sometimes",
+            "interval:",
+            "interval:0ms",
+            "interval:5h",
+            "interval:ms",
+            "interval:-1s",
+        ] {
             let err = bad.parse::<Durability>().unwrap_err().to_string();
             assert!(err.contains("always, batch, interval"), "{bad}: {err}");
             assert!(err.contains(&format!("`{bad}`")), "{bad}: {err}");

@@ -16,7 +16,7 @@ use crate::error::{Error, Result};
 use crate::format::SEGMENT_HEADER_LEN;
 use crate::io::{Io, StdIo};
 use crate::lock::LOCK_FILE;
-use crate::segment::{self, damaged, Checked, Cursor, SegmentFile, Step};
+use crate::segment::{self, Checked, Cursor, SegmentFile, Step, damaged};
 
 /// A segment file of a journal.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -61,12 +61,20 @@ impl Reader {
 
     /// [`Reader::open`] with a given I/O implementation.
     pub fn open_with(dir: &Path, io: Arc<dyn Io>) -> Result<Reader> {
-        let not_a_journal = || Error::NotAJournal { dir: dir.to_path_buf() };
+        let not_a_journal = || Error::NotAJournal {
+            dir: dir.to_path_buf(),
+        };
         let names = io.list(dir).map_err(|_| not_a_journal())?;
-        if !names.iter().any(|n| n == LOCK_FILE || crate::format::parse_segment_name(n).is_some()) {
+        if !names
+            .iter()
+            .any(|n| n == LOCK_FILE || crate::format::parse_segment_name(n).is_some())
+        {
             return Err(not_a_journal());
         }
-        Ok(Reader { dir: dir.to_path_buf(), io })
+        Ok(Reader {
+            dir: dir.to_path_buf(),
+            io,
+        })
     }
 
     /// The journal directory.
@@ -79,9 +87,17 @@ impl Reader {
         segment::list_segments(&*self.io, &self.dir)?
             .into_iter()
             .map(|s| {
-                let f = self.io.open_read(&s.path).map_err(Error::io("opening segment", &s.path))?;
+                let f = self
+                    .io
+                    .open_read(&s.path)
+                    .map_err(Error::io("opening segment", &s.path))?;
                 let bytes = f.len().map_err(Error::io("reading segment", &s.path))?;
-                Ok(SegmentInfo { name: s.name, path: s.path, first_seq: s.first_seq, bytes })
+                Ok(SegmentInfo {
+                    name: s.name,
+                    path: s.path,
+                    first_seq: s.first_seq,
+                    bytes,
+                })
             })
             .collect()
     }
@@ -89,16 +105,31 @@ impl Reader {
     /// Seq of the last whole entry; 0 when the journal is empty.
     pub fn last_seq(&self) -> Result<u64> {
         let segs = segment::list_segments(&*self.io, &self.dir)?;
-        let Some(last) = segs.last() else { return Ok(0) };
+        let Some(last) = segs.last() else {
+            return Ok(0);
+        };
         let Some(mut pos) = segment::seek(&*self.io, &self.dir, last, u64::MAX)? else {
             return Ok(last.first_seq - 1);
         };
         loop {
-            match pos.cursor.next().map_err(Error::io("reading segment", &last.path))? {
+            match pos
+                .cursor
+                .next()
+                .map_err(Error::io("reading segment", &last.path))?
+            {
                 Step::Record { .. } => pos.expected += 1,
                 Step::End | Step::Incomplete { .. } => return Ok(pos.expected - 1),
-                Step::BadLength { offset } => return Err(damaged(&last.name, offset, pos.expected, "impossible record length")),
-                Step::BadCrc { offset } => return Err(damaged(&last.name, offset, pos.expected, "crc mismatch")),
+                Step::BadLength { offset } => {
+                    return Err(damaged(
+                        &last.name,
+                        offset,
+                        pos.expected,
+                        "impossible record length",
+                    ));
+                }
+                Step::BadCrc { offset } => {
+                    return Err(damaged(&last.name, offset, pos.expected, "crc mismatch"));
+                }
             }
         }
     }
@@ -107,7 +138,9 @@ impl Reader {
     /// (yet).
     pub fn get(&self, seq: u64) -> Result<Option<StoredEntry>> {
         let segs = segment::list_segments(&*self.io, &self.dir)?;
-        let Some(i) = segment_for(&segs, seq) else { return Ok(None) };
+        let Some(i) = segment_for(&segs, seq) else {
+            return Ok(None);
+        };
         let mut entries = Entries::at(self.clone(), segs, i, seq)?;
         match entries.next() {
             Some(Ok(e)) if e.entry.seq == seq => Ok(Some(e)),
@@ -131,7 +164,10 @@ impl Reader {
     /// Entries from `seq` on, waiting (polling every `poll`) for new ones, new segments
     /// included. Ends only after an error.
     pub fn follow_from(&self, seq: u64, poll: Duration) -> Result<Follow> {
-        Ok(Follow { entries: self.entries_from(seq)?, poll })
+        Ok(Follow {
+            entries: self.entries_from(seq)?,
+            poll,
+        })
     }
 }
 
@@ -162,12 +198,32 @@ pub struct Entries {
 
 impl Entries {
     fn empty(reader: Reader, from: u64) -> Entries {
-        Entries { reader, segs: Vec::new(), seg: 0, cursor: None, expected: 1, prev_chain: None, from, sealed: false, failed: false }
+        Entries {
+            reader,
+            segs: Vec::new(),
+            seg: 0,
+            cursor: None,
+            expected: 1,
+            prev_chain: None,
+            from,
+            sealed: false,
+            failed: false,
+        }
     }
 
     fn at(reader: Reader, segs: Vec<SegmentFile>, seg: usize, from: u64) -> Result<Entries> {
         let expected = segs[seg].first_seq;
-        let mut e = Entries { reader, segs, seg, cursor: None, expected, prev_chain: None, from, sealed: false, failed: false };
+        let mut e = Entries {
+            reader,
+            segs,
+            seg,
+            cursor: None,
+            expected,
+            prev_chain: None,
+            from,
+            sealed: false,
+            failed: false,
+        };
         if let Some(pos) = segment::seek(&*e.reader.io, &e.reader.dir, &e.segs[seg], from)? {
             e.cursor = Some(pos.cursor);
             e.expected = pos.expected;
@@ -184,15 +240,31 @@ impl Entries {
             if self.cursor.is_none() && !self.open_current()? {
                 if self.newer_segment_exists()? {
                     let seg = &self.segs[self.seg];
-                    return Err(damaged(&seg.name, 0, self.expected, "segment header is incomplete, yet a newer segment exists"));
+                    return Err(damaged(
+                        &seg.name,
+                        0,
+                        self.expected,
+                        "segment header is incomplete, yet a newer segment exists",
+                    ));
                 }
                 return Ok(None);
             }
             let seg = &self.segs[self.seg];
-            let Some(cursor) = self.cursor.as_mut() else { return Ok(None) };
-            match cursor.next().map_err(Error::io("reading segment", &seg.path))? {
+            let Some(cursor) = self.cursor.as_mut() else {
+                return Ok(None);
+            };
+            match cursor
+                .next()
+                .map_err(Error::io("reading segment", &seg.path))?
+            {
                 Step::Record { offset, bytes } => {
-                    let Checked { view, header } = segment::check_record(&seg.name, offset, bytes, self.expected, self.prev_chain.as_ref())?;
+                    let Checked { view, header } = segment::check_record(
+                        &seg.name,
+                        offset,
+                        bytes,
+                        self.expected,
+                        self.prev_chain.as_ref(),
+                    )?;
                     self.expected += 1;
                     self.prev_chain = Some(view.chain);
                     if header.seq < self.from {
@@ -200,10 +272,26 @@ impl Entries {
                     }
                     let payload = match view.payload {
                         Some(p) => Payload::Inline(p.to_vec()),
-                        None => Payload::Compacted { sha256: Digest(view.payload_sha), len: view.payload_len },
+                        None => Payload::Compacted {
+                            sha256: Digest(view.payload_sha),
+                            len: view.payload_len,
+                        },
                     };
-                    let entry = Entry { seq: header.seq, time: header.time, run: header.run, pipeline: header.pipeline, kind: header.kind, payload };
-                    let stored = StoredEntry { entry, segment: seg.name.clone(), offset, len: bytes.len() as u64, chain: Digest(view.chain) };
+                    let entry = Entry {
+                        seq: header.seq,
+                        time: header.time,
+                        run: header.run,
+                        pipeline: header.pipeline,
+                        kind: header.kind,
+                        payload,
+                    };
+                    let stored = StoredEntry {
+                        entry,
+                        segment: seg.name.clone(),
+                        offset,
+                        len: bytes.len() as u64,
+                        chain: Digest(view.chain),
+                    };
                     return Ok(Some(stored));
                 }
                 Step::End if self.sealed => {
@@ -212,7 +300,12 @@ impl Entries {
                     self.sealed = false;
                 }
                 Step::Incomplete { offset } if self.sealed => {
-                    return Err(damaged(&seg.name, offset, self.expected, "incomplete record at the end of a sealed segment"));
+                    return Err(damaged(
+                        &seg.name,
+                        offset,
+                        self.expected,
+                        "incomplete record at the end of a sealed segment",
+                    ));
                 }
                 Step::End | Step::Incomplete { .. } => {
                     if !self.newer_segment_exists()? {
@@ -222,8 +315,17 @@ impl Entries {
                     // now; read its end once more, since records may have landed meanwhile.
                     self.sealed = true;
                 }
-                Step::BadLength { offset } => return Err(damaged(&seg.name, offset, self.expected, "impossible record length")),
-                Step::BadCrc { offset } => return Err(damaged(&seg.name, offset, self.expected, "crc mismatch")),
+                Step::BadLength { offset } => {
+                    return Err(damaged(
+                        &seg.name,
+                        offset,
+                        self.expected,
+                        "impossible record length",
+                    ));
+                }
+                Step::BadCrc { offset } => {
+                    return Err(damaged(&seg.name, offset, self.expected, "crc mismatch"));
+                }
             }
         }
     }
@@ -237,7 +339,11 @@ impl Entries {
         let current = self.segs[self.seg].first_seq;
         if segs.iter().any(|s| s.first_seq > current) {
             self.segs = segs;
-            self.seg = self.segs.iter().position(|s| s.first_seq == current).unwrap_or(self.seg);
+            self.seg = self
+                .segs
+                .iter()
+                .position(|s| s.first_seq == current)
+                .unwrap_or(self.seg);
             return Ok(true);
         }
         Ok(false)
@@ -254,18 +360,40 @@ impl Entries {
     /// Opens the current segment at its first record; false if its header is not written yet.
     fn open_current(&mut self) -> Result<bool> {
         let seg = &self.segs[self.seg];
-        let file = self.reader.io.open_read(&seg.path).map_err(Error::io("opening segment", &seg.path))?;
-        let Some(header) = segment::read_header(seg, &*file)? else { return Ok(false) };
+        let file = self
+            .reader
+            .io
+            .open_read(&seg.path)
+            .map_err(Error::io("opening segment", &seg.path))?;
+        let Some(header) = segment::read_header(seg, &*file)? else {
+            return Ok(false);
+        };
         if header.first_seq != self.expected {
-            return Err(damaged(&seg.name, 0, self.expected, format!("segment starts at seq {} where seq {} belongs", header.first_seq, self.expected)));
+            return Err(damaged(
+                &seg.name,
+                0,
+                self.expected,
+                format!(
+                    "segment starts at seq {} where seq {} belongs",
+                    header.first_seq, self.expected
+                ),
+            ));
         }
         if let Some(prev) = self.prev_chain
             && prev != header.chain_in
         {
-            return Err(damaged(&seg.name, 0, self.expected, "segment header's carried-in chain differs from the previous segment's last chain"));
+            return Err(damaged(
+                &seg.name,
+                0,
+                self.expected,
+                "segment header's carried-in chain differs from the previous segment's last chain",
+            ));
         }
         self.prev_chain = Some(header.chain_in);
-        self.cursor = Some(Cursor::new(file, SEGMENT_HEADER_LEN).map_err(Error::io("reading segment", &seg.path))?);
+        self.cursor = Some(
+            Cursor::new(file, SEGMENT_HEADER_LEN)
+                .map_err(Error::io("reading segment", &seg.path))?,
+        );
         Ok(true)
     }
 }

@@ -9,8 +9,8 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
-use crate::format::{self, HeaderProblem, SegmentHeader, FRAME_LEN, SEGMENT_HEADER_LEN};
-use crate::io::{read_full_at, Io, IoFile};
+use crate::format::{self, FRAME_LEN, HeaderProblem, SEGMENT_HEADER_LEN, SegmentHeader};
+use crate::io::{Io, IoFile, read_full_at};
 
 /// A segment file found in the directory.
 #[derive(Clone, Debug)]
@@ -27,7 +27,11 @@ pub(crate) fn list_segments(io: &dyn Io, dir: &Path) -> Result<Vec<SegmentFile>>
         .into_iter()
         .filter_map(|name| {
             let first_seq = format::parse_segment_name(&name)?;
-            Some(SegmentFile { path: dir.join(&name), name, first_seq })
+            Some(SegmentFile {
+                path: dir.join(&name),
+                name,
+                first_seq,
+            })
         })
         .collect();
     segs.sort_by_key(|s| s.first_seq);
@@ -36,7 +40,12 @@ pub(crate) fn list_segments(io: &dyn Io, dir: &Path) -> Result<Vec<SegmentFile>>
 
 /// Builds an [`Error::Damaged`].
 pub(crate) fn damaged(segment: &str, offset: u64, seq: u64, reason: impl Into<String>) -> Error {
-    Error::Damaged { segment: segment.to_string(), offset, seq, reason: reason.into() }
+    Error::Damaged {
+        segment: segment.to_string(),
+        offset,
+        seq,
+        reason: reason.into(),
+    }
 }
 
 /// Reads and checks a segment's header. `Ok(None)`: the file is shorter than a header.
@@ -48,7 +57,10 @@ pub(crate) fn read_header(seg: &SegmentFile, file: &dyn IoFile) -> Result<Option
             &seg.name,
             0,
             seg.first_seq,
-            format!("segment header says first seq {} but the file name says {}", h.first_seq, seg.first_seq),
+            format!(
+                "segment header says first seq {} but the file name says {}",
+                h.first_seq, seg.first_seq
+            ),
         )),
         Ok(h) => Ok(Some(h)),
         Err(HeaderProblem::Short) => Ok(None),
@@ -96,7 +108,14 @@ impl Cursor {
     /// A cursor at `offset` of `file`.
     pub fn new(file: Box<dyn IoFile>, offset: u64) -> io::Result<Cursor> {
         let file_len = file.len()?;
-        Ok(Cursor { file, buf: Vec::new(), start: offset, head: 0, end: 0, file_len })
+        Ok(Cursor {
+            file,
+            buf: Vec::new(),
+            start: offset,
+            head: 0,
+            end: 0,
+            file_len,
+        })
     }
 
     /// File offset of the next record.
@@ -121,13 +140,18 @@ impl Cursor {
             self.head = 0;
         }
         // Read ahead a chunk, but no more than the file holds: small segments stay cheap.
-        let remaining = usize::try_from(self.file_len.saturating_sub(self.start)).unwrap_or(usize::MAX);
+        let remaining =
+            usize::try_from(self.file_len.saturating_sub(self.start)).unwrap_or(usize::MAX);
         let want = need.max(CHUNK.min(remaining));
         if self.buf.len() < want {
             self.buf.resize(want, 0);
         }
         while self.end < need {
-            let n = read_full_at(&*self.file, &mut self.buf[self.end..], self.start + self.end as u64)?;
+            let n = read_full_at(
+                &*self.file,
+                &mut self.buf[self.end..],
+                self.start + self.end as u64,
+            )?;
             if n == 0 {
                 return Ok(false);
             }
@@ -141,7 +165,11 @@ impl Cursor {
     pub fn next(&mut self) -> io::Result<Step<'_>> {
         let offset = self.offset();
         if !self.fill(FRAME_LEN)? {
-            return Ok(if self.end == self.head { Step::End } else { Step::Incomplete { offset } });
+            return Ok(if self.end == self.head {
+                Step::End
+            } else {
+                Step::Incomplete { offset }
+            });
         }
         let len_bytes: [u8; 4] = [
             self.buf[self.head],
@@ -169,7 +197,10 @@ impl Cursor {
             return Ok(Step::BadCrc { offset });
         }
         self.head += total;
-        Ok(Step::Record { offset, bytes: &self.buf[self.head - total..self.head] })
+        Ok(Step::Record {
+            offset,
+            bytes: &self.buf[self.head - total..self.head],
+        })
     }
 }
 
@@ -188,20 +219,30 @@ pub(crate) fn check_record<'a>(
     expected_seq: u64,
     prev_chain: Option<&[u8; 32]>,
 ) -> Result<Checked<'a>> {
-    let view = format::parse_body(&bytes[FRAME_LEN..]).map_err(|why| damaged(seg, offset, expected_seq, why))?;
-    let header = format::decode_header(view.header).map_err(|why| damaged(seg, offset, expected_seq, why))?;
+    let view = format::parse_body(&bytes[FRAME_LEN..])
+        .map_err(|why| damaged(seg, offset, expected_seq, why))?;
+    let header = format::decode_header(view.header)
+        .map_err(|why| damaged(seg, offset, expected_seq, why))?;
     if header.seq != expected_seq {
         return Err(damaged(
             seg,
             offset,
             expected_seq,
-            format!("record holds seq {} where seq {expected_seq} belongs (seqs must be dense)", header.seq),
+            format!(
+                "record holds seq {} where seq {expected_seq} belongs (seqs must be dense)",
+                header.seq
+            ),
         ));
     }
     if let Some(prev) = prev_chain
         && format::chain(prev, view.header, &view.payload_sha) != view.chain
     {
-        return Err(damaged(seg, offset, expected_seq, "chain hash mismatch (entry or its predecessor was altered)"));
+        return Err(damaged(
+            seg,
+            offset,
+            expected_seq,
+            "chain hash mismatch (entry or its predecessor was altered)",
+        ));
     }
     Ok(Checked { view, header })
 }
@@ -209,7 +250,9 @@ pub(crate) fn check_record<'a>(
 /// Loads the index hints of a segment; a missing or unreadable index gives none.
 pub(crate) fn load_hints(io: &dyn Io, dir: &Path, first_seq: u64) -> Vec<(u64, u64)> {
     let path = dir.join(format::index_name(first_seq));
-    let Ok(f) = io.open_read(&path) else { return Vec::new() };
+    let Ok(f) = io.open_read(&path) else {
+        return Vec::new();
+    };
     let Ok(len) = f.len() else { return Vec::new() };
     // An index has one 20-byte hint per 64 KiB of segment; cap what we read for a sane size.
     let len = len.min(64 << 20) as usize;
@@ -231,26 +274,48 @@ pub(crate) struct Positioned {
 
 /// Opens `seg` at the best place to start reading for `seq`: the last index hint at or before
 /// `seq` that checks out, else the first record. `Ok(None)`: the header is not written yet.
-pub(crate) fn seek(io: &dyn Io, dir: &Path, seg: &SegmentFile, seq: u64) -> Result<Option<Positioned>> {
-    let open = || io.open_read(&seg.path).map_err(Error::io("opening segment", &seg.path));
+pub(crate) fn seek(
+    io: &dyn Io,
+    dir: &Path,
+    seg: &SegmentFile,
+    seq: u64,
+) -> Result<Option<Positioned>> {
+    let open = || {
+        io.open_read(&seg.path)
+            .map_err(Error::io("opening segment", &seg.path))
+    };
     let file = open()?;
-    let Some(header) = read_header(seg, &*file)? else { return Ok(None) };
+    let Some(header) = read_header(seg, &*file)? else {
+        return Ok(None);
+    };
     let hints = load_hints(io, dir, seg.first_seq);
     if let Some(&(hint_seq, hint_off)) = hints.iter().rev().find(|&&(s, _)| s <= seq)
         && hint_seq > seg.first_seq
         && hint_off >= SEGMENT_HEADER_LEN
         && hint_is_good(open()?, hint_seq, hint_off)
     {
-        let cursor = Cursor::new(open()?, hint_off).map_err(Error::io("reading segment", &seg.path))?;
-        return Ok(Some(Positioned { cursor, expected: hint_seq, prev_chain: None }));
+        let cursor =
+            Cursor::new(open()?, hint_off).map_err(Error::io("reading segment", &seg.path))?;
+        return Ok(Some(Positioned {
+            cursor,
+            expected: hint_seq,
+            prev_chain: None,
+        }));
     }
-    let cursor = Cursor::new(file, SEGMENT_HEADER_LEN).map_err(Error::io("reading segment", &seg.path))?;
-    Ok(Some(Positioned { cursor, expected: seg.first_seq, prev_chain: Some(header.chain_in) }))
+    let cursor =
+        Cursor::new(file, SEGMENT_HEADER_LEN).map_err(Error::io("reading segment", &seg.path))?;
+    Ok(Some(Positioned {
+        cursor,
+        expected: seg.first_seq,
+        prev_chain: Some(header.chain_in),
+    }))
 }
 
 /// Whether a whole, CRC-valid record of seq `seq` starts at `offset`.
 fn hint_is_good(file: Box<dyn IoFile>, seq: u64, offset: u64) -> bool {
-    let Ok(mut c) = Cursor::new(file, offset) else { return false };
+    let Ok(mut c) = Cursor::new(file, offset) else {
+        return false;
+    };
     match c.next() {
         Ok(Step::Record { bytes, .. }) => format::parse_body(&bytes[FRAME_LEN..])
             .ok()

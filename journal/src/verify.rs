@@ -14,7 +14,7 @@
 
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::mpsc::{channel, sync_channel, Receiver, Sender};
+use std::sync::mpsc::{Receiver, Sender, channel, sync_channel};
 use std::time::Duration;
 
 use sha2::{Digest as _, Sha256};
@@ -24,7 +24,7 @@ use crate::error::{Error, Result};
 use crate::format::{SEGMENT_HEADER_LEN, ZERO_CHAIN};
 use crate::io::{Io, StdIo};
 use crate::reader::Reader;
-use crate::segment::{self, damaged, Cursor, SegmentFile, Step};
+use crate::segment::{self, Cursor, SegmentFile, Step, damaged};
 
 /// What a successful [`verify`] saw.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -60,13 +60,22 @@ pub fn verify_with(dir: &Path, io: Arc<dyn Io>) -> Result<VerifyReport> {
         .name("caudal-journal-verify".into())
         .spawn(move || hash_payloads(job_rx, free_tx))
         .map_err(Error::io("starting verify thread for", dir))?;
-    let mut work = Work { tx: job_tx, free: free_rx, job: Job::default() };
+    let mut work = Work {
+        tx: job_tx,
+        free: free_rx,
+        job: Job::default(),
+    };
     let checked = check_segments(&*io, &segs, &mut work);
     work.send();
     drop(work);
     let payload_damage = hasher.join().unwrap_or(None);
     match (payload_damage, checked) {
-        (Some(bad), _) => Err(damaged(&segs[bad.seg].name, bad.offset, bad.seq, "payload hash mismatch")),
+        (Some(bad), _) => Err(damaged(
+            &segs[bad.seg].name,
+            bad.offset,
+            bad.seq,
+            "payload hash mismatch",
+        )),
         (None, r) => r,
     }
 }
@@ -97,7 +106,13 @@ const JOB_BYTES: usize = 1 << 20;
 impl Work {
     fn push(&mut self, payload: &[u8], sha: [u8; 32], seq: u64, seg: usize, offset: u64) {
         self.job.data.extend_from_slice(payload);
-        self.job.items.push(Item { seq, seg, offset, end: self.job.data.len(), sha });
+        self.job.items.push(Item {
+            seq,
+            seg,
+            offset,
+            end: self.job.data.len(),
+            sha,
+        });
         if self.job.data.len() >= JOB_BYTES {
             self.send();
         }
@@ -123,7 +138,13 @@ fn hash_payloads(jobs: Receiver<Job>, free: Sender<Job>) -> Option<Item> {
         for item in &job.items {
             let sha: [u8; 32] = Sha256::digest(&job.data[start..item.end]).into();
             if sha != item.sha {
-                return Some(Item { seq: item.seq, seg: item.seg, offset: item.offset, end: 0, sha });
+                return Some(Item {
+                    seq: item.seq,
+                    seg: item.seg,
+                    offset: item.offset,
+                    end: 0,
+                    sha,
+                });
             }
             start = item.end;
         }
@@ -137,17 +158,32 @@ const TAIL_RETRIES: u32 = 3;
 const TAIL_WAIT: Duration = Duration::from_millis(10);
 
 fn check_segments(io: &dyn Io, segs: &[SegmentFile], work: &mut Work) -> Result<VerifyReport> {
-    let mut report = VerifyReport { segments: segs.len(), ..VerifyReport::default() };
-    let Some(first) = segs.first() else { return Ok(report) };
+    let mut report = VerifyReport {
+        segments: segs.len(),
+        ..VerifyReport::default()
+    };
+    let Some(first) = segs.first() else {
+        return Ok(report);
+    };
     if first.first_seq != 1 {
-        return Err(damaged(&first.name, 0, 1, format!("journal starts at seq {}: the segments before it are missing", first.first_seq)));
+        return Err(damaged(
+            &first.name,
+            0,
+            1,
+            format!(
+                "journal starts at seq {}: the segments before it are missing",
+                first.first_seq
+            ),
+        ));
     }
     let mut expected = 1u64;
     let mut chain = ZERO_CHAIN;
     for (i, seg) in segs.iter().enumerate() {
         let last = i + 1 == segs.len();
         let io_err = Error::io;
-        let file = io.open_read(&seg.path).map_err(io_err("opening segment", &seg.path))?;
+        let file = io
+            .open_read(&seg.path)
+            .map_err(io_err("opening segment", &seg.path))?;
         let mut header = segment::read_header(seg, &*file)?;
         for _ in 0..TAIL_RETRIES {
             if header.is_some() || !last {
@@ -157,20 +193,43 @@ fn check_segments(io: &dyn Io, segs: &[SegmentFile], work: &mut Work) -> Result<
             header = segment::read_header(seg, &*file)?;
         }
         let Some(header) = header else {
-            return Err(damaged(&seg.name, 0, seg.first_seq, "segment header is incomplete"));
+            return Err(damaged(
+                &seg.name,
+                0,
+                seg.first_seq,
+                "segment header is incomplete",
+            ));
         };
         if header.first_seq != expected {
-            return Err(damaged(&seg.name, 0, expected, format!("segment starts at seq {} where seq {expected} belongs", header.first_seq)));
+            return Err(damaged(
+                &seg.name,
+                0,
+                expected,
+                format!(
+                    "segment starts at seq {} where seq {expected} belongs",
+                    header.first_seq
+                ),
+            ));
         }
         if header.chain_in != chain {
-            return Err(damaged(&seg.name, 0, expected, "segment header's carried-in chain differs from the previous segment's last chain"));
+            return Err(damaged(
+                &seg.name,
+                0,
+                expected,
+                "segment header's carried-in chain differs from the previous segment's last chain",
+            ));
         }
-        let mut cursor = Cursor::new(file, SEGMENT_HEADER_LEN).map_err(io_err("reading segment", &seg.path))?;
+        let mut cursor =
+            Cursor::new(file, SEGMENT_HEADER_LEN).map_err(io_err("reading segment", &seg.path))?;
         let mut retries = 0;
         loop {
-            match cursor.next().map_err(io_err("reading segment", &seg.path))? {
+            match cursor
+                .next()
+                .map_err(io_err("reading segment", &seg.path))?
+            {
                 Step::Record { offset, bytes } => {
-                    let c = segment::check_record(&seg.name, offset, bytes, expected, Some(&chain))?;
+                    let c =
+                        segment::check_record(&seg.name, offset, bytes, expected, Some(&chain))?;
                     if let Some(p) = c.view.payload {
                         work.push(p, c.view.payload_sha, expected, i, offset);
                     }
@@ -187,10 +246,24 @@ fn check_segments(io: &dyn Io, segs: &[SegmentFile], work: &mut Work) -> Result<
                     std::thread::sleep(TAIL_WAIT);
                 }
                 Step::Incomplete { offset } => {
-                    return Err(damaged(&seg.name, offset, expected, "incomplete record (a torn tail: opening the journal for writing cuts it)"));
+                    return Err(damaged(
+                        &seg.name,
+                        offset,
+                        expected,
+                        "incomplete record (a torn tail: opening the journal for writing cuts it)",
+                    ));
                 }
-                Step::BadLength { offset } => return Err(damaged(&seg.name, offset, expected, "impossible record length")),
-                Step::BadCrc { offset } => return Err(damaged(&seg.name, offset, expected, "crc mismatch")),
+                Step::BadLength { offset } => {
+                    return Err(damaged(
+                        &seg.name,
+                        offset,
+                        expected,
+                        "impossible record length",
+                    ));
+                }
+                Step::BadCrc { offset } => {
+                    return Err(damaged(&seg.name, offset, expected, "crc mismatch"));
+                }
             }
         }
         report.bytes += cursor.offset();

@@ -22,8 +22,10 @@ use std::time::{Duration, Instant};
 
 use crate::entry::{self, Digest, EntryKind, NewEntry};
 use crate::error::{Error, Result};
-use crate::format::{self, HeaderRef, INDEX_EVERY, INDEX_HEADER_LEN, INDEX_HINT_LEN, SEGMENT_HEADER_LEN};
-use crate::io::{write_all_at, Io, IoFile};
+use crate::format::{
+    self, HeaderRef, INDEX_EVERY, INDEX_HEADER_LEN, INDEX_HINT_LEN, SEGMENT_HEADER_LEN,
+};
+use crate::io::{Io, IoFile, write_all_at};
 use crate::lock::DirLock;
 use crate::options::{Durability, JournalOptions};
 use crate::recovery::{self, Recovery, Tail};
@@ -110,14 +112,19 @@ impl Shared {
 
     fn submit(&self, entry: NewEntry, reply: Reply) -> Result<()> {
         if let Some(cause) = self.poisoned.get() {
-            return Err(Error::Poisoned { cause: cause.clone() });
+            return Err(Error::Poisoned {
+                cause: cause.clone(),
+            });
         }
         let mut q = self.queue();
         if q.closing {
             return Err(Error::Closed);
         }
         let was_empty = q.pending.is_empty();
-        q.pending.push(Pending { entry, reply: Some(reply) });
+        q.pending.push(Pending {
+            entry,
+            reply: Some(reply),
+        });
         drop(q);
         // The writer only sleeps on an empty queue, so only the first push needs to wake it.
         if was_empty {
@@ -132,12 +139,16 @@ impl Journal {
     /// cuts a torn tail (appending a `JournalRecovered` entry), and starts the writer thread.
     pub fn open(dir: &Path, opts: JournalOptions) -> Result<Journal> {
         let io = opts.io.clone();
-        io.create_dir_all(dir).map_err(Error::io("creating journal directory", dir))?;
+        io.create_dir_all(dir)
+            .map_err(Error::io("creating journal directory", dir))?;
         let lock = DirLock::acquire(dir)?;
         let tail = recovery::recover(&*io, dir)?;
         let cut = tail.cut.clone();
         let shared = Arc::new(Shared {
-            queue: Mutex::new(Queue { pending: Vec::new(), closing: false }),
+            queue: Mutex::new(Queue {
+                pending: Vec::new(),
+                closing: false,
+            }),
             wake: Condvar::new(),
             poisoned: OnceLock::new(),
             last_seq: AtomicU64::new(tail.next_seq - 1),
@@ -148,14 +159,25 @@ impl Journal {
         });
         let mut writer = Writer::new(io, dir.to_path_buf(), &opts, tail, shared.clone())?;
         if let Some(r) = &cut {
-            let kind = EntryKind::JournalRecovered { segment: r.segment.clone(), offset: r.offset, bytes_dropped: r.bytes_dropped };
+            let kind = EntryKind::JournalRecovered {
+                segment: r.segment.clone(),
+                offset: r.offset,
+                bytes_dropped: r.bytes_dropped,
+            };
             writer.append_now(NewEntry::new("", kind))?;
         }
         let thread = std::thread::Builder::new()
             .name("caudal-journal-writer".into())
             .spawn(move || writer.run(lock))
             .map_err(Error::io("starting writer thread for", dir))?;
-        Ok(Journal { inner: Arc::new(Inner { shared, thread: Mutex::new(Some(thread)), dir: dir.to_path_buf(), recovery: cut }) })
+        Ok(Journal {
+            inner: Arc::new(Inner {
+                shared,
+                thread: Mutex::new(Some(thread)),
+                dir: dir.to_path_buf(),
+                recovery: cut,
+            }),
+        })
     }
 
     /// Appends an entry; resolves once it is durable under the journal's policy. If the future
@@ -213,7 +235,11 @@ impl Inner {
         self.shared.wake.notify_all();
         let handle = self.thread.lock().unwrap_or_else(|e| e.into_inner()).take();
         match handle {
-            Some(h) => h.join().unwrap_or_else(|_| Err(Error::Poisoned { cause: "the writer thread panicked".into() })),
+            Some(h) => h.join().unwrap_or_else(|_| {
+                Err(Error::Poisoned {
+                    cause: "the writer thread panicked".into(),
+                })
+            }),
             None => Ok(()),
         }
     }
@@ -256,17 +282,35 @@ struct Writer {
 }
 
 impl Writer {
-    fn new(io: Arc<dyn Io>, dir: PathBuf, opts: &JournalOptions, tail: Tail, shared: Arc<Shared>) -> Result<Writer> {
+    fn new(
+        io: Arc<dyn Io>,
+        dir: PathBuf,
+        opts: &JournalOptions,
+        tail: Tail,
+        shared: Arc<Shared>,
+    ) -> Result<Writer> {
         let index_path = dir.join(format::index_name(tail.seg.first_seq));
-        let index = io.open_write(&index_path).map_err(Error::io("opening index", &index_path))?;
+        let index = io
+            .open_write(&index_path)
+            .map_err(Error::io("opening index", &index_path))?;
         let index_len = INDEX_HEADER_LEN + (tail.hints.len() * INDEX_HINT_LEN) as u64;
-        let next_hint_at = tail.hints.last().map_or(SEGMENT_HEADER_LEN, |&(_, o)| o + INDEX_EVERY);
+        let next_hint_at = tail
+            .hints
+            .last()
+            .map_or(SEGMENT_HEADER_LEN, |&(_, o)| o + INDEX_EVERY);
         Ok(Writer {
             io,
             dir,
             durability: opts.durability,
             segment_bytes: opts.segment_bytes,
-            active: Active { seg: tail.seg, file: tail.file, len: tail.len, index, index_len, next_hint_at },
+            active: Active {
+                seg: tail.seg,
+                file: tail.file,
+                len: tail.len,
+                index,
+                index_len,
+                next_hint_at,
+            },
             next_seq: tail.next_seq,
             last_chain: tail.last_chain,
             buf: Vec::with_capacity(1 << 20),
@@ -281,7 +325,10 @@ impl Writer {
     /// Appends one entry and syncs, whatever the policy (used for the recovery entry at open).
     fn append_now(&mut self, entry: NewEntry) -> Result<Appended> {
         let (tx, rx) = std::sync::mpsc::sync_channel(1);
-        let mut group = vec![Pending { entry, reply: Some(Reply::Blocking(tx)) }];
+        let mut group = vec![Pending {
+            entry,
+            reply: Some(Reply::Blocking(tx)),
+        }];
         self.commit(&mut group, true);
         rx.recv().unwrap_or(Err(Error::Closed))
     }
@@ -293,7 +340,14 @@ impl Writer {
             while q.pending.is_empty() && !q.closing {
                 match self.interval_wait() {
                     Some(wait) if wait.is_zero() => break,
-                    Some(wait) => q = self.shared.wake.wait_timeout(q, wait).unwrap_or_else(|e| e.into_inner()).0,
+                    Some(wait) => {
+                        q = self
+                            .shared
+                            .wake
+                            .wait_timeout(q, wait)
+                            .unwrap_or_else(|e| e.into_inner())
+                            .0
+                    }
                     None => q = self.shared.wake.wait(q).unwrap_or_else(|e| e.into_inner()),
                 }
             }
@@ -327,7 +381,9 @@ impl Writer {
             group.clear();
         }
         let result = match self.shared.poisoned.get() {
-            Some(cause) => Err(Error::Poisoned { cause: cause.clone() }),
+            Some(cause) => Err(Error::Poisoned {
+                cause: cause.clone(),
+            }),
             None if self.dirty => self.sync_segment(),
             None => Ok(()),
         };
@@ -338,7 +394,9 @@ impl Writer {
     /// Time left until an interval sync is due, when there is unsynced data under `Interval`.
     fn interval_wait(&self) -> Option<Duration> {
         match self.durability {
-            Durability::Interval(d) if self.dirty && self.shared.poisoned.get().is_none() => Some(d.saturating_sub(self.last_sync.elapsed())),
+            Durability::Interval(d) if self.dirty && self.shared.poisoned.get().is_none() => {
+                Some(d.saturating_sub(self.last_sync.elapsed()))
+            }
             _ => None,
         }
     }
@@ -349,20 +407,30 @@ impl Writer {
             let cause = cause.clone();
             for p in group.iter_mut() {
                 if let Some(r) = p.reply.take() {
-                    r.send(Err(Error::Poisoned { cause: cause.clone() }));
+                    r.send(Err(Error::Poisoned {
+                        cause: cause.clone(),
+                    }));
                 }
             }
             return;
         }
         self.outcomes.clear();
-        let written = self.write_group(group).and_then(|()| if sync { self.sync_segment() } else { Ok(()) });
+        let written = self
+            .write_group(group)
+            .and_then(|()| if sync { self.sync_segment() } else { Ok(()) });
         self.shared.groups.fetch_add(1, Ordering::Relaxed);
         match written {
             Ok(()) => {
                 // Counters first, so an appender that sees its ack also sees them.
-                let acked = self.outcomes.iter().filter(|o| matches!(o, Some(Ok(_)))).count() as u64;
+                let acked = self
+                    .outcomes
+                    .iter()
+                    .filter(|o| matches!(o, Some(Ok(_))))
+                    .count() as u64;
                 self.shared.entries.fetch_add(acked, Ordering::Relaxed);
-                self.shared.last_seq.store(self.next_seq - 1, Ordering::Release);
+                self.shared
+                    .last_seq
+                    .store(self.next_seq - 1, Ordering::Release);
                 for (p, outcome) in group.iter_mut().zip(self.outcomes.drain(..)) {
                     if let Some(r) = p.reply.take() {
                         r.send(outcome.unwrap_or(Err(Error::Closed)));
@@ -376,7 +444,9 @@ impl Writer {
                     // Entries refused before any I/O keep their own error.
                     let outcome = match self.outcomes.get_mut(i).and_then(Option::take) {
                         Some(Err(e)) => Err(e),
-                        _ => Err(Error::Poisoned { cause: cause.clone() }),
+                        _ => Err(Error::Poisoned {
+                            cause: cause.clone(),
+                        }),
                     };
                     if let Some(r) = p.reply.take() {
                         r.send(outcome);
@@ -399,17 +469,29 @@ impl Writer {
             }
             let offset = self.active.len + self.buf.len() as u64;
             let e = &p.entry;
-            let header = HeaderRef { seq: self.next_seq, time: e.time.unwrap_or(now), run: e.run, pipeline: &e.pipeline, kind: &e.kind };
-            let outcome = format::encode_record(&mut self.buf, &self.last_chain, &header, &e.payload).map(|chain| {
-                if offset >= self.active.next_hint_at {
-                    format::encode_hint(&mut self.hints, self.next_seq, offset);
-                    self.active.next_hint_at = offset + INDEX_EVERY;
-                }
-                let a = Appended { seq: self.next_seq, chain: Digest(chain) };
-                self.next_seq += 1;
-                self.last_chain = chain;
-                a
-            });
+            let header = HeaderRef {
+                seq: self.next_seq,
+                time: e.time.unwrap_or(now),
+                run: e.run,
+                pipeline: &e.pipeline,
+                kind: &e.kind,
+            };
+            let outcome =
+                format::encode_record(&mut self.buf, &self.last_chain, &header, &e.payload).map(
+                    |chain| {
+                        if offset >= self.active.next_hint_at {
+                            format::encode_hint(&mut self.hints, self.next_seq, offset);
+                            self.active.next_hint_at = offset + INDEX_EVERY;
+                        }
+                        let a = Appended {
+                            seq: self.next_seq,
+                            chain: Digest(chain),
+                        };
+                        self.next_seq += 1;
+                        self.last_chain = chain;
+                        a
+                    },
+                );
             self.outcomes.push(Some(outcome));
         }
         self.flush()
@@ -419,9 +501,12 @@ impl Writer {
     fn flush(&mut self) -> Result<()> {
         if !self.buf.is_empty() {
             let a = &mut self.active;
-            write_all_at(&*a.file, &self.buf, a.len).map_err(Error::io("writing segment", &a.seg.path))?;
+            write_all_at(&*a.file, &self.buf, a.len)
+                .map_err(Error::io("writing segment", &a.seg.path))?;
             a.len += self.buf.len() as u64;
-            self.shared.bytes.fetch_add(self.buf.len() as u64, Ordering::Relaxed);
+            self.shared
+                .bytes
+                .fetch_add(self.buf.len() as u64, Ordering::Relaxed);
             self.buf.clear();
             self.dirty = true;
         }
@@ -444,17 +529,31 @@ impl Writer {
         let seg = recovery::new_segment_file(&self.dir, self.next_seq);
         let file = recovery::create_segment(&*self.io, &self.dir, &seg, &self.last_chain)?;
         let index_path = self.dir.join(format::index_name(seg.first_seq));
-        let index = self.io.open_write(&index_path).map_err(Error::io("opening index", &index_path))?;
-        self.shared.bytes.fetch_add(SEGMENT_HEADER_LEN, Ordering::Relaxed);
+        let index = self
+            .io
+            .open_write(&index_path)
+            .map_err(Error::io("opening index", &index_path))?;
+        self.shared
+            .bytes
+            .fetch_add(SEGMENT_HEADER_LEN, Ordering::Relaxed);
         self.shared.syncs.fetch_add(1, Ordering::Relaxed);
-        self.active = Active { seg, file, len: SEGMENT_HEADER_LEN, index, index_len: INDEX_HEADER_LEN, next_hint_at: SEGMENT_HEADER_LEN };
+        self.active = Active {
+            seg,
+            file,
+            len: SEGMENT_HEADER_LEN,
+            index,
+            index_len: INDEX_HEADER_LEN,
+            next_hint_at: SEGMENT_HEADER_LEN,
+        };
         Ok(())
     }
 
     /// fdatasync of the active segment.
     fn sync_segment(&mut self) -> Result<()> {
         let a = &self.active;
-        a.file.sync_data().map_err(Error::io("syncing segment", &a.seg.path))?;
+        a.file
+            .sync_data()
+            .map_err(Error::io("syncing segment", &a.seg.path))?;
         self.shared.syncs.fetch_add(1, Ordering::Relaxed);
         self.dirty = false;
         self.last_sync = Instant::now();

@@ -11,7 +11,7 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use caudal_journal::{verify, Durability, EntryKind, Journal, Payload, Reader};
+use caudal_journal::{Durability, EntryKind, Journal, Payload, Reader, verify};
 use common::*;
 use rand::Rng;
 
@@ -20,13 +20,19 @@ const THREADS: u64 = 4;
 const SEGMENT_BYTES: u64 = 48 * 1024;
 
 fn payload_len(tag: u64) -> usize {
-    if tag % 11 == 0 { 0 } else { (tag % 997) as usize * 3 }
+    if tag.is_multiple_of(11) {
+        0
+    } else {
+        (tag % 997) as usize * 3
+    }
 }
 
 /// The child: appends until killed. Does nothing unless re-executed by the parent.
 #[test]
 fn crash_child_process() {
-    let Ok(dir) = std::env::var(CHILD_ENV) else { return };
+    let Ok(dir) = std::env::var(CHILD_ENV) else {
+        return;
+    };
     let j = Journal::open(Path::new(&dir), opts(Durability::Batch, SEGMENT_BYTES)).unwrap();
     let threads: Vec<_> = (0..THREADS)
         .map(|t| {
@@ -49,7 +55,9 @@ fn crash_child_process() {
 fn parse(line: &str) -> Option<(u64, u64)> {
     let mut w = line.split(' ');
     match (w.next(), w.next(), w.next(), w.next()) {
-        (Some("acked"), Some(seq), Some(tag), Some("end")) => Some((seq.parse().ok()?, tag.parse().ok()?)),
+        (Some("acked"), Some(seq), Some(tag), Some("end")) => {
+            Some((seq.parse().ok()?, tag.parse().ok()?))
+        }
         _ => None,
     }
 }
@@ -61,7 +69,12 @@ fn sigkilled_appender_loses_no_acknowledged_entry() {
     let mut total_acked = 0;
     for trial in 0..24 {
         let mut child = Command::new(std::env::current_exe().unwrap())
-            .args(["crash_child_process", "--exact", "--nocapture", "--test-threads=1"])
+            .args([
+                "crash_child_process",
+                "--exact",
+                "--nocapture",
+                "--test-threads=1",
+            ])
             .env(CHILD_ENV, dir.path())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -88,7 +101,10 @@ fn sigkilled_appender_loses_no_acknowledged_entry() {
         child.kill().unwrap();
         child.wait().unwrap();
         let acked = lines.join().unwrap();
-        assert!(started && !acked.is_empty(), "trial {trial}: the child acknowledged nothing");
+        assert!(
+            started && !acked.is_empty(),
+            "trial {trial}: the child acknowledged nothing"
+        );
         total_acked += acked.len();
 
         let t0 = Instant::now();
@@ -96,15 +112,37 @@ fn sigkilled_appender_loses_no_acknowledged_entry() {
         let last = j.last_seq();
         j.close().unwrap();
         let report = verify(dir.path()).unwrap_or_else(|e| panic!("trial {trial}: {e}"));
-        assert_eq!((report.first_seq, report.last_seq, report.entries), (1, last, last), "trial {trial}");
+        assert_eq!(
+            (report.first_seq, report.last_seq, report.entries),
+            (1, last, last),
+            "trial {trial}"
+        );
         let r = Reader::open(dir.path()).unwrap();
         for &(seq, tag) in &acked {
-            assert!(seq <= last, "trial {trial}: acknowledged seq {seq} is past the end ({last})");
-            let e = r.get(seq).unwrap().unwrap_or_else(|| panic!("trial {trial}: seq {seq} missing")).entry;
-            assert_eq!(e.payload, Payload::Inline(bytes(payload_len(tag), tag)), "trial {trial}: seq {seq}");
-            assert!(matches!(&e.kind, EntryKind::Ingested { rows, .. } if *rows == tag), "trial {trial}: seq {seq}");
+            assert!(
+                seq <= last,
+                "trial {trial}: acknowledged seq {seq} is past the end ({last})"
+            );
+            let e = r
+                .get(seq)
+                .unwrap()
+                .unwrap_or_else(|| panic!("trial {trial}: seq {seq} missing"))
+                .entry;
+            assert_eq!(
+                e.payload,
+                Payload::Inline(bytes(payload_len(tag), tag)),
+                "trial {trial}: seq {seq}"
+            );
+            assert!(
+                matches!(&e.kind, EntryKind::Ingested { rows, .. } if *rows == tag),
+                "trial {trial}: seq {seq}"
+            );
         }
-        eprintln!("trial {trial}: {} acknowledged, journal at seq {last}, checked in {:?}", acked.len(), t0.elapsed());
+        eprintln!(
+            "trial {trial}: {} acknowledged, journal at seq {last}, checked in {:?}",
+            acked.len(),
+            t0.elapsed()
+        );
     }
     assert!(total_acked > 24);
 }

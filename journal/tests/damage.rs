@@ -7,7 +7,9 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::OnceLock;
 
-use caudal_journal::{verify, Durability, Entry, EntryKind, Error, Journal, Reader, Recovery, StoredEntry};
+use caudal_journal::{
+    Durability, Entry, EntryKind, Error, Journal, Reader, Recovery, StoredEntry, verify,
+};
 use common::*;
 use proptest::prelude::*;
 
@@ -24,17 +26,31 @@ impl Reference {
         for (i, &len) in payload_lens.iter().enumerate() {
             let mut e = tagged(i as u64, len);
             if i % 3 == 1 {
-                e.kind = EntryKind::RunFailed { error: format!("error {i}"), elapsed_us: i as u64 };
+                e.kind = EntryKind::RunFailed {
+                    error: format!("error {i}"),
+                    elapsed_us: i as u64,
+                };
             }
             j.append_blocking(e).unwrap();
         }
         j.close().unwrap();
-        let records = Reader::open(dir.path()).unwrap().entries_from(1).unwrap().collect::<Result<Vec<_>, _>>().unwrap();
-        Reference { files: snapshot(dir.path()), records }
+        let records = Reader::open(dir.path())
+            .unwrap()
+            .entries_from(1)
+            .unwrap()
+            .collect::<Result<Vec<_>, _>>()
+            .unwrap();
+        Reference {
+            files: snapshot(dir.path()),
+            records,
+        }
     }
 
     fn segments(&self) -> Vec<(String, u64)> {
-        segment_names(&self.files).into_iter().map(|n| (n.clone(), n[..20].parse().unwrap())).collect()
+        segment_names(&self.files)
+            .into_iter()
+            .map(|n| (n.clone(), n[..20].parse().unwrap()))
+            .collect()
     }
 
     fn entries(&self) -> Vec<Entry> {
@@ -44,7 +60,12 @@ impl Reference {
 
 fn flip_reference() -> &'static Reference {
     static R: OnceLock<Reference> = OnceLock::new();
-    R.get_or_init(|| Reference::build(&[0, 5, 300, 0, 70_000, 20, 0, 1000, 3, 0, 150, 64, 0, 9], 1500))
+    R.get_or_init(|| {
+        Reference::build(
+            &[0, 5, 300, 0, 70_000, 20, 0, 1000, 3, 0, 150, 64, 0, 9],
+            1500,
+        )
+    })
 }
 
 /// The segment and in-segment offset of byte `pos` of the concatenated segments.
@@ -118,7 +139,14 @@ proptest! {
 /// Opening for writing either refuses with the same seq, or cuts only a final record as a torn
 /// tail. (Open checks headers, the end of the previous segment and the whole newest segment;
 /// damage deeper inside older segments is `verify`'s to find.)
-fn check_writer_open(dir: &Path, r: &Reference, seg: &str, off: usize, bad_seq: u64, bad_offset: u64) -> Result<(), TestCaseError> {
+fn check_writer_open(
+    dir: &Path,
+    r: &Reference,
+    seg: &str,
+    off: usize,
+    bad_seq: u64,
+    bad_offset: u64,
+) -> Result<(), TestCaseError> {
     let segs = r.segments();
     let newest = &segs[segs.len() - 1].0;
     let second_newest = &segs[segs.len() - 2].0;
@@ -127,11 +155,20 @@ fn check_writer_open(dir: &Path, r: &Reference, seg: &str, off: usize, bad_seq: 
         Err(other) => prop_assert!(false, "open gave {}", other),
         Ok(j) => {
             if seg == newest {
-                prop_assert!(off >= 64 && bad_seq == r.records.len() as u64, "open accepted damage at seq {}", bad_seq);
+                prop_assert!(
+                    off >= 64 && bad_seq == r.records.len() as u64,
+                    "open accepted damage at seq {}",
+                    bad_seq
+                );
                 let cut = j.recovery().unwrap();
                 prop_assert_eq!(cut.offset, bad_offset);
             } else {
-                prop_assert!(seg != second_newest && off >= 64, "open accepted damage at seq {} in {}", bad_seq, seg);
+                prop_assert!(
+                    seg != second_newest && off >= 64,
+                    "open accepted damage at seq {} in {}",
+                    bad_seq,
+                    seg
+                );
             }
         }
     }
@@ -150,7 +187,9 @@ fn cut_copy(r: &Reference, cut: usize, dir: &Path) -> (String, usize) {
             Some(_) => {
                 files.remove(&name);
             }
-            None if left < len || (left == len && name == *segment_names(&r.files).last().unwrap()) => {
+            None if left < len
+                || (left == len && name == *segment_names(&r.files).last().unwrap()) =>
+            {
                 files.get_mut(&name).unwrap().truncate(left);
                 cut_seg = Some((name.clone(), left));
             }
@@ -171,7 +210,9 @@ fn cut_everywhere(r: &Reference) {
         let kept: Vec<&StoredEntry> = r
             .records
             .iter()
-            .filter(|x| x.entry.seq < seg_first || (x.segment == seg && x.offset + x.len <= seg_len as u64))
+            .filter(|x| {
+                x.entry.seq < seg_first || (x.segment == seg && x.offset + x.len <= seg_len as u64)
+            })
             .collect();
         let whole_end = match kept.last() {
             Some(x) if x.segment == seg => (x.offset + x.len) as usize,
@@ -180,8 +221,13 @@ fn cut_everywhere(r: &Reference) {
         };
         let torn = seg_len - whole_end;
 
-        let j = Journal::open(dir.path(), opts(Durability::Never, 1 << 20)).unwrap_or_else(|e| panic!("cut at {cut}: {e}"));
-        let want_cut = (torn > 0).then(|| Recovery { segment: seg.clone(), offset: whole_end as u64, bytes_dropped: torn as u64 });
+        let j = Journal::open(dir.path(), opts(Durability::Never, 1 << 20))
+            .unwrap_or_else(|e| panic!("cut at {cut}: {e}"));
+        let want_cut = (torn > 0).then(|| Recovery {
+            segment: seg.clone(),
+            offset: whole_end as u64,
+            bytes_dropped: torn as u64,
+        });
         assert_eq!(j.recovery(), want_cut, "cut at {cut}");
         let n = kept.len() as u64 + u64::from(torn > 0);
         assert_eq!(j.last_seq(), n, "cut at {cut}");
@@ -190,12 +236,25 @@ fn cut_everywhere(r: &Reference) {
         j.close().unwrap();
 
         let report = verify(dir.path()).unwrap_or_else(|e| panic!("cut at {cut}: {e}"));
-        assert_eq!((report.entries, report.last_seq), (n + 2, n + 2), "cut at {cut}");
-        let read: Vec<Entry> = Reader::open(dir.path()).unwrap().entries_from(1).unwrap().map(|e| e.unwrap().entry).collect();
+        assert_eq!(
+            (report.entries, report.last_seq),
+            (n + 2, n + 2),
+            "cut at {cut}"
+        );
+        let read: Vec<Entry> = Reader::open(dir.path())
+            .unwrap()
+            .entries_from(1)
+            .unwrap()
+            .map(|e| e.unwrap().entry)
+            .collect();
         let kept_entries: Vec<Entry> = kept.iter().map(|x| x.entry.clone()).collect();
         assert_eq!(&read[..kept.len()], &kept_entries[..], "cut at {cut}");
         if torn > 0 {
-            let want = EntryKind::JournalRecovered { segment: seg.clone(), offset: whole_end as u64, bytes_dropped: torn as u64 };
+            let want = EntryKind::JournalRecovered {
+                segment: seg.clone(),
+                offset: whole_end as u64,
+                bytes_dropped: torn as u64,
+            };
             assert_eq!(read[kept.len()].kind, want, "cut at {cut}");
         }
     }
@@ -209,7 +268,11 @@ fn a_cut_at_every_offset_of_one_segment_recovers() {
 #[test]
 fn a_cut_at_every_offset_across_rotated_segments_recovers() {
     let r = Reference::build(&[3, 0, 90, 10, 0, 60, 5], 300);
-    assert!(r.segments().len() >= 3, "want several segments, got {}", r.segments().len());
+    assert!(
+        r.segments().len() >= 3,
+        "want several segments, got {}",
+        r.segments().len()
+    );
     cut_everywhere(&r);
 }
 
@@ -225,13 +288,23 @@ fn a_bad_record_followed_by_valid_ones_is_damage_not_a_tail() {
     let dir = tempdir();
     restore(dir.path(), &files);
     let before = snapshot(dir.path());
-    let err = Journal::open(dir.path(), opts(Durability::Batch, 1 << 20)).err().unwrap();
+    let err = Journal::open(dir.path(), opts(Durability::Batch, 1 << 20))
+        .err()
+        .unwrap();
     match &err {
-        Error::Damaged { segment, offset, seq, .. } => assert_eq!((segment, *offset, *seq), (&seg, second.offset, 2)),
+        Error::Damaged {
+            segment,
+            offset,
+            seq,
+            ..
+        } => assert_eq!((segment, *offset, *seq), (&seg, second.offset, 2)),
         other => panic!("{other}"),
     }
     let text = err.to_string();
-    assert!(text.starts_with("journal damaged at seq 2 (segment 00000000000000000001.seg, byte"), "{text}");
+    assert!(
+        text.starts_with("journal damaged at seq 2 (segment 00000000000000000001.seg, byte"),
+        "{text}"
+    );
     let mut after = snapshot(dir.path());
     after.remove("LOCK");
     let mut before = before;

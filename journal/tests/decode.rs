@@ -6,7 +6,7 @@ mod common;
 
 use std::sync::OnceLock;
 
-use caudal_journal::{decode, verify, Durability, Journal, Reader};
+use caudal_journal::{Durability, Journal, Reader, decode, verify};
 use common::*;
 use proptest::prelude::*;
 

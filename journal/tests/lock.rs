@@ -14,7 +14,9 @@ const CHILD_ENV: &str = "CAUDAL_JOURNAL_TEST_SECOND_WRITER";
 /// Runs as the second writer when re-executed by the test below; a no-op otherwise.
 #[test]
 fn second_writer_child_process() {
-    let Ok(dir) = std::env::var(CHILD_ENV) else { return };
+    let Ok(dir) = std::env::var(CHILD_ENV) else {
+        return;
+    };
     match Journal::open(Path::new(&dir), JournalOptions::default()) {
         Ok(_) => println!("RESULT opened"),
         Err(e @ Error::Locked { pid, .. }) => println!("RESULT locked {pid:?} | {e}"),
@@ -31,15 +33,26 @@ fn a_second_writer_in_another_process_is_refused_and_writes_nothing() {
     }
     let before = snapshot(dir.path());
     let out = Command::new(std::env::current_exe().unwrap())
-        .args(["second_writer_child_process", "--exact", "--nocapture", "--test-threads=1"])
+        .args([
+            "second_writer_child_process",
+            "--exact",
+            "--nocapture",
+            "--test-threads=1",
+        ])
         .env(CHILD_ENV, dir.path())
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     let me = std::process::id();
-    assert!(stdout.contains(&format!("RESULT locked Some({me})")), "child said: {stdout}");
     assert!(
-        stdout.contains(&format!("journal {} is in use by another writer (pid {me})", dir.path().display())),
+        stdout.contains(&format!("RESULT locked Some({me})")),
+        "child said: {stdout}"
+    );
+    assert!(
+        stdout.contains(&format!(
+            "journal {} is in use by another writer (pid {me})",
+            dir.path().display()
+        )),
         "child said: {stdout}"
     );
     assert_eq!(snapshot(dir.path()), before);
@@ -84,13 +97,28 @@ fn a_refused_writer_leaves_a_torn_tail_alone() {
     std::fs::write(&seg, &bytes).unwrap();
 
     // Another program holds the lock, having written its pid.
-    let holder = std::fs::OpenOptions::new().read(true).write(true).open(dir.path().join("LOCK")).unwrap();
+    let holder = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(dir.path().join("LOCK"))
+        .unwrap();
     holder.try_lock().unwrap();
     holder.set_len(0).unwrap();
     std::os::unix::fs::FileExt::write_at(&holder, b"4242\n", 0).unwrap();
     let before = snapshot(dir.path());
-    let err = Journal::open(dir.path(), opts(Durability::Batch, 1 << 20)).err().unwrap();
-    assert!(matches!(err, Error::Locked { pid: Some(4242), .. }), "{err}");
+    let err = Journal::open(dir.path(), opts(Durability::Batch, 1 << 20))
+        .err()
+        .unwrap();
+    assert!(
+        matches!(
+            err,
+            Error::Locked {
+                pid: Some(4242),
+                ..
+            }
+        ),
+        "{err}"
+    );
     assert!(err.to_string().contains("(pid 4242)"), "{err}");
     assert_eq!(snapshot(dir.path()), before);
 

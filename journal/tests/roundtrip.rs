@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use caudal_journal::{verify, Durability, Entry, EntryKind, Journal, NewEntry, Payload, Reader};
+use caudal_journal::{Durability, Entry, EntryKind, Journal, NewEntry, Payload, Reader, verify};
 use common::*;
 use proptest::prelude::*;
 
@@ -83,10 +83,19 @@ proptest! {
 /// Many async appenders under each policy: every seq acknowledged once, dense, readable.
 #[test]
 fn concurrent_async_appends_under_every_policy() {
-    for policy in [Durability::Always, Durability::Batch, Durability::Interval(Duration::from_millis(5)), Durability::Never] {
+    for policy in [
+        Durability::Always,
+        Durability::Batch,
+        Durability::Interval(Duration::from_millis(5)),
+        Durability::Never,
+    ] {
         let dir = tempdir();
         let j = open(dir.path(), policy, 16 * 1024);
-        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
         let (tasks, per_task) = (8u64, 40u64);
         let acked: Vec<(u64, u64)> = rt.block_on(async {
             let mut handles = Vec::new();
@@ -96,7 +105,13 @@ fn concurrent_async_appends_under_every_policy() {
                     let mut got = Vec::new();
                     for i in 0..per_task {
                         let tag = t * 1000 + i;
-                        got.push((j.append(tagged(tag, (tag % 200) as usize)).await.unwrap().seq, tag));
+                        got.push((
+                            j.append(tagged(tag, (tag % 200) as usize))
+                                .await
+                                .unwrap()
+                                .seq,
+                            tag,
+                        ));
                     }
                     got
                 }));
@@ -108,20 +123,35 @@ fn concurrent_async_appends_under_every_policy() {
             all
         });
         let seqs: BTreeSet<u64> = acked.iter().map(|a| a.0).collect();
-        assert_eq!(seqs.len() as u64, tasks * per_task, "{policy}: duplicate seqs");
-        assert_eq!(seqs.iter().copied().collect::<Vec<_>>(), (1..=tasks * per_task).collect::<Vec<_>>(), "{policy}");
+        assert_eq!(
+            seqs.len() as u64,
+            tasks * per_task,
+            "{policy}: duplicate seqs"
+        );
+        assert_eq!(
+            seqs.iter().copied().collect::<Vec<_>>(),
+            (1..=tasks * per_task).collect::<Vec<_>>(),
+            "{policy}"
+        );
         let stats = j.stats();
         assert_eq!(stats.entries, tasks * per_task);
         match policy {
             Durability::Always => assert!(stats.syncs >= stats.entries, "{policy}: {stats:?}"),
-            Durability::Batch => assert!(stats.syncs >= stats.groups && stats.groups <= stats.entries, "{policy}: {stats:?}"),
+            Durability::Batch => assert!(
+                stats.syncs >= stats.groups && stats.groups <= stats.entries,
+                "{policy}: {stats:?}"
+            ),
             _ => {}
         }
         j.close().unwrap();
         let r = Reader::open(dir.path()).unwrap();
         for (seq, tag) in acked {
             let e = r.get(seq).unwrap().unwrap();
-            assert_eq!(e.entry.payload, Payload::Inline(bytes((tag % 200) as usize, tag)), "{policy}: seq {seq}");
+            assert_eq!(
+                e.entry.payload,
+                Payload::Inline(bytes((tag % 200) as usize, tag)),
+                "{policy}: seq {seq}"
+            );
         }
         assert_eq!(verify(dir.path()).unwrap().entries, tasks * per_task);
     }
@@ -131,11 +161,18 @@ fn concurrent_async_appends_under_every_policy() {
 #[test]
 fn interval_policy_syncs_without_new_appends() {
     let dir = tempdir();
-    let j = open(dir.path(), Durability::Interval(Duration::from_millis(20)), 1 << 20);
+    let j = open(
+        dir.path(),
+        Durability::Interval(Duration::from_millis(20)),
+        1 << 20,
+    );
     j.append_blocking(tagged(1, 10)).unwrap();
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
     while j.stats().syncs == 0 {
-        assert!(std::time::Instant::now() < deadline, "no interval sync happened");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no interval sync happened"
+        );
         std::thread::sleep(Duration::from_millis(5));
     }
     j.close().unwrap();
@@ -166,7 +203,11 @@ fn follow_sees_new_entries_and_new_segments() {
     j.append_blocking(tagged(0, 10)).unwrap();
     let r = Reader::open(dir.path()).unwrap();
     let follower = std::thread::spawn(move || {
-        r.follow_from(1, Duration::from_millis(2)).unwrap().take(120).map(|e| e.unwrap().entry.seq).collect::<Vec<_>>()
+        r.follow_from(1, Duration::from_millis(2))
+            .unwrap()
+            .take(120)
+            .map(|e| e.unwrap().entry.seq)
+            .collect::<Vec<_>>()
     });
     for i in 1..120 {
         j.append_blocking(tagged(i, (i % 300) as usize)).unwrap();
@@ -191,7 +232,11 @@ fn readers_alongside_the_writer_see_consistent_prefixes() {
             let r = Reader::open(&dir).unwrap();
             let mut rounds = 0;
             while !stop.load(Ordering::Relaxed) {
-                let seqs: Vec<u64> = r.entries_from(1).unwrap().map(|e| e.unwrap().entry.seq).collect();
+                let seqs: Vec<u64> = r
+                    .entries_from(1)
+                    .unwrap()
+                    .map(|e| e.unwrap().entry.seq)
+                    .collect();
                 assert_eq!(seqs, (1..=seqs.len() as u64).collect::<Vec<_>>());
                 let last = r.last_seq().unwrap();
                 assert!(last >= seqs.len() as u64);
@@ -217,11 +262,21 @@ fn errors_name_what_and_where() {
     let missing = dir.path().join("nope");
     let err = Reader::open(&missing).err().unwrap();
     assert!(matches!(err, caudal_journal::Error::NotAJournal { .. }));
-    assert!(err.to_string().contains("nope") && err.to_string().contains("not a caudal journal"), "{err}");
+    assert!(
+        err.to_string().contains("nope") && err.to_string().contains("not a caudal journal"),
+        "{err}"
+    );
     assert!(caudal_journal::verify(dir.path()).is_err());
 
     let j = Journal::open(dir.path(), opts(Durability::Batch, 1 << 20)).unwrap();
-    let big = NewEntry::new("p", EntryKind::RunFailed { error: String::new(), elapsed_us: 0 }).with_payload(vec![0; (1 << 30) + 1]);
+    let big = NewEntry::new(
+        "p",
+        EntryKind::RunFailed {
+            error: String::new(),
+            elapsed_us: 0,
+        },
+    )
+    .with_payload(vec![0; (1 << 30) + 1]);
     let err = j.append_blocking(big).unwrap_err();
     assert!(err.to_string().contains("larger than"), "{err}");
     // A refused entry does not poison the writer or take a seq.
