@@ -85,7 +85,7 @@ pub fn run(args: JournalBenchArgs) -> anyhow::Result<ExitCode> {
             if sha_ni() { "yes" } else { "no" }
         );
         println!(
-            "{:>7}  {:<9}  {:>9}  {:>12}  {:>9}  {:>9}  {:>11}  {:>6}  {:>8}",
+            "{:>7}  {:<14}  {:>9}  {:>12}  {:>9}  {:>9}  {:>11}  {:>6}  {:>8}",
             "size", "policy", "appenders", "entries/s", "MB/s", "syncs", "limit MB/s", "ratio", "entries"
         );
     }
@@ -226,7 +226,7 @@ fn print_figure(f: &AppendFigure, json: bool) {
         );
     } else {
         println!(
-            "{:>7}  {:<9}  {:>9}  {:>12.0}  {:>9.1}  {:>9}  {:>11.1}  {:>6.2}  {:>8}",
+            "{:>7}  {:<14}  {:>9}  {:>12.0}  {:>9.1}  {:>9}  {:>11.1}  {:>6.2}  {:>8}",
             f.size,
             f.policy,
             f.appenders,
