@@ -302,13 +302,13 @@ impl ConnectorVTable {
             name: StrRef::new(C::NAME),
             version: StrRef::new(C::VERSION),
             capabilities: C::CAPABILITIES.0,
-            free_buffer: free_buffer,
+            free_buffer,
             open: open::<C>,
             close: close::<C>,
             discover: discover::<C>,
             read_open: read_open::<C>,
-            read_next: read_next,
-            read_close: read_close,
+            read_next,
+            read_close,
             prepare_table: prepare_table::<C>,
             write: write::<C>,
             last_applied_seq: last_applied_seq::<C>,
@@ -332,6 +332,17 @@ macro_rules! export_connector {
             &VTABLE
         }
     };
+}
+
+/// Decodes the error buffer of a failed call (what a host does with `*err`). Bytes that do
+/// not decode become an [`Error::Abi`] saying so.
+pub fn decode_error(bytes: &[u8]) -> Error {
+    match wire::decode::<WireError>(bytes) {
+        Ok(w) => Error::from(w),
+        Err(e) => Error::Abi(format!(
+            "the plugin returned an error that cannot be decoded ({e})"
+        )),
+    }
 }
 
 struct ConnState<C> {
