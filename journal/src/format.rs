@@ -193,6 +193,13 @@ pub(crate) fn decode_header(bytes: &[u8]) -> Result<Header, String> {
     }
 }
 
+/// Decodes just the seq and time at the front of an entry header.
+pub(crate) fn decode_header_seq_time(bytes: &[u8]) -> Option<(u64, Timestamp)> {
+    bincode::serde::decode_from_slice::<(u64, Timestamp), _>(bytes, bincode_config())
+        .ok()
+        .map(|(st, _)| st)
+}
+
 /// Decodes just the seq at the front of an entry header.
 pub(crate) fn decode_header_seq(bytes: &[u8]) -> Option<u64> {
     bincode::serde::decode_from_slice::<u64, _>(bytes, bincode_config())

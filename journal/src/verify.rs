@@ -1,11 +1,12 @@
 //! Full verification of a journal: every segment header, every record's CRC, seq density, the
-//! whole chain, and every payload's SHA-256.
+//! whole chain, every payload's SHA-256, and that every entry header decodes.
 //!
 //! Payload hashing is the bulk of the work, and the chain does not need it (it covers the
 //! stored payload hash), so it runs on a second thread: the main thread reads, checks CRCs,
-//! decodes headers and follows the chain, and hands payload bytes over in ~1 MiB jobs. Because
-//! the main thread only hands over payloads of records that passed its checks, a payload
-//! mismatch is always earlier than any damage the main thread finds; so the reported seq is
+//! seqs and the chain, and hands header and payload bytes over in ~1 MiB jobs; the second
+//! thread hashes payloads and fully decodes headers (so a verified journal is a readable one).
+//! Because the main thread only hands over records that passed its own checks, anything the
+//! second thread finds is earlier than any damage the main thread finds; so the reported seq is
 //! the first bad one either way.
 //!
 //! Unlike a reader, verify accepts no incomplete record at the end: an unrecovered torn tail is
@@ -14,14 +15,14 @@
 
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::mpsc::{Receiver, Sender, channel, sync_channel};
+use std::sync::mpsc::{Receiver, Sender, SyncSender, channel, sync_channel};
 use std::time::Duration;
 
 use sha2::{Digest as _, Sha256};
 
 use crate::entry::Timestamp;
 use crate::error::{Error, Result};
-use crate::format::{SEGMENT_HEADER_LEN, ZERO_CHAIN};
+use crate::format::{self, FRAME_LEN, RecordView, SEGMENT_HEADER_LEN, ZERO_CHAIN};
 use crate::io::{Io, StdIo};
 use crate::reader::Reader;
 use crate::segment::{self, Cursor, SegmentFile, Step, damaged};
@@ -56,9 +57,9 @@ pub fn verify_with(dir: &Path, io: Arc<dyn Io>) -> Result<VerifyReport> {
     let segs = segment::list_segments(&*io, dir)?;
     let (job_tx, job_rx) = sync_channel::<Job>(4);
     let (free_tx, free_rx) = channel::<Job>();
-    let hasher = std::thread::Builder::new()
+    let second = std::thread::Builder::new()
         .name("caudal-journal-verify".into())
-        .spawn(move || hash_payloads(job_rx, free_tx))
+        .spawn(move || check_jobs(job_rx, free_tx))
         .map_err(Error::io("starting verify thread for", dir))?;
     let mut work = Work {
         tx: job_tx,
@@ -68,19 +69,26 @@ pub fn verify_with(dir: &Path, io: Arc<dyn Io>) -> Result<VerifyReport> {
     let checked = check_segments(&*io, &segs, &mut work);
     work.send();
     drop(work);
-    let payload_damage = hasher.join().unwrap_or(None);
-    match (payload_damage, checked) {
+    let found = second.join().unwrap_or_else(|_| {
+        Some(Found {
+            seq: 0,
+            seg: 0,
+            offset: 0,
+            reason: "the verify thread panicked".into(),
+        })
+    });
+    match (found, checked) {
         (Some(bad), _) => Err(damaged(
             &segs[bad.seg].name,
             bad.offset,
             bad.seq,
-            "payload hash mismatch",
+            bad.reason,
         )),
         (None, r) => r,
     }
 }
 
-/// Payload bytes and what their hashes must be.
+/// Header and payload bytes of consecutive records, and what to check about them.
 #[derive(Default)]
 struct Job {
     data: Vec<u8>,
@@ -91,12 +99,23 @@ struct Item {
     seq: u64,
     seg: usize,
     offset: u64,
+    /// The header is `data[previous item's end..header_end]`, the payload `data[header_end..end]`.
+    header_end: usize,
     end: usize,
-    sha: [u8; 32],
+    /// The payload's stored hash; `None` when the payload was compacted away.
+    sha: Option<[u8; 32]>,
+}
+
+/// Damage found by the second thread.
+struct Found {
+    seq: u64,
+    seg: usize,
+    offset: u64,
+    reason: String,
 }
 
 struct Work {
-    tx: std::sync::mpsc::SyncSender<Job>,
+    tx: SyncSender<Job>,
     free: Receiver<Job>,
     job: Job,
 }
@@ -104,13 +123,20 @@ struct Work {
 const JOB_BYTES: usize = 1 << 20;
 
 impl Work {
-    fn push(&mut self, payload: &[u8], sha: [u8; 32], seq: u64, seg: usize, offset: u64) {
-        self.job.data.extend_from_slice(payload);
+    fn push(&mut self, view: &RecordView<'_>, seq: u64, seg: usize, offset: u64) {
+        self.job.data.extend_from_slice(view.header);
+        let header_end = self.job.data.len();
+        if let Some(p) = view.payload {
+            self.job.data.extend_from_slice(p);
+        }
+        let sha = view.payload.map(|_| view.payload_sha);
+        let end = self.job.data.len();
         self.job.items.push(Item {
             seq,
             seg,
             offset,
-            end: self.job.data.len(),
+            header_end,
+            end,
             sha,
         });
         if self.job.data.len() >= JOB_BYTES {
@@ -126,25 +152,33 @@ impl Work {
         next.data.clear();
         next.items.clear();
         let job = std::mem::replace(&mut self.job, next);
-        // The hasher stops at the first mismatch; later jobs have nothing to add then.
+        // The second thread stops at the first damage; later jobs have nothing to add then.
         let _ = self.tx.send(job);
     }
 }
 
-/// The hasher thread: returns the first payload whose hash does not match.
-fn hash_payloads(jobs: Receiver<Job>, free: Sender<Job>) -> Option<Item> {
+/// The second thread: the first record whose header does not decode or whose payload does
+/// not match its hash.
+fn check_jobs(jobs: Receiver<Job>, free: Sender<Job>) -> Option<Found> {
     for job in jobs {
         let mut start = 0;
         for item in &job.items {
-            let sha: [u8; 32] = Sha256::digest(&job.data[start..item.end]).into();
-            if sha != item.sha {
-                return Some(Item {
+            let found = |reason: String| {
+                Some(Found {
                     seq: item.seq,
                     seg: item.seg,
                     offset: item.offset,
-                    end: 0,
-                    sha,
-                });
+                    reason,
+                })
+            };
+            if let Err(why) = format::decode_header(&job.data[start..item.header_end]) {
+                return found(why);
+            }
+            if let Some(want) = item.sha {
+                let sha: [u8; 32] = Sha256::digest(&job.data[item.header_end..item.end]).into();
+                if sha != want {
+                    return found("payload hash mismatch".into());
+                }
             }
             start = item.end;
         }
@@ -166,24 +200,19 @@ fn check_segments(io: &dyn Io, segs: &[SegmentFile], work: &mut Work) -> Result<
         return Ok(report);
     };
     if first.first_seq != 1 {
-        return Err(damaged(
-            &first.name,
-            0,
-            1,
-            format!(
-                "journal starts at seq {}: the segments before it are missing",
-                first.first_seq
-            ),
-        ));
+        let why = format!(
+            "journal starts at seq {}: the segments before it are missing",
+            first.first_seq
+        );
+        return Err(damaged(&first.name, 0, 1, why));
     }
     let mut expected = 1u64;
     let mut chain = ZERO_CHAIN;
     for (i, seg) in segs.iter().enumerate() {
         let last = i + 1 == segs.len();
-        let io_err = Error::io;
         let file = io
             .open_read(&seg.path)
-            .map_err(io_err("opening segment", &seg.path))?;
+            .map_err(Error::io("opening segment", &seg.path))?;
         let mut header = segment::read_header(seg, &*file)?;
         for _ in 0..TAIL_RETRIES {
             if header.is_some() || !last {
@@ -201,42 +230,46 @@ fn check_segments(io: &dyn Io, segs: &[SegmentFile], work: &mut Work) -> Result<
             ));
         };
         if header.first_seq != expected {
-            return Err(damaged(
-                &seg.name,
-                0,
-                expected,
-                format!(
-                    "segment starts at seq {} where seq {expected} belongs",
-                    header.first_seq
-                ),
-            ));
+            let why = format!(
+                "segment starts at seq {} where seq {expected} belongs",
+                header.first_seq
+            );
+            return Err(damaged(&seg.name, 0, expected, why));
         }
         if header.chain_in != chain {
-            return Err(damaged(
-                &seg.name,
-                0,
-                expected,
-                "segment header's carried-in chain differs from the previous segment's last chain",
-            ));
+            let why =
+                "segment header's carried-in chain differs from the previous segment's last chain";
+            return Err(damaged(&seg.name, 0, expected, why));
         }
-        let mut cursor =
-            Cursor::new(file, SEGMENT_HEADER_LEN).map_err(io_err("reading segment", &seg.path))?;
+        let mut cursor = Cursor::new(file, SEGMENT_HEADER_LEN)
+            .map_err(Error::io("reading segment", &seg.path))?;
         let mut retries = 0;
         loop {
             match cursor
                 .next()
-                .map_err(io_err("reading segment", &seg.path))?
+                .map_err(Error::io("reading segment", &seg.path))?
             {
                 Step::Record { offset, bytes } => {
-                    let c =
-                        segment::check_record(&seg.name, offset, bytes, expected, Some(&chain))?;
-                    if let Some(p) = c.view.payload {
-                        work.push(p, c.view.payload_sha, expected, i, offset);
+                    let bad = |why: &str| damaged(&seg.name, offset, expected, why);
+                    let view = format::parse_body(&bytes[FRAME_LEN..]).map_err(bad)?;
+                    let (seq, time) = format::decode_header_seq_time(view.header)
+                        .ok_or_else(|| bad("entry header does not decode"))?;
+                    if seq != expected {
+                        let why = format!(
+                            "record holds seq {seq} where seq {expected} belongs (seqs must be dense)"
+                        );
+                        return Err(bad(&why));
                     }
-                    report.first_time.get_or_insert(c.header.time);
-                    report.last_time = Some(c.header.time);
+                    if format::chain(&chain, view.header, &view.payload_sha) != view.chain {
+                        return Err(bad(
+                            "chain hash mismatch (entry or its predecessor was altered)",
+                        ));
+                    }
+                    work.push(&view, expected, i, offset);
+                    report.first_time.get_or_insert(time);
+                    report.last_time = Some(time);
                     report.entries += 1;
-                    chain = c.view.chain;
+                    chain = view.chain;
                     expected += 1;
                     retries = 0;
                 }
@@ -246,12 +279,9 @@ fn check_segments(io: &dyn Io, segs: &[SegmentFile], work: &mut Work) -> Result<
                     std::thread::sleep(TAIL_WAIT);
                 }
                 Step::Incomplete { offset } => {
-                    return Err(damaged(
-                        &seg.name,
-                        offset,
-                        expected,
-                        "incomplete record (a torn tail: opening the journal for writing cuts it)",
-                    ));
+                    let why =
+                        "incomplete record (a torn tail: opening the journal for writing cuts it)";
+                    return Err(damaged(&seg.name, offset, expected, why));
                 }
                 Step::BadLength { offset } => {
                     return Err(damaged(
@@ -273,4 +303,101 @@ fn check_segments(io: &dyn Io, segs: &[SegmentFile], work: &mut Work) -> Result<
         report.last_seq = expected - 1;
     }
     Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format::{SegmentHeader, encode_segment_header};
+
+    /// A record with arbitrary header bytes, CRC and chain correct.
+    fn raw_record(prev: &[u8; 32], header: &[u8], payload: &[u8]) -> (Vec<u8>, [u8; 32]) {
+        let sha: [u8; 32] = Sha256::digest(payload).into();
+        let chain = format::chain(prev, header, &sha);
+        let mut body = Vec::new();
+        body.extend_from_slice(&(header.len() as u32).to_le_bytes());
+        body.extend_from_slice(&(payload.len() as u64).to_le_bytes());
+        body.push(0);
+        body.extend_from_slice(&sha);
+        body.extend_from_slice(&chain);
+        body.extend_from_slice(header);
+        body.extend_from_slice(payload);
+        let len = (body.len() as u32).to_le_bytes();
+        let crc = crc32c::crc32c_append(crc32c::crc32c(&len), &body);
+        let mut rec = len.to_vec();
+        rec.extend_from_slice(&crc.to_le_bytes());
+        rec.extend_from_slice(&body);
+        (rec, chain)
+    }
+
+    fn header_bytes(seq: u64, kind_index: u8) -> Vec<u8> {
+        // seq 1..=250 and time 0 are one varint byte each; run None; pipeline ""; then the
+        // kind's variant index and, for RunFailed, its fields.
+        vec![seq as u8, 0, 0, 0, kind_index, 0, 0]
+    }
+
+    #[test]
+    fn a_header_that_does_not_decode_is_damage_even_with_valid_crc_and_chain() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut seg = encode_segment_header(&SegmentHeader {
+            first_seq: 1,
+            chain_in: ZERO_CHAIN,
+        })
+        .to_vec();
+        // Kind 9 is RunFailed { error: "", elapsed_us: 0 }: decodes. Kind 99 does not exist.
+        let (r1, c1) = raw_record(&ZERO_CHAIN, &header_bytes(1, 9), b"ok");
+        let (r2, c2) = raw_record(&c1, &header_bytes(2, 99), b"");
+        let (r3, _) = raw_record(&c2, &header_bytes(3, 9), b"x");
+        let second_offset = (seg.len() + r1.len()) as u64;
+        for r in [r1, r2, r3] {
+            seg.extend_from_slice(&r);
+        }
+        std::fs::write(dir.path().join("00000000000000000001.seg"), &seg).unwrap();
+        match verify(dir.path()) {
+            Err(Error::Damaged {
+                seq,
+                offset,
+                reason,
+                ..
+            }) => {
+                assert_eq!((seq, offset), (2, second_offset));
+                assert!(reason.contains("does not decode"), "{reason}");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_payload_that_does_not_match_its_hash_is_damage_at_its_seq() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut seg = encode_segment_header(&SegmentHeader {
+            first_seq: 1,
+            chain_in: ZERO_CHAIN,
+        })
+        .to_vec();
+        let (r1, c1) = raw_record(&ZERO_CHAIN, &header_bytes(1, 9), b"first");
+        let (mut r2, _) = raw_record(&c1, &header_bytes(2, 9), b"second");
+        // Change the payload and fix the CRC: only the payload hash can tell.
+        let n = r2.len();
+        r2[n - 1] ^= 1;
+        let crc = crc32c::crc32c_append(crc32c::crc32c(&r2[0..4]), &r2[8..]);
+        r2[4..8].copy_from_slice(&crc.to_le_bytes());
+        seg.extend_from_slice(&r1);
+        seg.extend_from_slice(&r2);
+        std::fs::write(dir.path().join("00000000000000000001.seg"), &seg).unwrap();
+        match verify(dir.path()) {
+            Err(Error::Damaged { seq, reason, .. }) => {
+                assert_eq!(seq, 2);
+                assert_eq!(reason, "payload hash mismatch");
+            }
+            other => panic!("{other:?}"),
+        }
+        // Readers do not hash payloads; they still read both (verify is the full check).
+        let read = Reader::open(dir.path())
+            .unwrap()
+            .entries_from(1)
+            .unwrap()
+            .count();
+        assert_eq!(read, 2);
+    }
 }
