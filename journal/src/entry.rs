@@ -106,7 +106,9 @@ impl Serialize for Digest {
         if s.is_human_readable() {
             s.collect_str(self)
         } else {
-            self.0.serialize(s)
+            // As one byte string, not a 32-tuple: binary decoders then take it in one piece
+            // instead of element by element.
+            s.serialize_bytes(&self.0)
         }
     }
 }
@@ -117,8 +119,22 @@ impl<'de> Deserialize<'de> for Digest {
             let s = String::deserialize(d)?;
             s.parse().map_err(serde::de::Error::custom)
         } else {
-            <[u8; 32]>::deserialize(d).map(Digest)
+            d.deserialize_bytes(DigestBytes)
         }
+    }
+}
+
+struct DigestBytes;
+
+impl serde::de::Visitor<'_> for DigestBytes {
+    type Value = Digest;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("32 bytes of SHA-256")
+    }
+
+    fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> std::result::Result<Digest, E> {
+        <[u8; 32]>::try_from(v).map(Digest).map_err(|_| E::invalid_length(v.len(), &self))
     }
 }
 
@@ -482,7 +498,9 @@ mod tests {
         );
         let cfg = bincode::config::standard();
         let bytes = bincode::serde::encode_to_vec(d, cfg).unwrap();
-        assert_eq!(bytes, d.0.to_vec());
+        assert_eq!(bytes, [&[32u8][..], &d.0[..]].concat());
+        let short = bincode::serde::decode_from_slice::<Digest, _>(&[3, 1, 2, 3], cfg);
+        assert!(short.is_err());
         let (back, _): (Digest, usize) = bincode::serde::decode_from_slice(&bytes, cfg).unwrap();
         assert_eq!(back, d);
     }
