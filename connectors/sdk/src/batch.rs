@@ -578,6 +578,13 @@ impl Batch {
         })
     }
 
+    /// A batch from a schema and one column per field, checking every invariant of the module
+    /// documentation: for code that derives a batch from others (adds a column, declares a
+    /// primary key).
+    pub fn try_new(schema: Arc<Schema>, columns: Vec<Column>) -> Result<Batch> {
+        Batch::from_parts(schema, columns, None)
+    }
+
     /// A batch with no rows.
     pub fn empty(schema: Arc<Schema>) -> Batch {
         let columns = schema
