@@ -134,7 +134,9 @@ impl serde::de::Visitor<'_> for DigestBytes {
     }
 
     fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> std::result::Result<Digest, E> {
-        <[u8; 32]>::try_from(v).map(Digest).map_err(|_| E::invalid_length(v.len(), &self))
+        <[u8; 32]>::try_from(v)
+            .map(Digest)
+            .map_err(|_| E::invalid_length(v.len(), &self))
     }
 }
 

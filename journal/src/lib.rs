@@ -99,3 +99,18 @@ pub mod decode {
         crate::format::decode_index(bytes)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    fn send_sync<T: Send + Sync>() {}
+    fn send<T: Send>() {}
+
+    #[test]
+    fn handles_cross_threads() {
+        send_sync::<crate::Journal>();
+        send_sync::<crate::Reader>();
+        send_sync::<crate::Error>();
+        send::<crate::Entries>();
+        send::<crate::Follow>();
+    }
+}

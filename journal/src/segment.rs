@@ -102,11 +102,18 @@ pub(crate) struct Cursor {
     end: usize,
     /// File length as last seen; refreshed only when a record seems to pass it.
     file_len: u64,
+    /// How much to read ahead at once.
+    chunk: usize,
 }
 
 impl Cursor {
     /// A cursor at `offset` of `file`.
     pub fn new(file: Box<dyn IoFile>, offset: u64) -> io::Result<Cursor> {
+        Cursor::with_read_ahead(file, offset, CHUNK)
+    }
+
+    /// A cursor that reads ahead `chunk` bytes at a time (more when a record needs it).
+    pub fn with_read_ahead(file: Box<dyn IoFile>, offset: u64, chunk: usize) -> io::Result<Cursor> {
         let file_len = file.len()?;
         Ok(Cursor {
             file,
@@ -115,6 +122,7 @@ impl Cursor {
             head: 0,
             end: 0,
             file_len,
+            chunk,
         })
     }
 
@@ -142,7 +150,7 @@ impl Cursor {
         // Read ahead a chunk, but no more than the file holds: small segments stay cheap.
         let remaining =
             usize::try_from(self.file_len.saturating_sub(self.start)).unwrap_or(usize::MAX);
-        let want = need.max(CHUNK.min(remaining));
+        let want = need.max(self.chunk.min(remaining));
         if self.buf.len() < want {
             self.buf.resize(want, 0);
         }
@@ -313,7 +321,8 @@ pub(crate) fn seek(
 
 /// Whether a whole, CRC-valid record of seq `seq` starts at `offset`.
 fn hint_is_good(file: Box<dyn IoFile>, seq: u64, offset: u64) -> bool {
-    let Ok(mut c) = Cursor::new(file, offset) else {
+    // One record is wanted: read little ahead.
+    let Ok(mut c) = Cursor::with_read_ahead(file, offset, 4096) else {
         return false;
     };
     match c.next() {

@@ -282,3 +282,102 @@ fn errors_name_what_and_where() {
     // A refused entry does not poison the writer or take a seq.
     assert_eq!(j.append_blocking(tagged(1, 1)).unwrap().seq, 1);
 }
+
+/// Counts the bytes read through it.
+#[derive(Default)]
+struct CountingIo {
+    read: Arc<std::sync::atomic::AtomicU64>,
+}
+
+struct CountingFile {
+    inner: Box<dyn caudal_journal::IoFile>,
+    read: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl caudal_journal::Io for CountingIo {
+    fn open_read(
+        &self,
+        path: &std::path::Path,
+    ) -> std::io::Result<Box<dyn caudal_journal::IoFile>> {
+        let inner = caudal_journal::StdIo.open_read(path)?;
+        Ok(Box::new(CountingFile {
+            inner,
+            read: self.read.clone(),
+        }))
+    }
+    fn open_write(
+        &self,
+        path: &std::path::Path,
+    ) -> std::io::Result<Box<dyn caudal_journal::IoFile>> {
+        caudal_journal::StdIo.open_write(path)
+    }
+    fn create_dir_all(&self, dir: &std::path::Path) -> std::io::Result<()> {
+        caudal_journal::StdIo.create_dir_all(dir)
+    }
+    fn list(&self, dir: &std::path::Path) -> std::io::Result<Vec<String>> {
+        caudal_journal::StdIo.list(dir)
+    }
+    fn remove(&self, path: &std::path::Path) -> std::io::Result<()> {
+        caudal_journal::StdIo.remove(path)
+    }
+    fn sync_dir(&self, dir: &std::path::Path) -> std::io::Result<()> {
+        caudal_journal::StdIo.sync_dir(dir)
+    }
+}
+
+impl caudal_journal::IoFile for CountingFile {
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> std::io::Result<usize> {
+        let n = self.inner.read_at(buf, offset)?;
+        self.read.fetch_add(n as u64, Ordering::Relaxed);
+        Ok(n)
+    }
+    fn write_at(&self, buf: &[u8], offset: u64) -> std::io::Result<usize> {
+        self.inner.write_at(buf, offset)
+    }
+    fn sync_data(&self) -> std::io::Result<()> {
+        self.inner.sync_data()
+    }
+    fn set_len(&self, len: u64) -> std::io::Result<()> {
+        self.inner.set_len(len)
+    }
+    fn len(&self) -> std::io::Result<u64> {
+        self.inner.len()
+    }
+}
+
+/// `get` and `entries_from` seek through the sparse index instead of scanning the segment, in
+/// the active segment too (its index is written as it grows).
+#[test]
+fn lookups_by_seq_read_a_small_part_of_a_large_segment() {
+    let dir = tempdir();
+    let j = open(dir.path(), Durability::Never, 64 << 20);
+    for i in 0..4000 {
+        j.append_blocking(tagged(i, 1000)).unwrap();
+    }
+    let io = Arc::new(CountingIo::default());
+    let r = Reader::open_with(dir.path(), io.clone()).unwrap();
+    let segment_bytes = r.segments().unwrap()[0].bytes;
+    assert!(segment_bytes > 4_000_000);
+    for seq in [3900, 2000, 1, 4000] {
+        let before = io.read.load(Ordering::Relaxed);
+        let e = r.get(seq).unwrap().unwrap();
+        assert_eq!(e.entry.payload, Payload::Inline(bytes(1000, seq - 1)));
+        let read = io.read.load(Ordering::Relaxed) - before;
+        assert!(
+            read < 400_000,
+            "get({seq}) read {read} of {segment_bytes} bytes"
+        );
+        let before = io.read.load(Ordering::Relaxed);
+        let first = r.entries_from(seq).unwrap().next().unwrap().unwrap();
+        assert_eq!(first.entry.seq, seq);
+        let read = io.read.load(Ordering::Relaxed) - before;
+        assert!(
+            read < 400_000,
+            "entries_from({seq}) read {read} of {segment_bytes} bytes"
+        );
+    }
+    // With the index gone, lookups still work, by scanning.
+    j.close().unwrap();
+    std::fs::remove_file(dir.path().join("00000000000000000001.idx")).unwrap();
+    assert_eq!(r.get(3999).unwrap().unwrap().entry.seq, 3999);
+}
