@@ -115,7 +115,8 @@ pub(crate) fn write_all_at(f: &dyn IoFile, mut buf: &[u8], mut offset: u64) -> i
                 ));
             }
             Ok(n) => {
-                buf = &buf[n..];
+                // An implementation claiming more than it was given is broken; say so.
+                buf = buf.get(n..).ok_or_else(overclaim)?;
                 offset += n as u64;
             }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -131,10 +132,15 @@ pub(crate) fn read_full_at(f: &dyn IoFile, buf: &mut [u8], offset: u64) -> io::R
     while done < buf.len() {
         match f.read_at(&mut buf[done..], offset + done as u64) {
             Ok(0) => break,
-            Ok(n) => done += n,
+            Ok(n) if n <= buf.len() - done => done += n,
+            Ok(_) => return Err(overclaim()),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => return Err(e),
         }
     }
     Ok(done)
+}
+
+fn overclaim() -> io::Error {
+    io::Error::other("I/O implementation reported more bytes than the buffer holds")
 }
