@@ -207,6 +207,11 @@ pub(crate) fn decode_header_seq(bytes: &[u8]) -> Option<u64> {
         .map(|(s, _)| s)
 }
 
+/// SHA-256 of a payload.
+pub(crate) fn payload_sha(payload: &[u8]) -> [u8; 32] {
+    Sha256::digest(payload).into()
+}
+
 /// `SHA-256(prev ‖ header ‖ payload_sha)`.
 pub(crate) fn chain(prev: &[u8; 32], header: &[u8], payload_sha: &[u8; 32]) -> [u8; 32] {
     let mut h = Sha256::new();
@@ -216,12 +221,14 @@ pub(crate) fn chain(prev: &[u8; 32], header: &[u8], payload_sha: &[u8; 32]) -> [
     h.finalize().into()
 }
 
-/// Appends one record to `buf` and returns its chain. `payload` is stored inline.
+/// Appends one record to `buf` and returns its chain. `payload` is stored inline;
+/// `payload_sha` is its SHA-256.
 pub(crate) fn encode_record(
     buf: &mut Vec<u8>,
     prev_chain: &[u8; 32],
     header: &HeaderRef<'_>,
     payload: &[u8],
+    payload_sha: &[u8; 32],
 ) -> Result<[u8; 32], crate::Error> {
     let start = buf.len();
     buf.resize(start + FRAME_LEN + BODY_FIXED, 0);
@@ -239,8 +246,7 @@ pub(crate) fn encode_record(
             max: MAX_BODY as u64,
         });
     }
-    let payload_sha: [u8; 32] = Sha256::digest(payload).into();
-    let chain = chain(prev_chain, &buf[header_start..], &payload_sha);
+    let chain = chain(prev_chain, &buf[header_start..], payload_sha);
     buf.extend_from_slice(payload);
 
     let body = start + FRAME_LEN;
@@ -248,7 +254,7 @@ pub(crate) fn encode_record(
     buf[body..body + 4].copy_from_slice(&(header_len as u32).to_le_bytes());
     buf[body + 4..body + 12].copy_from_slice(&(payload.len() as u64).to_le_bytes());
     buf[body + 12] = 0;
-    buf[body + 13..body + 45].copy_from_slice(&payload_sha);
+    buf[body + 13..body + 45].copy_from_slice(payload_sha);
     buf[body + 45..body + 77].copy_from_slice(&chain);
     let crc = crc32c::crc32c_append(crc32c::crc32c(&buf[start..start + 4]), &buf[body..]);
     buf[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
@@ -425,7 +431,8 @@ mod tests {
             kind: &kind,
         };
         let mut buf = vec![0xAA];
-        let c = encode_record(&mut buf, &[1; 32], &hdr, b"payload").unwrap();
+        let sha: [u8; 32] = Sha256::digest(b"payload").into();
+        let c = encode_record(&mut buf, &[1; 32], &hdr, b"payload", &sha).unwrap();
         let rec = &buf[1..];
         assert!(record_crc_ok(rec));
         let len = u32_at(rec, 0) as usize;

@@ -86,6 +86,9 @@ struct Queue {
 
 struct Pending {
     entry: NewEntry,
+    /// SHA-256 of the payload, computed by the appender so that hashing large payloads is
+    /// spread over the appending threads instead of serialised in the writer.
+    payload_sha: [u8; 32],
     reply: Option<Reply>,
 }
 
@@ -116,12 +119,21 @@ impl Shared {
                 cause: cause.clone(),
             });
         }
+        // Refuse what cannot fit a record before spending time hashing it.
+        if entry.payload.len() > format::MAX_BODY - format::BODY_FIXED {
+            return Err(Error::EntryTooLarge {
+                bytes: (entry.payload.len() + format::BODY_FIXED) as u64,
+                max: format::MAX_BODY as u64,
+            });
+        }
+        let payload_sha = format::payload_sha(&entry.payload);
         let mut q = self.queue();
         if q.closing {
             return Err(Error::Closed);
         }
         let was_empty = q.pending.is_empty();
         q.pending.push(Pending {
+            payload_sha,
             entry,
             reply: Some(reply),
         });
@@ -326,6 +338,7 @@ impl Writer {
     fn append_now(&mut self, entry: NewEntry) -> Result<Appended> {
         let (tx, rx) = std::sync::mpsc::sync_channel(1);
         let mut group = vec![Pending {
+            payload_sha: format::payload_sha(&entry.payload),
             entry,
             reply: Some(Reply::Blocking(tx)),
         }];
@@ -476,22 +489,26 @@ impl Writer {
                 pipeline: &e.pipeline,
                 kind: &e.kind,
             };
-            let outcome =
-                format::encode_record(&mut self.buf, &self.last_chain, &header, &e.payload).map(
-                    |chain| {
-                        if offset >= self.active.next_hint_at {
-                            format::encode_hint(&mut self.hints, self.next_seq, offset);
-                            self.active.next_hint_at = offset + INDEX_EVERY;
-                        }
-                        let a = Appended {
-                            seq: self.next_seq,
-                            chain: Digest(chain),
-                        };
-                        self.next_seq += 1;
-                        self.last_chain = chain;
-                        a
-                    },
-                );
+            let outcome = format::encode_record(
+                &mut self.buf,
+                &self.last_chain,
+                &header,
+                &e.payload,
+                &p.payload_sha,
+            )
+            .map(|chain| {
+                if offset >= self.active.next_hint_at {
+                    format::encode_hint(&mut self.hints, self.next_seq, offset);
+                    self.active.next_hint_at = offset + INDEX_EVERY;
+                }
+                let a = Appended {
+                    seq: self.next_seq,
+                    chain: Digest(chain),
+                };
+                self.next_seq += 1;
+                self.last_chain = chain;
+                a
+            });
             self.outcomes.push(Some(outcome));
         }
         self.flush()
