@@ -231,7 +231,9 @@ fn readers_alongside_the_writer_see_consistent_prefixes() {
         std::thread::spawn(move || {
             let r = Reader::open(&dir).unwrap();
             let mut rounds = 0;
-            while !stop.load(Ordering::Relaxed) {
+            loop {
+                // Read as the writer stops: a final round then sees everything.
+                let stopping = stop.load(Ordering::Relaxed);
                 let seqs: Vec<u64> = r
                     .entries_from(1)
                     .unwrap()
@@ -244,15 +246,19 @@ fn readers_alongside_the_writer_see_consistent_prefixes() {
                     assert_eq!(r.get(last).unwrap().unwrap().entry.seq, last);
                 }
                 rounds += 1;
+                if stopping {
+                    return (rounds, seqs.len());
+                }
             }
-            rounds
         })
     };
     for i in 1..400 {
         j.append_blocking(tagged(i, (i % 120) as usize)).unwrap();
     }
     stop.store(true, Ordering::Relaxed);
-    assert!(reader.join().unwrap() > 0);
+    let (rounds, last_read) = reader.join().unwrap();
+    assert!(rounds > 0);
+    assert_eq!(last_read, 400, "the final round missed entries");
 }
 
 /// The error texts a user sees name what and where.
