@@ -7,4 +7,5 @@
 //! the module that implements it.
 
 pub mod cli;
+pub mod engine;
 pub mod host;

@@ -1,0 +1,744 @@
+//! The engine end to end against in-process databases (`testing.rs`): every mode, fan-out,
+//! partitions, resume after a crash, failures and retries, replay, and the projection's
+//! checkpoint. The same flows run through real plugins in `core/tests/engine_*.rs`.
+
+use std::sync::Arc;
+
+use caudal_config::Pipeline;
+use caudal_connector::{Field, LogicalType, Schema, TableDigest, Value};
+use caudal_journal::{Entry, EntryKind, Reader};
+
+use super::projection::{LaneKey, PartKey, Projection, RunState};
+use super::replay::ReplayOptions;
+use super::retry::RetryOptions;
+use super::run::{Engine, PartOutcome, RunOptions};
+use super::testing::{Table, World};
+use super::{Silent, shape};
+
+fn sales_schema() -> Schema {
+    Schema::new(
+        vec![
+            Field::new("id", LogicalType::Int64, false),
+            Field::new(
+                "tienda",
+                LogicalType::Varchar {
+                    max_length: Some(20),
+                },
+                false,
+            ),
+            Field::new("fecha", LogicalType::Date, false),
+            Field::new(
+                "monto",
+                LogicalType::Decimal {
+                    precision: 12,
+                    scale: 2,
+                },
+                true,
+            ),
+        ],
+        &[],
+    )
+    .unwrap()
+}
+
+/// Sales `ids`, ten per day from 2025-01-01 (day 20089), amount id * 1.25.
+fn sales(store: &str, ids: std::ops::Range<i64>) -> Vec<Vec<Value>> {
+    ids.map(|id| {
+        vec![
+            Value::Int(id),
+            Value::Text(store.into()),
+            Value::Date(20_089 + (id / 10) as i32),
+            if id % 7 == 0 {
+                Value::Null
+            } else {
+                Value::Decimal {
+                    unscaled: i128::from(id) * 125,
+                    scale: 2,
+                }
+            },
+        ]
+    })
+    .collect()
+}
+
+fn put(world: &World, db: &str, table: &str, rows: Vec<Vec<Value>>) {
+    world.db(db).tables.insert(
+        table.into(),
+        Table {
+            schema: sales_schema(),
+            rows,
+        },
+    );
+}
+
+struct Fixture {
+    dir: tempfile::TempDir,
+    world: World,
+}
+
+impl Fixture {
+    fn new() -> Fixture {
+        Fixture {
+            dir: tempfile::tempdir().unwrap(),
+            world: World::default(),
+        }
+    }
+
+    fn pipeline(&self, body: &str) -> Arc<Pipeline> {
+        let text = format!(
+            "[pipeline]\nname = \"p\"\n[journal]\ndir = \"journal\"\ndurability = \"never\"\n{body}"
+        );
+        Arc::new(Pipeline::from_str(&text, &self.dir.path().join("p.toml")).unwrap())
+    }
+
+    fn engine(&self, p: &Arc<Pipeline>) -> Engine {
+        Engine::new(
+            Arc::clone(p),
+            Arc::new(self.world.clone()),
+            Arc::new(Silent),
+        )
+    }
+
+    fn journal(&self) -> std::path::PathBuf {
+        self.dir.path().join("journal")
+    }
+
+    fn entries(&self) -> Vec<Entry> {
+        Reader::open(&self.journal())
+            .unwrap()
+            .entries_from(1)
+            .unwrap()
+            .map(|e| e.unwrap().entry)
+            .collect()
+    }
+
+    fn kinds(&self) -> Vec<&'static str> {
+        self.entries().iter().map(|e| e.kind.name()).collect()
+    }
+
+    /// Digest of a source table as the destination table `as_table` in `schema`.
+    fn digest(&self, db: &str, table: &str, as_table: &str, schema: &Schema) -> TableDigest {
+        self.world.digest(db, table, as_table, schema)
+    }
+
+    fn rows(&self, db: &str, table: &str) -> usize {
+        self.world
+            .db(db)
+            .tables
+            .get(table)
+            .map_or(0, |t| t.rows.len())
+    }
+}
+
+fn keyed(schema: &Schema, key: &[&str]) -> Schema {
+    Schema::new(schema.fields().to_vec(), key).unwrap()
+}
+
+const TWO_DBS: &str = r#"
+[connections.src]
+connector = "fake"
+[connections.wh]
+connector = "fake"
+"#;
+
+fn opts() -> RunOptions {
+    RunOptions {
+        jobs: 2,
+        ..RunOptions::default()
+    }
+}
+
+#[test]
+fn snapshot_journals_every_batch_before_writing_it_and_swaps_the_table_in() {
+    let f = Fixture::new();
+    put(&f.world, "src", "ventas", sales("a", 0..1000));
+    let p = f.pipeline(&format!(
+        "{TWO_DBS}[[streams]]\nfrom = \"src\"\ntable = \"ventas\"\nto = \"wh\"\nchunk_rows = 300\n"
+    ));
+    let report = f.engine(&p).run(&opts()).unwrap();
+    assert!(report.succeeded(), "{report:?}");
+    assert_eq!((report.rows, report.batches), (1000, 4));
+    let schema = sales_schema();
+    assert_eq!(
+        f.digest("wh", "ventas", "ventas", &schema),
+        f.digest("src", "ventas", "ventas", &schema)
+    );
+    assert!(
+        !f.world
+            .db("wh")
+            .tables
+            .contains_key("ventas__caudal_staging")
+    );
+
+    let entries = f.entries();
+    let kinds: Vec<&str> = entries.iter().map(|e| e.kind.name()).collect();
+    assert_eq!(kinds.first(), Some(&"RunStarted"));
+    assert_eq!(kinds[1], "StreamStarted");
+    assert_eq!(kinds.last(), Some(&"RunCompleted"));
+    assert_eq!(kinds.iter().filter(|k| **k == "BatchRead").count(), 4);
+    assert_eq!(kinds.iter().filter(|k| **k == "WriteApplied").count(), 4);
+    // Every write comes after the BatchRead it names.
+    for e in &entries {
+        if let EntryKind::WriteApplied { batch_seq, .. } = e.kind {
+            assert!(batch_seq < e.seq);
+            assert_eq!(entries[batch_seq as usize - 1].kind.name(), "BatchRead");
+        }
+        if let EntryKind::BatchRead { digest, .. } = &e.kind {
+            assert_ne!(*digest, caudal_journal::Digest::default());
+        }
+    }
+
+    // The source shrinks: the next snapshot replaces the table.
+    put(&f.world, "src", "ventas", sales("a", 0..10));
+    assert!(f.engine(&p).run(&opts()).unwrap().succeeded());
+    assert_eq!(f.rows("wh", "ventas"), 10);
+    // An empty source gives an empty table.
+    put(&f.world, "src", "ventas", Vec::new());
+    assert!(f.engine(&p).run(&opts()).unwrap().succeeded());
+    assert_eq!(f.rows("wh", "ventas"), 0);
+}
+
+#[test]
+fn incremental_resumes_after_the_last_cursor_journaled() {
+    let f = Fixture::new();
+    put(&f.world, "src", "ventas", sales("a", 0..500));
+    let p = f.pipeline(&format!(
+        "{TWO_DBS}[[streams]]\nfrom = \"src\"\ntable = \"ventas\"\nto = \"wh\"\n\
+         mode = \"incremental\"\ncursor = \"fecha\"\nchunk_rows = 95\n"
+    ));
+    let first = f.engine(&p).run(&opts()).unwrap();
+    assert_eq!(first.rows, 500);
+    // Chunks end between days: 95 rows grow to whole days of 10.
+    let sizes: Vec<u64> = f
+        .entries()
+        .iter()
+        .filter_map(|e| match e.kind {
+            EntryKind::BatchRead { rows, .. } => Some(rows),
+            _ => None,
+        })
+        .collect();
+    assert!(sizes.iter().all(|r| r % 10 == 0), "{sizes:?}");
+
+    f.world
+        .db("src")
+        .tables
+        .get_mut("ventas")
+        .unwrap()
+        .rows
+        .extend(sales("a", 500..730));
+    let second = f.engine(&p).run(&opts()).unwrap();
+    assert_eq!(second.rows, 230, "only the new days are read");
+    let started = f
+        .entries()
+        .into_iter()
+        .filter_map(|e| match e.kind {
+            EntryKind::StreamStarted { resume_cursor, .. } => Some(resume_cursor),
+            _ => None,
+        })
+        .collect::<Vec<_>>();
+    assert_eq!(started, [None, Some("date:2025-02-19".into())]);
+    let schema = sales_schema();
+    assert_eq!(
+        f.digest("wh", "ventas", "ventas", &schema),
+        f.digest("src", "ventas", "ventas", &schema)
+    );
+    // Nothing new: nothing read.
+    assert_eq!(f.engine(&p).run(&opts()).unwrap().rows, 0);
+}
+
+#[test]
+fn manual_ranges_read_only_their_range_and_leave_the_high_water_mark() {
+    let f = Fixture::new();
+    put(&f.world, "src", "ventas", sales("a", 0..300));
+    let p = f.pipeline(&format!(
+        "{TWO_DBS}[[streams]]\nfrom = \"src\"\ntable = \"ventas\"\nto = \"wh\"\n\
+         mode = \"incremental\"\ncursor = \"fecha\"\nprimary_key = [\"id\"]\n"
+    ));
+    assert_eq!(f.engine(&p).run(&opts()).unwrap().rows, 300);
+    // Re-read two days: upserts by key, no duplicates.
+    let manual = RunOptions {
+        from: Some("2025-01-05".into()),
+        to: Some("2025-01-07".into()),
+        ..opts()
+    };
+    assert_eq!(f.engine(&p).run(&manual).unwrap().rows, 20);
+    assert_eq!(f.rows("wh", "ventas"), 300);
+    let key = PartKey {
+        pipeline: "p".into(),
+        stream: "ventas".into(),
+        partition: None,
+    };
+    let projection = Projection::load(&f.journal()).unwrap();
+    assert_eq!(
+        projection.part(&key).unwrap().last_cursor.as_deref(),
+        Some("date:2025-01-30")
+    );
+    let bad = RunOptions {
+        from: Some("next tuesday".into()),
+        ..opts()
+    };
+    let err = f.engine(&p).run(&bad).unwrap_err().to_string();
+    assert!(
+        err.contains("`next tuesday`") && err.contains("YYYY-MM-DD"),
+        "{err}"
+    );
+}
+
+#[test]
+fn merge_upserts_changed_rows_and_deletes_missing_ones() {
+    let f = Fixture::new();
+    put(&f.world, "src", "items", sales("a", 0..200));
+    let p = f.pipeline(&format!(
+        "{TWO_DBS}[[streams]]\nfrom = \"src\"\ntable = \"items\"\nto = \"wh\"\n\
+         mode = \"merge\"\nprimary_key = [\"id\"]\nchunk_rows = 64\n"
+    ));
+    assert!(f.engine(&p).run(&opts()).unwrap().succeeded());
+    {
+        let mut src = f.world.db("src");
+        let rows = &mut src.tables.get_mut("items").unwrap().rows;
+        rows.retain(|r| !matches!(r[0], Value::Int(i) if i % 5 == 0));
+        for r in rows.iter_mut().take(10) {
+            r[1] = Value::Text("changed".into());
+        }
+        rows.extend(sales("b", 200..230));
+    }
+    assert!(f.engine(&p).run(&opts()).unwrap().succeeded());
+    let schema = keyed(&sales_schema(), &["id"]);
+    assert_eq!(
+        f.digest("wh", "items", "items", &schema),
+        f.digest("src", "items", "items", &schema)
+    );
+    assert_eq!(f.rows("wh", "items"), f.rows("src", "items"));
+    // Deleting again finds nothing more to delete; deleting everything works too.
+    f.world
+        .db("src")
+        .tables
+        .get_mut("items")
+        .unwrap()
+        .rows
+        .clear();
+    assert!(f.engine(&p).run(&opts()).unwrap().succeeded());
+    assert_eq!(f.rows("wh", "items"), 0);
+}
+
+#[test]
+fn consolidate_tags_rows_with_their_source() {
+    let f = Fixture::new();
+    put(&f.world, "rest_1", "pedidos", sales("x", 0..120));
+    put(&f.world, "rest_2", "pedidos", sales("y", 0..80));
+    let p = f.pipeline(
+        r#"
+[connections.rest_1]
+connector = "fake"
+[connections.rest_2]
+connector = "fake"
+[connections.rep]
+connector = "fake"
+[[streams]]
+from = "rest_*"
+table = "pedidos"
+to = "rep"
+mode = "consolidate"
+primary_key = ["id"]
+"#,
+    );
+    let report = f.engine(&p).run(&opts()).unwrap();
+    assert!(report.succeeded(), "{report:?}");
+    assert_eq!(
+        f.rows("rep", "pedidos"),
+        200,
+        "the same ids from two sources stay apart"
+    );
+    let stream = &p.streams()[0];
+    let mut expected = TableDigest::new();
+    for src in ["rest_1", "rest_2"] {
+        let shape = shape::Shape::new(stream, src, Arc::new(sales_schema())).unwrap();
+        let d = f.world.db(src);
+        let t = &d.tables["pedidos"];
+        let mut b = caudal_connector::BatchBuilder::new(Arc::new(sales_schema()));
+        for r in &t.rows {
+            b.push_row(r).unwrap();
+        }
+        let (shaped, _) = shape.shape(b.finish().unwrap().encode().unwrap()).unwrap();
+        expected.add_batch("pedidos", &shaped);
+    }
+    let dest_schema = {
+        let d = f.world.db("rep");
+        d.tables["pedidos"].schema.clone()
+    };
+    assert_eq!(dest_schema.fields()[0].name, "_source");
+    assert_eq!(
+        f.digest("rep", "pedidos", "pedidos", &dest_schema),
+        expected
+    );
+}
+
+#[test]
+fn fan_out_writes_every_destination_and_a_failing_one_holds_only_itself_back() {
+    let f = Fixture::new();
+    put(&f.world, "src", "ventas", sales("a", 0..400));
+    let p = f.pipeline(
+        r#"
+[connections.src]
+connector = "fake"
+[connections.wh]
+connector = "fake"
+[connections.copy]
+connector = "fake"
+[[streams]]
+from = "src"
+table = "ventas"
+to = ["wh", "copy"]
+mode = "incremental"
+cursor = "fecha"
+chunk_rows = 100
+[retry]
+max_attempts = 2
+every = "10ms"
+"#,
+    );
+    f.world.db("copy").reject_writes = Some("attempt to write a readonly database".into());
+    let report = f.engine(&p).run(&opts()).unwrap();
+    assert!(!report.succeeded());
+    match &report.parts[0].outcome {
+        PartOutcome::WritesPending { lanes } => {
+            assert_eq!(lanes.len(), 1);
+            assert_eq!(lanes[0].0, "copy");
+            assert!(lanes[0].2.contains("readonly database"), "{lanes:?}");
+        }
+        other => panic!("{other:?}"),
+    }
+    let schema = sales_schema();
+    assert_eq!(
+        f.digest("wh", "ventas", "ventas", &schema),
+        f.digest("src", "ventas", "ventas", &schema)
+    );
+    let kinds = f.kinds();
+    // Two attempts in all, one retry scheduled between them, as [retry] says.
+    assert_eq!(kinds.iter().filter(|k| **k == "WriteFailed").count(), 2);
+    assert_eq!(kinds.iter().filter(|k| **k == "RetryScheduled").count(), 1);
+
+    let projection = Projection::load(&f.journal()).unwrap();
+    let lane = LaneKey {
+        part: PartKey {
+            pipeline: "p".into(),
+            stream: "ventas".into(),
+            partition: None,
+        },
+        destination: "copy".into(),
+    };
+    let failure = projection.lane(&lane).unwrap().failure.unwrap();
+    assert_eq!(failure.attempts, 2);
+    assert!(!failure.retryable);
+    assert_eq!(projection.pending(&lane).len(), 4);
+
+    // Fixed: `retry` writes the four batches, in order, from the journal.
+    f.world.db("copy").reject_writes = None;
+    f.world.db("src").tables.clear();
+    let retried = f.engine(&p).retry(&RetryOptions::default()).unwrap();
+    assert!(retried.succeeded(), "{retried:?}");
+    assert_eq!(retried.lanes.len(), 1);
+    assert_eq!(retried.lanes[0].batches, 4);
+    assert_eq!(f.rows("copy", "ventas"), 400);
+    let projection = Projection::load(&f.journal()).unwrap();
+    assert!(projection.lane(&lane).unwrap().failure.is_none());
+    assert!(projection.pending(&lane).is_empty());
+    let runs = projection.runs();
+    assert_eq!(runs.last().unwrap().trigger, "retry");
+    assert_eq!(runs[0].writes_failed, 2);
+    assert!(runs[0].attempts.iter().any(|a| a.outcome == "scheduled"));
+    // Nothing left: retry does nothing and journals nothing.
+    let before = f.entries().len();
+    assert!(
+        f.engine(&p)
+            .retry(&RetryOptions::default())
+            .unwrap()
+            .run
+            .is_none()
+    );
+    assert_eq!(f.entries().len(), before);
+}
+
+#[test]
+fn partitions_run_apart_and_one_failing_source_does_not_stop_the_others() {
+    let f = Fixture::new();
+    let mut body = String::new();
+    for i in 1..=4 {
+        put(
+            &f.world,
+            &format!("tienda_{i:02}"),
+            "ventas",
+            sales(&format!("t{i}"), 0..150),
+        );
+        body.push_str(&format!(
+            "[connections.tienda_{i:02}]\nconnector = \"fake\"\n"
+        ));
+    }
+    body.push_str(
+        "[connections.wh]\nconnector = \"fake\"\n[[streams]]\nfrom = \"tienda_*\"\n\
+         table = \"ventas\"\nto = \"wh\"\nmode = \"incremental\"\ncursor = \"fecha\"\n\
+         primary_key = [\"tienda\", \"id\"]\nchunk_rows = 40\n[retry]\nmax_attempts = 1\n",
+    );
+    let p = f.pipeline(&body);
+    f.world.db("tienda_03").fail_read_after = Some(1);
+    let report = f.engine(&p).run(&opts()).unwrap();
+    let outcomes: Vec<(&str, bool)> = report
+        .parts
+        .iter()
+        .map(|r| (r.label.as_str(), r.outcome == PartOutcome::Ok))
+        .collect();
+    assert_eq!(
+        outcomes,
+        [
+            ("ventas/tienda_01", true),
+            ("ventas/tienda_02", true),
+            ("ventas/tienda_03", false),
+            ("ventas/tienda_04", true)
+        ]
+    );
+    let entries = f.entries();
+    let Some(EntryKind::RunFailed { error, .. }) = entries.last().map(|e| &e.kind) else {
+        panic!("the run should end with RunFailed");
+    };
+    assert!(
+        error.contains("ventas/tienda_03") && error.contains("the store went away"),
+        "{error}"
+    );
+    // 3 * 150 + the one chunk tienda_03 delivered before failing.
+    assert_eq!(f.rows("wh", "ventas"), 450 + 40);
+
+    // The store is back: only it runs (--partition), resuming after its journaled cursor.
+    f.world.db("tienda_03").fail_read_after = None;
+    let only = RunOptions {
+        partitions: vec!["tienda_03".into()],
+        ..opts()
+    };
+    let report = f.engine(&p).run(&only).unwrap();
+    assert!(report.succeeded());
+    assert_eq!(report.rows, 110);
+    let schema = keyed(&sales_schema(), &["tienda", "id"]);
+    let mut expected = TableDigest::new();
+    for i in 1..=4 {
+        expected.combine(&f.digest(&format!("tienda_{i:02}"), "ventas", "ventas", &schema));
+    }
+    assert_eq!(f.digest("wh", "ventas", "ventas", &schema), expected);
+    let projection = Projection::load(&f.journal()).unwrap();
+    let runs = projection.runs();
+    assert_eq!(runs[0].state, RunState::Failed);
+    assert_eq!(runs[1].state, RunState::Completed);
+}
+
+#[test]
+fn a_batch_journaled_but_not_written_reaches_the_destination_on_the_next_run() {
+    let f = Fixture::new();
+    put(&f.world, "src", "ventas", sales("a", 0..300));
+    let p = f.pipeline(&format!(
+        "{TWO_DBS}[[streams]]\nfrom = \"src\"\ntable = \"ventas\"\nto = \"wh\"\n\
+         mode = \"incremental\"\ncursor = \"fecha\"\nchunk_rows = 100\n[retry]\nmax_attempts = 1\n"
+    ));
+    // The destination is down for the whole first run: every batch is journaled, none written.
+    f.world.db("wh").refuse_open = Some("connection refused".into());
+    let report = f.engine(&p).run(&opts()).unwrap();
+    assert!(!report.succeeded());
+    assert_eq!(f.rows("wh", "ventas"), 0);
+    // Back up; the source has nothing new, yet the journaled batches arrive, once each.
+    f.world.db("wh").refuse_open = None;
+    let report = f.engine(&p).run(&opts()).unwrap();
+    assert!(report.succeeded(), "{report:?}");
+    assert_eq!(report.rows, 0, "nothing is read from the source again");
+    assert_eq!(f.rows("wh", "ventas"), 300);
+    let schema = sales_schema();
+    assert_eq!(
+        f.digest("wh", "ventas", "ventas", &schema),
+        f.digest("src", "ventas", "ventas", &schema)
+    );
+}
+
+#[test]
+fn a_write_committed_before_a_crash_is_not_written_twice() {
+    let f = Fixture::new();
+    put(&f.world, "src", "ventas", sales("a", 0..200));
+    let p = f.pipeline(&format!(
+        "{TWO_DBS}[[streams]]\nfrom = \"src\"\ntable = \"ventas\"\nto = \"wh\"\n\
+         mode = \"incremental\"\ncursor = \"fecha\"\nchunk_rows = 100\n[retry]\nmax_attempts = 1\n"
+    ));
+    // The sink commits, then the call fails: as if the process died before `WriteApplied`.
+    f.world.db("wh").commit_then_fail = true;
+    f.engine(&p).run(&opts()).unwrap();
+    assert_eq!(
+        f.rows("wh", "ventas"),
+        100,
+        "the first batch committed; the lane then blocked"
+    );
+    f.world.db("wh").commit_then_fail = false;
+    let writes_before = f.world.db("wh").writes_applied;
+    let report = f.engine(&p).run(&opts()).unwrap();
+    assert!(report.succeeded(), "{report:?}");
+    assert_eq!(f.rows("wh", "ventas"), 200, "no duplicates");
+    assert_eq!(f.world.db("wh").writes_applied, writes_before + 1);
+}
+
+#[test]
+fn replay_rebuilds_a_destination_from_the_journal_alone_and_is_idempotent() {
+    let f = Fixture::new();
+    put(&f.world, "src", "ventas", sales("a", 0..350));
+    put(&f.world, "src", "items", sales("i", 0..50));
+    let p = f.pipeline(
+        r#"
+[connections.src]
+connector = "fake"
+[connections.wh]
+connector = "fake"
+[connections.fresh]
+connector = "fake"
+[[streams]]
+from = "src"
+table = "ventas"
+to = "wh"
+mode = "incremental"
+cursor = "fecha"
+chunk_rows = 100
+[[streams]]
+from = "src"
+table = "items"
+to = "wh"
+"#,
+    );
+    f.engine(&p).run(&opts()).unwrap();
+    put(&f.world, "src", "items", sales("i", 0..20));
+    f.engine(&p).run(&opts()).unwrap();
+    f.world.db("src").tables.clear();
+
+    let options = ReplayOptions {
+        to: "fresh".into(),
+        ..ReplayOptions::default()
+    };
+    let dry = f
+        .engine(&p)
+        .replay(&ReplayOptions {
+            dry_run: true,
+            ..options.clone()
+        })
+        .unwrap();
+    assert_eq!(dry.parts.len(), 2);
+    let entries_before = f.entries().len();
+    assert_eq!(
+        f.entries().len(),
+        entries_before,
+        "a dry run journals nothing"
+    );
+    assert!(!f.world.db("fresh").tables.contains_key("ventas"));
+
+    let report = f.engine(&p).replay(&options).unwrap();
+    assert!(report.succeeded(), "{report:?}");
+    let schema = sales_schema();
+    for table in ["ventas", "items"] {
+        assert_eq!(
+            f.digest("fresh", table, table, &schema),
+            f.digest("wh", table, table, &schema),
+            "{table}"
+        );
+    }
+    assert_eq!(f.rows("fresh", "items"), 20, "only the last snapshot");
+    // Again: everything is there already, nothing changes.
+    let again = f.engine(&p).replay(&options).unwrap();
+    assert!(again.parts.iter().all(|p| p.applied == 0), "{again:?}");
+    assert_eq!(f.rows("fresh", "items"), 20);
+    assert_eq!(f.rows("fresh", "ventas"), 350);
+}
+
+#[test]
+fn secrets_never_reach_the_journal_even_in_database_errors() {
+    let f = Fixture::new();
+    put(&f.world, "src", "ventas", sales("a", 0..10));
+    let secret = "s3cr3t-Pa55-9f1";
+    let text = "[pipeline]\nname = \"p\"\n[journal]\ndir = \"journal\"\n\
+         [connections.src]\nconnector = \"fake\"\n\
+         [connections.wh]\nconnector = \"fake\"\nurl = \"mysql://etl:${WH_PASSWORD}@db/x\"\n\
+         [[streams]]\nfrom = \"src\"\ntable = \"ventas\"\nto = \"wh\"\n[retry]\nmax_attempts = 1\n";
+    let p = Arc::new(
+        Pipeline::from_str_with_env(text, &f.dir.path().join("p.toml"), |v| {
+            (v == "WH_PASSWORD").then(|| secret.into())
+        })
+        .unwrap(),
+    );
+    f.world.db("wh").reject_writes = Some(format!("access denied for etl:{secret}@db"));
+    let report = f.engine(&p).run(&opts()).unwrap();
+    let PartOutcome::WritesPending { lanes } = &report.parts[0].outcome else {
+        panic!("{report:?}");
+    };
+    assert!(
+        lanes[0].2.contains("access denied for etl:***@db"),
+        "{lanes:?}"
+    );
+    for entry in std::fs::read_dir(f.journal()).unwrap() {
+        let bytes = std::fs::read(entry.unwrap().path()).unwrap();
+        assert!(
+            !bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),
+            "the secret is in the journal directory"
+        );
+    }
+}
+
+#[test]
+fn usage_errors_journal_nothing() {
+    let f = Fixture::new();
+    let p = f.pipeline(&format!(
+        "{TWO_DBS}[[streams]]\nfrom = \"src\"\ntable = \"ventas\"\nto = \"wh\"\n"
+    ));
+    let err = f
+        .engine(&p)
+        .run(&RunOptions {
+            streams: vec!["nope".into()],
+            ..opts()
+        })
+        .unwrap_err();
+    assert!(matches!(err, super::EngineError::Usage(_)), "{err}");
+    let err = f
+        .engine(&p)
+        .run(&RunOptions {
+            from: Some("2025-01-01".into()),
+            ..opts()
+        })
+        .unwrap_err();
+    assert!(err.to_string().contains("need a cursor column"), "{err}");
+    assert!(!f.journal().exists());
+}
+
+#[test]
+fn the_checkpoint_is_reused_and_rebuilt_when_the_journal_changes() {
+    let f = Fixture::new();
+    put(&f.world, "src", "ventas", sales("a", 0..100));
+    let p = f.pipeline(&format!(
+        "{TWO_DBS}[[streams]]\nfrom = \"src\"\ntable = \"ventas\"\nto = \"wh\"\n"
+    ));
+    f.engine(&p).run(&opts()).unwrap();
+    let checkpoint = super::projection::checkpoint_path(&f.journal());
+    assert!(checkpoint.exists());
+    let rebuilt = {
+        let projection = Projection::new();
+        projection
+            .catch_up(&Reader::open(&f.journal()).unwrap())
+            .unwrap();
+        projection.runs()
+    };
+    let loaded = Projection::load(&f.journal()).unwrap();
+    assert_eq!(loaded.runs(), rebuilt);
+    assert_eq!(loaded.through_seq(), f.entries().len() as u64);
+
+    // The checkpoint is what `load` starts from: an edit to it shows (nothing is rescanned)...
+    let mut json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&checkpoint).unwrap()).unwrap();
+    json["runs"][0]["trigger"] = "from-checkpoint".into();
+    std::fs::write(&checkpoint, serde_json::to_vec(&json).unwrap()).unwrap();
+    assert_eq!(
+        Projection::load(&f.journal()).unwrap().runs()[0].trigger,
+        "from-checkpoint"
+    );
+    // ...unless the entry it ends at is not the one it names: then it is rebuilt.
+    json["chain"] = "00".repeat(32).into();
+    std::fs::write(&checkpoint, serde_json::to_vec(&json).unwrap()).unwrap();
+    assert_eq!(Projection::load(&f.journal()).unwrap().runs(), rebuilt);
+    std::fs::write(&checkpoint, "not json").unwrap();
+    assert_eq!(Projection::load(&f.journal()).unwrap().runs(), rebuilt);
+}
