@@ -585,6 +585,11 @@ impl Batch {
         Batch::from_parts(schema, columns, None)
     }
 
+    /// The schema and the columns, without copying the values.
+    pub fn into_parts(self) -> (Arc<Schema>, Vec<Column>) {
+        (self.schema, self.columns)
+    }
+
     /// A batch with no rows.
     pub fn empty(schema: Arc<Schema>) -> Batch {
         let columns = schema
@@ -888,6 +893,44 @@ mod tests {
                 assert_eq!(back.value(row, col), batch.value(row, col));
             }
         }
+    }
+
+    #[test]
+    fn columns_of_two_batches_make_a_third() {
+        let left = sample(4);
+        let extra_schema = Arc::new(
+            Schema::new(
+                vec![Field::new(
+                    "_source",
+                    LogicalType::Text { max_bytes: None },
+                    false,
+                )],
+                &[],
+            )
+            .unwrap(),
+        );
+        let mut b = BatchBuilder::new(Arc::clone(&extra_schema));
+        b.extend(0, ["tienda_01"; 4]).unwrap();
+        let extra = b.finish().unwrap();
+        let (schema, mut columns) = left.clone().into_parts();
+        let mut fields = schema.fields().to_vec();
+        fields.push(extra_schema.fields()[0].clone());
+        columns.extend(extra.into_parts().1);
+        let joined = Batch::try_new(
+            Arc::new(Schema::from_parts(fields, schema.primary_key().to_vec()).unwrap()),
+            columns,
+        )
+        .unwrap();
+        assert_eq!(joined.num_columns(), left.num_columns() + 1);
+        assert_eq!(
+            joined.value(3, left.num_columns()),
+            Some(Value::Text("tienda_01".into()))
+        );
+        // A column of another length is refused.
+        let (schema, mut columns) = joined.into_parts();
+        columns.pop();
+        columns.push(sample(5).into_parts().1.pop().unwrap());
+        assert!(Batch::try_new(schema, columns).is_err());
     }
 
     #[test]

@@ -15,20 +15,60 @@
 //!
 //! # Writing a connector
 //!
-//! ```ignore
-//! pub struct DuckDb { conn: duckdb::Connection }
+//! One type implements [`Connector`] (plus [`Source`] and/or [`Sink`]); one macro exports it.
+//! A complete, if tiny, source:
 //!
-//! impl caudal_connector::Connector for DuckDb {
-//!     type Config = config::DuckDbConfig;          // serde, deny_unknown_fields
-//!     const NAME: &'static str = "duckdb";
-//!     const VERSION: &'static str = env!("CARGO_PKG_VERSION");
-//!     const CAPABILITIES: Capabilities = Capabilities::SOURCE.union(Capabilities::SINK);
-//!     fn open(config: Self::Config, ctx: &OpenContext) -> Result<Self> { ... }
-//!     fn source(&mut self) -> Option<&mut dyn Source> { Some(self) }
-//!     fn sink(&mut self) -> Option<&mut dyn Sink> { Some(self) }
-//! }
-//! caudal_connector::export_connector!(DuckDb);
 //! ```
+//! use std::sync::Arc;
+//! use caudal_connector::*;
+//!
+//! #[derive(serde::Deserialize)]
+//! #[serde(deny_unknown_fields)]
+//! pub struct CountConfig {
+//!     /// How many rows to produce (default 10).
+//!     #[serde(default)]
+//!     rows: Option<i64>,
+//! }
+//!
+//! pub struct Count { rows: i64, schema: Arc<Schema> }
+//!
+//! impl Connector for Count {
+//!     type Config = CountConfig;
+//!     const NAME: &'static str = "count";
+//!     const VERSION: &'static str = env!("CARGO_PKG_VERSION");
+//!     const CAPABILITIES: Capabilities = Capabilities::SOURCE;
+//!     fn open(config: CountConfig, _ctx: &OpenContext) -> Result<Count> {
+//!         let schema = Schema::new(vec![Field::new("n", LogicalType::Int64, false)], &["n"])?;
+//!         Ok(Count { rows: config.rows.unwrap_or(10), schema: Arc::new(schema) })
+//!     }
+//!     fn source(&mut self) -> Option<&mut dyn Source> { Some(self) }
+//! }
+//!
+//! impl Source for Count {
+//!     fn discover(&mut self) -> Result<Vec<TableInfo>> {
+//!         let schema = (*self.schema).clone();
+//!         Ok(vec![TableInfo { name: "numbers".into(), schema, estimated_rows: None }])
+//!     }
+//!     fn read(&mut self, request: &ReadRequest) -> Result<Box<dyn BatchReader>> {
+//!         let (schema, rows, max) = (Arc::clone(&self.schema), self.rows, request.limits.max_rows);
+//!         let chunks = (0..rows).step_by(max).map(move |start| {
+//!             let mut b = BatchBuilder::with_capacity(Arc::clone(&schema), max);
+//!             b.extend(0, start..(start + max as i64).min(rows))?;
+//!             b.finish()
+//!         });
+//!         // Cursor = column 0 of each chunk's last row.
+//!         Ok(Box::new(IterReader::new(Arc::clone(&self.schema), Some(0), chunks)))
+//!     }
+//! }
+//!
+//! caudal_connector::export_connector!(Count);
+//! # fn main() {}
+//! ```
+//!
+//! A sink implements [`Sink::write`] as one transaction that applies the batch and stores the
+//! request's seq as the offset of `(pipeline, stream)`, and computes [`Sink::table_digest`] by
+//! reading rows back into batches of the request's schema and calling
+//! [`TableDigest::add_batch`] (never a digest of its own).
 //!
 //! # Storage of each logical type in a batch
 //!
