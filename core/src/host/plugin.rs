@@ -234,3 +234,32 @@ impl PluginRegistry {
         self.loaded.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::host::{Connection, Reader};
+
+    fn send_sync<T: Send + Sync>() {}
+    fn send<T: Send>() {}
+
+    #[test]
+    fn handles_move_to_blocking_threads() {
+        // Plugins and the registry are shared between tasks; connections and readers move to
+        // the blocking thread that uses them.
+        send_sync::<Plugin>();
+        send_sync::<PluginRegistry>();
+        send::<Connection>();
+        send::<Reader>();
+    }
+
+    #[test]
+    fn a_missing_file_is_a_load_error_naming_it() {
+        let err = Plugin::load(Path::new("/nonexistent/libcaudal_x.so")).unwrap_err();
+        assert!(matches!(err, HostError::Load { .. }), "{err:?}");
+        assert!(
+            err.to_string().contains("/nonexistent/libcaudal_x.so"),
+            "{err}"
+        );
+    }
+}
