@@ -532,6 +532,12 @@ fn read_time(raw: &[u8]) -> Result<i64, String> {
     } else {
         0
     };
+    // MySQL's TIME spans -838:59:59..838:59:59: anything else is not a TIME.
+    if days > 34 || h > 23 || m > 59 || s > 59 || micros > 999_999 {
+        return Err(format!(
+            "time {days}d {h}:{m}:{s}.{micros} is out of MySQL's TIME range"
+        ));
+    }
     let v = (((days * 24 + h) * 60 + m) * 60 + s) * 1_000_000 + micros;
     Ok(if negative { -v } else { v })
 }

@@ -211,3 +211,24 @@ pub fn schema_of(chunks: &[Chunk]) -> Arc<Schema> {
 pub fn batches(chunks: &[Chunk]) -> Vec<&Batch> {
     chunks.iter().map(|c| &c.batch).collect()
 }
+
+/// A derived table `numbers(seq)` of the integers `0..count`, for filling tables in SQL (no
+/// sequence engine or recursion limits needed, so it works on MySQL and MariaDB alike).
+pub fn numbers(count: u64) -> String {
+    let digits = "(SELECT 0 AS d UNION ALL SELECT 1 UNION ALL SELECT 2 UNION ALL SELECT 3 \
+                  UNION ALL SELECT 4 UNION ALL SELECT 5 UNION ALL SELECT 6 UNION ALL SELECT 7 \
+                  UNION ALL SELECT 8 UNION ALL SELECT 9)";
+    let mut places = 1;
+    while 10u64.pow(places) < count {
+        places += 1;
+    }
+    let terms: Vec<String> = (0..places)
+        .map(|p| format!("d{p}.d * {}", 10u64.pow(p)))
+        .collect();
+    let tables: Vec<String> = (0..places).map(|p| format!("{digits} AS d{p}")).collect();
+    format!(
+        "(SELECT {} AS seq FROM {} HAVING seq < {count}) AS numbers",
+        terms.join(" + "),
+        tables.join(", ")
+    )
+}
