@@ -15,7 +15,7 @@
 
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::mpsc::{Receiver, Sender, SyncSender, channel, sync_channel};
+use std::sync::mpsc::{Receiver, Sender, SyncSender, TrySendError, channel, sync_channel};
 use std::time::Duration;
 
 use sha2::{Digest as _, Sha256};
@@ -55,7 +55,7 @@ pub fn verify(dir: &Path) -> Result<VerifyReport> {
 pub fn verify_with(dir: &Path, io: Arc<dyn Io>) -> Result<VerifyReport> {
     Reader::open_with(dir, io.clone())?;
     let segs = segment::list_segments(&*io, dir)?;
-    let (job_tx, job_rx) = sync_channel::<Job>(4);
+    let (job_tx, job_rx) = sync_channel::<Job>(2);
     let (free_tx, free_rx) = channel::<Job>();
     let second = std::thread::Builder::new()
         .name("caudal-journal-verify".into())
@@ -65,11 +65,18 @@ pub fn verify_with(dir: &Path, io: Arc<dyn Io>) -> Result<VerifyReport> {
         tx: job_tx,
         free: free_rx,
         job: Job::default(),
+        found: None,
+        spare: None,
     };
     let checked = check_segments(&*io, &segs, &mut work);
     work.send();
-    drop(work);
-    let found = second.join().unwrap_or_else(|_| {
+    let Work {
+        tx,
+        found: found_here,
+        ..
+    } = work;
+    drop(tx);
+    let found_there = second.join().unwrap_or_else(|_| {
         Some(Found {
             seq: 0,
             seg: 0,
@@ -77,6 +84,12 @@ pub fn verify_with(dir: &Path, io: Arc<dyn Io>) -> Result<VerifyReport> {
             reason: "the verify thread panicked".into(),
         })
     });
+    // Both threads check records in order, but jobs are split between them: the first bad
+    // seq is the lower of what each found.
+    let found = match (found_here, found_there) {
+        (Some(a), Some(b)) => Some(if a.seq <= b.seq { a } else { b }),
+        (a, b) => a.or(b),
+    };
     match (found, checked) {
         (Some(bad), _) => Err(damaged(
             &segs[bad.seg].name,
@@ -106,7 +119,7 @@ struct Item {
     sha: Option<[u8; 32]>,
 }
 
-/// Damage found by the second thread.
+/// Damage found while checking jobs.
 struct Found {
     seq: u64,
     seg: usize,
@@ -114,10 +127,16 @@ struct Found {
     reason: String,
 }
 
+/// Hands jobs to the second thread, or checks them here when it is behind: so the hashing is
+/// shared when it is the bottleneck (large payloads), and left to the second thread otherwise.
 struct Work {
     tx: SyncSender<Job>,
     free: Receiver<Job>,
     job: Job,
+    /// The first damage found by jobs checked on this thread.
+    found: Option<Found>,
+    /// Buffers of the last job checked here, for reuse.
+    spare: Option<Job>,
 }
 
 const JOB_BYTES: usize = 1 << 20;
@@ -144,43 +163,67 @@ impl Work {
         }
     }
 
+    /// Whether damage was found here: nothing after it matters any more.
+    fn stopped(&self) -> bool {
+        self.found.is_some()
+    }
+
     fn send(&mut self) {
         if self.job.items.is_empty() {
             return;
         }
-        let mut next = self.free.try_recv().unwrap_or_default();
+        let mut next = self
+            .spare
+            .take()
+            .or_else(|| self.free.try_recv().ok())
+            .unwrap_or_default();
         next.data.clear();
         next.items.clear();
         let job = std::mem::replace(&mut self.job, next);
-        // The second thread stops at the first damage; later jobs have nothing to add then.
-        let _ = self.tx.send(job);
+        match self.tx.try_send(job) {
+            Ok(()) => {}
+            Err(TrySendError::Full(job)) => {
+                self.found = check_job(&job);
+                self.spare = Some(job);
+            }
+            // The second thread stopped at damage; later jobs have nothing to add then.
+            Err(TrySendError::Disconnected(_)) => {}
+        }
     }
 }
 
-/// The second thread: the first record whose header does not decode or whose payload does
-/// not match its hash.
+/// Checks one job: the first record whose header does not decode or whose payload does not
+/// match its hash.
+fn check_job(job: &Job) -> Option<Found> {
+    let mut start = 0;
+    for item in &job.items {
+        let found = |reason: String| {
+            Some(Found {
+                seq: item.seq,
+                seg: item.seg,
+                offset: item.offset,
+                reason,
+            })
+        };
+        if let Err(why) = format::decode_header(&job.data[start..item.header_end]) {
+            return found(why);
+        }
+        if let Some(want) = item.sha {
+            let sha: [u8; 32] = Sha256::digest(&job.data[item.header_end..item.end]).into();
+            if sha != want {
+                return found("payload hash mismatch".into());
+            }
+        }
+        start = item.end;
+    }
+    None
+}
+
+/// The second thread: checks jobs in order until the first damage.
 fn check_jobs(jobs: Receiver<Job>, free: Sender<Job>) -> Option<Found> {
     for job in jobs {
-        let mut start = 0;
-        for item in &job.items {
-            let found = |reason: String| {
-                Some(Found {
-                    seq: item.seq,
-                    seg: item.seg,
-                    offset: item.offset,
-                    reason,
-                })
-            };
-            if let Err(why) = format::decode_header(&job.data[start..item.header_end]) {
-                return found(why);
-            }
-            if let Some(want) = item.sha {
-                let sha: [u8; 32] = Sha256::digest(&job.data[item.header_end..item.end]).into();
-                if sha != want {
-                    return found("payload hash mismatch".into());
-                }
-            }
-            start = item.end;
+        if let Some(found) = check_job(&job) {
+            return Some(found);
         }
         let _ = free.send(job);
     }
@@ -266,6 +309,9 @@ fn check_segments(io: &dyn Io, segs: &[SegmentFile], work: &mut Work) -> Result<
                         ));
                     }
                     work.push(&view, expected, i, offset);
+                    if work.stopped() {
+                        return Ok(report);
+                    }
                     report.first_time.get_or_insert(time);
                     report.last_time = Some(time);
                     report.entries += 1;
@@ -399,5 +445,46 @@ mod tests {
             .unwrap()
             .count();
         assert_eq!(read, 2);
+    }
+
+    #[test]
+    fn the_first_bad_payload_is_named_whichever_thread_hashes_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let header = SegmentHeader {
+            first_seq: 1,
+            chain_in: ZERO_CHAIN,
+        };
+        let mut seg = encode_segment_header(&header).to_vec();
+        let mut chain = ZERO_CHAIN;
+        let mut offsets = vec![0];
+        for seq in 1..=40u64 {
+            let payload = vec![seq as u8; 128 * 1024];
+            let (mut rec, c) = raw_record(&chain, &header_bytes(seq, 9), &payload);
+            if seq == 17 || seq == 30 {
+                let n = rec.len();
+                rec[n - 1] ^= 1;
+                let crc = crc32c::crc32c_append(crc32c::crc32c(&rec[0..4]), &rec[8..]);
+                rec[4..8].copy_from_slice(&crc.to_le_bytes());
+            }
+            offsets.push(seg.len() as u64);
+            seg.extend_from_slice(&rec);
+            chain = c;
+        }
+        std::fs::write(dir.path().join("00000000000000000001.seg"), &seg).unwrap();
+        // Jobs are shared between the threads by timing; the answer must not depend on it.
+        for _ in 0..3 {
+            match verify(dir.path()) {
+                Err(Error::Damaged {
+                    seq,
+                    offset,
+                    reason,
+                    ..
+                }) => {
+                    assert_eq!((seq, offset), (17, offsets[17]));
+                    assert_eq!(reason, "payload hash mismatch");
+                }
+                other => panic!("{other:?}"),
+            }
+        }
     }
 }
