@@ -131,6 +131,14 @@ fn entry_table(lib: &libloading::Library, path: &Path) -> Result<&'static Connec
     }
     // SAFETY: every ABI version's table starts with this header; reading it needs no more.
     let header = unsafe { std::ptr::read(table.cast::<Header>()) };
+    check_header(&header, path)?;
+    // SAFETY: version and size checked: the table has at least this host's layout, and it is
+    // static data of a library that is never unloaded once this function succeeds.
+    Ok(unsafe { &*table })
+}
+
+/// Refuses a table of another ABI version, or one smaller than this host's table.
+fn check_header(header: &Header, path: &Path) -> Result<()> {
     if header.abi_version != ABI_VERSION {
         return Err(HostError::AbiMismatch {
             path: path.to_path_buf(),
@@ -147,9 +155,7 @@ fn entry_table(lib: &libloading::Library, path: &Path) -> Result<&'static Connec
             abi: ABI_VERSION,
         });
     }
-    // SAFETY: version and size checked: the table has at least this host's layout, and it is
-    // static data of a library that is never unloaded once this function succeeds.
-    Ok(unsafe { &*table })
+    Ok(())
 }
 
 /// The error for a library without this host's entry symbol: names the version it has.
@@ -251,6 +257,58 @@ mod tests {
         send_sync::<PluginRegistry>();
         send::<Connection>();
         send::<Reader>();
+    }
+
+    #[test]
+    fn header_check_refuses_other_versions_and_short_tables() {
+        let path = Path::new("/p/libcaudal_x.so");
+        let size = std::mem::size_of::<ConnectorVTable>() as u32;
+        assert!(
+            check_header(
+                &Header {
+                    abi_version: ABI_VERSION,
+                    struct_size: size
+                },
+                path
+            )
+            .is_ok()
+        );
+        // A newer minor version appends functions: a larger table is fine.
+        assert!(
+            check_header(
+                &Header {
+                    abi_version: ABI_VERSION,
+                    struct_size: size + 16
+                },
+                path
+            )
+            .is_ok()
+        );
+        let err = check_header(
+            &Header {
+                abi_version: ABI_VERSION,
+                struct_size: size - 8,
+            },
+            path,
+        )
+        .unwrap_err();
+        assert!(matches!(err, HostError::TableTooSmall { .. }), "{err:?}");
+        assert!(err.to_string().contains(&format!("{}", size - 8)), "{err}");
+        let err = check_header(
+            &Header {
+                abi_version: 0,
+                struct_size: size,
+            },
+            path,
+        )
+        .unwrap_err();
+        let msg = err.to_string();
+        assert!(
+            msg.contains("ABI version 0")
+                && msg.contains("ABI version 1")
+                && msg.contains("/p/libcaudal_x.so"),
+            "{msg}"
+        );
     }
 
     #[test]
