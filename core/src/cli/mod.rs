@@ -5,9 +5,17 @@
 //! run), 2 a usage or configuration error.
 
 mod bench;
+mod check;
+mod failures;
+mod history;
 mod journal;
 mod location;
 mod plugins;
+mod replay;
+mod retry;
+mod run;
+mod status;
+mod validate;
 mod when;
 
 use std::process::ExitCode;
@@ -24,6 +32,22 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run a pipeline: read each stream, journal every batch, write it to every destination.
+    Run(run::RunArgs),
+    /// Check a pipeline file, and that each connector exists as a plugin.
+    Validate(validate::ValidateArgs),
+    /// Connect to every connection of a pipeline and list its tables.
+    Check(check::CheckArgs),
+    /// Where each stream and destination stands, from the journal.
+    Status(status::StatusArgs),
+    /// Past runs, newest first, with failed and retried writes.
+    History(history::HistoryArgs),
+    /// Writes that failed and are not applied yet.
+    Failures(failures::FailuresArgs),
+    /// Write failed batches again now, from the journal.
+    Retry(retry::RetryArgs),
+    /// Write journaled batches into a destination (fresh or existing).
+    Replay(replay::ReplayArgs),
     /// Read a journal: inspect, tail, stats, verify.
     Journal(journal::JournalArgs),
     /// List the connector plugins found on the search path.
@@ -35,6 +59,14 @@ enum Command {
 /// Runs one parsed command line and returns the process exit status.
 pub fn run(cli: Cli) -> ExitCode {
     let result = match cli.command {
+        Command::Run(args) => run::run(args),
+        Command::Validate(args) => validate::run(args),
+        Command::Check(args) => check::run(args),
+        Command::Status(args) => status::run(args),
+        Command::History(args) => history::run(args),
+        Command::Failures(args) => failures::run(args),
+        Command::Retry(args) => retry::run(args),
+        Command::Replay(args) => replay::run(args),
         Command::Journal(args) => journal::run(args),
         Command::Plugins(args) => plugins::run(args),
         Command::Bench(args) => bench::run(args),

@@ -164,8 +164,13 @@ impl Engine {
         &self.pipeline
     }
 
-    /// One run. Usage errors come before anything is journaled.
-    pub fn run(&self, options: &RunOptions) -> Result<RunReport> {
+    /// Checks a run's options against the pipeline without running anything: unknown streams
+    /// or partitions, a manual range on a stream without a cursor.
+    pub fn check(&self, options: &RunOptions) -> Result<()> {
+        self.plan(options).map(drop)
+    }
+
+    fn plan(&self, options: &RunOptions) -> Result<Vec<Task<'_>>> {
         let tasks = plan::tasks(&self.pipeline, &options.streams, &options.partitions)?;
         if options.from.is_some() || options.to.is_some() {
             for t in &tasks {
@@ -177,6 +182,12 @@ impl Engine {
                 }
             }
         }
+        Ok(tasks)
+    }
+
+    /// One run. Usage errors come before anything is journaled.
+    pub fn run(&self, options: &RunOptions) -> Result<RunReport> {
+        let tasks = self.plan(options)?;
         let session = Session::open(Arc::clone(&self.pipeline), Arc::clone(&self.endpoints))?;
         let labels: Vec<String> = tasks.iter().map(Task::label).collect();
         session.record(
@@ -483,7 +494,12 @@ impl<'a> Runner<'a> {
                 continue;
             }
             let low = shape.first_cursor(&batch).map(|v| cursor::to_text(&v));
-            let high = chunk.cursor.as_ref().map(cursor::to_text);
+            // Sources may report a position even without a cursor column; only a cursor
+            // column's value means something to resume from.
+            let high = match stream.cursor() {
+                Some(_) => chunk.cursor.as_ref().map(cursor::to_text),
+                None => None,
+            };
             if previous_keys.is_some() {
                 keys_now.extend(shape::keys_of(&batch));
             }

@@ -1,0 +1,103 @@
+//! `caudal failures`: writes that failed and are not applied yet — per stream (or partition)
+//! and destination: the pending seq range, batches and rows, the destination's error, the
+//! attempts made and when the next one is due. A projection of the journal; an entry leaves
+//! the list once its batches are applied (by a later run, `caudal retry`, or `caudal serve`).
+//! Exit status 0 either way: listing is what it is for.
+
+use std::process::ExitCode;
+
+use clap::Args;
+use serde_json::json;
+
+use super::location::JournalLocation;
+use super::status::{due_shown, first_line, load, print_table};
+use super::when;
+use crate::engine::plan::part_label;
+
+/// `caudal failures`
+#[derive(Debug, Args)]
+pub struct FailuresArgs {
+    #[command(flatten)]
+    location: JournalLocation,
+    /// Only this pipeline.
+    #[arg(long)]
+    pipeline: Option<String>,
+    /// One JSON object per failure (per line) instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Runs `caudal failures`.
+pub fn run(args: FailuresArgs) -> anyhow::Result<ExitCode> {
+    let (dir, projection) = load(&args.location)?;
+    let failing: Vec<_> = projection
+        .lanes()
+        .into_iter()
+        .filter(|(k, l)| {
+            l.failure.is_some() && args.pipeline.as_ref().is_none_or(|p| &k.part.pipeline == p)
+        })
+        .collect();
+    let mut rows = Vec::new();
+    for (key, lane) in &failing {
+        let Some(f) = &lane.failure else { continue };
+        let pending = projection.pending(key);
+        let last = pending.last().map_or(f.batch_seq, |b| b.seq);
+        let pending_rows: u64 = pending.iter().map(|b| b.rows).sum();
+        let label = part_label(&key.part.stream, key.part.partition.as_deref());
+        let next = match f.next_due {
+            Some(due) => due_shown(due),
+            None => "none scheduled (caudal retry)".to_owned(),
+        };
+        if args.json {
+            println!(
+                "{}",
+                json!({
+                    "pipeline": key.part.pipeline,
+                    "stream": key.part.stream,
+                    "partition": key.part.partition,
+                    "destination": key.destination,
+                    "first_seq": f.batch_seq,
+                    "last_seq": last,
+                    "batches": pending.len(),
+                    "rows": pending_rows,
+                    "error": f.error,
+                    "attempts": f.attempts,
+                    "retryable": f.retryable,
+                    "failed_at": when::format(f.failed_at),
+                    "next_attempt": f.next_due.map(when::format),
+                })
+            );
+            continue;
+        }
+        rows.push([
+            format!("{}/{label}", key.part.pipeline),
+            key.destination.clone(),
+            format!("{}..{last}", f.batch_seq),
+            pending.len().to_string(),
+            pending_rows.to_string(),
+            f.attempts.to_string(),
+            next,
+            first_line(&f.error).to_owned(),
+        ]);
+    }
+    if !args.json {
+        if rows.is_empty() {
+            println!("journal {}: no failed writes pending", dir.display());
+        } else {
+            print_table(
+                &[
+                    "STREAM",
+                    "DESTINATION",
+                    "SEQS",
+                    "BATCHES",
+                    "ROWS",
+                    "ATTEMPTS",
+                    "NEXT ATTEMPT",
+                    "ERROR",
+                ],
+                &rows,
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

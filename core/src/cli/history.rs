@@ -1,0 +1,97 @@
+//! `caudal history [--last N]`: the runs in the journal, newest first, with their trigger,
+//! outcome, rows, and every write attempt after a failure (failed, scheduled, applied). A
+//! projection of the journal, as `status` is.
+
+use std::process::ExitCode;
+
+use clap::Args;
+
+use super::location::JournalLocation;
+use super::status::{duration_shown, first_line, load, print_table, state_shown};
+use super::when;
+use crate::engine::plan::part_label;
+
+/// `caudal history`
+#[derive(Debug, Args)]
+pub struct HistoryArgs {
+    #[command(flatten)]
+    location: JournalLocation,
+    /// How many runs, newest first.
+    #[arg(long, default_value_t = 20, value_name = "N")]
+    last: usize,
+    /// Only this pipeline.
+    #[arg(long)]
+    pipeline: Option<String>,
+    /// One JSON object per run (per line) instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Runs `caudal history`.
+pub fn run(args: HistoryArgs) -> anyhow::Result<ExitCode> {
+    let (dir, projection) = load(&args.location)?;
+    let mut runs = projection.runs();
+    if let Some(p) = &args.pipeline {
+        runs.retain(|r| &r.pipeline == p);
+    }
+    runs.reverse();
+    runs.truncate(args.last);
+    if args.json {
+        for r in &runs {
+            println!("{}", serde_json::to_string(r)?);
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    if runs.is_empty() {
+        println!("journal {}: no runs yet", dir.display());
+        return Ok(ExitCode::SUCCESS);
+    }
+    for r in &runs {
+        let rows = [[
+            r.run.clone(),
+            r.pipeline.clone(),
+            r.trigger.clone(),
+            when::format(r.started_at),
+            r.elapsed_us
+                .map(duration_shown)
+                .unwrap_or_else(|| "-".into()),
+            state_shown(r.state).to_owned(),
+            r.rows.to_string(),
+            format!(
+                "{} applied, {} failed, {} retries",
+                r.writes_applied, r.writes_failed, r.retries_scheduled
+            ),
+        ]];
+        print_table(
+            &[
+                "RUN", "PIPELINE", "TRIGGER", "STARTED", "TOOK", "STATE", "ROWS", "WRITES",
+            ],
+            &rows,
+        );
+        if let Some(e) = &r.error {
+            println!("      error: {}", first_line(e));
+        }
+        for a in &r.attempts {
+            let what = match a.outcome.as_str() {
+                "failed" => format!(
+                    "failed: {}",
+                    a.error.as_deref().map(first_line).unwrap_or_default()
+                ),
+                "scheduled" => format!(
+                    "scheduled for {}",
+                    a.due.map(when::format).unwrap_or_default()
+                ),
+                other => other.to_owned(),
+            };
+            println!(
+                "      {} attempt {} {} -> {} batch {}: {what}",
+                when::format(a.at),
+                a.attempt,
+                part_label(&a.stream, a.partition.as_deref()),
+                a.destination,
+                a.batch_seq
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
