@@ -117,6 +117,60 @@ pub fn tasks<'p>(
     Ok(out)
 }
 
+/// Groups tasks into waves run one after the other: a stream that reads a connection another
+/// selected stream writes runs in a later wave than that stream (a chain such as
+/// generate -> stage -> warehouse runs in order within one run). Streams that feed each other
+/// in a cycle are a usage error.
+pub fn waves<'p>(tasks: Vec<Task<'p>>) -> Result<Vec<Vec<Task<'p>>>> {
+    let mut streams: Vec<&'p Stream> = Vec::new();
+    for t in &tasks {
+        if !streams.iter().any(|s| std::ptr::eq(*s, t.stream)) {
+            streams.push(t.stream);
+        }
+    }
+    let feeds = |a: &Stream, b: &Stream| {
+        !std::ptr::eq(a, b)
+            && a.destinations()
+                .iter()
+                .any(|d| b.sources().iter().any(|s| s == d))
+    };
+    let mut wave_of: Vec<Option<usize>> = vec![None; streams.len()];
+    let mut wave = 0;
+    while wave_of.iter().any(Option::is_none) {
+        let ready: Vec<usize> = (0..streams.len())
+            .filter(|&i| wave_of[i].is_none())
+            .filter(|&i| {
+                (0..streams.len())
+                    .all(|j| wave_of[j].is_some_and(|w| w < wave) || !feeds(streams[j], streams[i]))
+            })
+            .collect();
+        if ready.is_empty() {
+            let stuck: Vec<&str> = (0..streams.len())
+                .filter(|&i| wave_of[i].is_none())
+                .map(|i| streams[i].name())
+                .collect();
+            return Err(EngineError::Usage(format!(
+                "streams {} feed each other in a cycle (each reads a connection another writes); \
+                 run them separately with --stream",
+                stuck.join(", ")
+            )));
+        }
+        for i in ready {
+            wave_of[i] = Some(wave);
+        }
+        wave += 1;
+    }
+    let mut out: Vec<Vec<Task<'p>>> = (0..wave).map(|_| Vec::new()).collect();
+    for t in tasks {
+        let i = streams
+            .iter()
+            .position(|s| std::ptr::eq(*s, t.stream))
+            .unwrap_or(0);
+        out[wave_of[i].unwrap_or(0)].push(t);
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use std::path::Path;
@@ -185,6 +239,49 @@ to = "tienda_01"
             err.contains("`tienda_02`") && err.contains("sources: wh"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_stream_that_reads_what_another_writes_runs_after_it() {
+        let text = r#"
+[pipeline]
+name = "p"
+[connections.gen]
+connector = "duckdb"
+[connections.stage]
+connector = "duckdb"
+[connections.wh]
+connector = "duckdb"
+[connections.other]
+connector = "duckdb"
+[[streams]]
+name = "load"
+from = "stage"
+table = "t"
+to = "wh"
+[[streams]]
+name = "make"
+from = "gen"
+table = "t"
+to = "stage"
+[[streams]]
+name = "side"
+from = "other"
+table = "u"
+to = "wh"
+"#;
+        let p = Pipeline::from_str(text, Path::new("/tmp/w.toml")).unwrap();
+        let w = waves(tasks(&p, &[], &[]).unwrap()).unwrap();
+        let names: Vec<Vec<String>> = w
+            .iter()
+            .map(|wave| wave.iter().map(Task::label).collect())
+            .collect();
+        assert_eq!(names, [vec!["make", "side"], vec!["load"]]);
+
+        let cyclic = text.replace("from = \"gen\"", "from = \"wh\"");
+        let p = Pipeline::from_str(&cyclic, Path::new("/tmp/w.toml")).unwrap();
+        let err = waves(tasks(&p, &[], &[]).unwrap()).unwrap_err().to_string();
+        assert!(err.contains("load, make") && err.contains("cycle"), "{err}");
     }
 
     #[test]

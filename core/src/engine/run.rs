@@ -172,6 +172,7 @@ impl Engine {
 
     fn plan(&self, options: &RunOptions) -> Result<Vec<Task<'_>>> {
         let tasks = plan::tasks(&self.pipeline, &options.streams, &options.partitions)?;
+        plan::waves(tasks.clone())?;
         if options.from.is_some() || options.to.is_some() {
             for t in &tasks {
                 if t.stream.cursor().is_none() {
@@ -252,9 +253,14 @@ struct TaskResult<'p> {
 
 impl<'a> Runner<'a> {
     fn run_all<'p>(&self, tasks: &[Task<'p>]) -> Result<Vec<PartReport>> {
-        let mut results = self.run_parallel(tasks, |t| self.run_task(t, 1))?;
+        let mut ordered: Vec<Task<'p>> = Vec::with_capacity(tasks.len());
+        let mut results = Vec::with_capacity(tasks.len());
+        for wave in plan::waves(tasks.to_vec())? {
+            results.extend(self.run_parallel(&wave, |t| self.run_task(t, 1))?);
+            ordered.extend(wave);
+        }
         if self.options.wait_for_retries {
-            self.retry_phase(tasks, &mut results)?;
+            self.retry_phase(&ordered, &mut results)?;
         }
         Ok(results.into_iter().map(|r| r.report).collect())
     }
