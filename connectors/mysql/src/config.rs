@@ -102,7 +102,10 @@ impl MySqlConfig {
             return Err(Error::Config("`url` scheme cannot be rewritten".into()));
         }
         let mut options = MySqlConnectOptions::from_str(for_sqlx.as_str()).map_err(|e| {
-            Error::Config(format!("`url` is not usable: {}", secret.redact(&e.to_string())))
+            Error::Config(format!(
+                "`url` is not usable: {}",
+                secret.redact(&e.to_string())
+            ))
         })?;
         let url_database = options.get_database().map(str::to_owned);
         let database = match &self.database {
@@ -127,7 +130,9 @@ impl MySqlConfig {
             )));
         }
         // Our own session settings (sql_mode, time zone) are set after connecting.
-        options = options.pipes_as_concat(false).timezone(Some("+00:00".to_owned()));
+        options = options
+            .pipes_as_concat(false)
+            .timezone(Some("+00:00".to_owned()));
         Ok(Validated {
             options,
             database,
@@ -243,7 +248,10 @@ mod tests {
             (r#"{"url": "postgres://u:pw@h/db"}"#, "scheme `postgres`"),
             (r#"{"url": "not a url"}"#, "`url` is not a valid url"),
             (r#"{"url": "mysql:///db"}"#, "names no host"),
-            (r#"{"url": "mysql://h/db", "pool_size": 0}"#, "`pool_size` is 0"),
+            (
+                r#"{"url": "mysql://h/db", "pool_size": 0}"#,
+                "`pool_size` is 0",
+            ),
             (
                 r#"{"url": "mysql://h/db", "max_allowed_packet": 100}"#,
                 "`max_allowed_packet` is 100",
@@ -258,8 +266,7 @@ mod tests {
 
     #[test]
     fn the_password_never_appears_in_debug_or_errors() {
-        let c =
-            parse(r#"{"url": "mysql://etl:s3cr%40t-pw@h:99999/db", "pool_size": 1}"#).unwrap();
+        let c = parse(r#"{"url": "mysql://etl:s3cr%40t-pw@h:99999/db", "pool_size": 1}"#).unwrap();
         let dbg = format!("{c:?}");
         assert!(!dbg.contains("s3cr"), "{dbg}");
         assert!(dbg.contains("etl:***@h"), "{dbg}");

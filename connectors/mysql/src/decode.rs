@@ -10,7 +10,9 @@
 //! Decoding never panics on what the server sends: a value of the wrong length, a date that is
 //! not a date, a decimal that does not fit its scale are [`Error::Decode`] naming the column.
 
-use caudal_connector::{BatchBuilder, Field, Interval, LogicalType, OffsetTimestamp, Storage, Value};
+use caudal_connector::{
+    BatchBuilder, Field, Interval, LogicalType, OffsetTimestamp, Storage, Value,
+};
 use sqlx::mysql::{MySql, MySqlRow};
 use sqlx::{Column as _, Decode, Row as _, TypeInfo as _, ValueRef as _};
 
@@ -89,7 +91,9 @@ impl Wire {
 #[derive(Debug, Clone, Copy)]
 enum Kind {
     /// `tinyint(1)` -> bool; any value but 0 and 1 is an error.
-    Bool { bytes: u8 },
+    Bool {
+        bytes: u8,
+    },
     /// A wire integer into an integer storage, multiplied by `factor` (10^scale for decimals).
     Int {
         bytes: u8,
@@ -97,7 +101,9 @@ enum Kind {
         factor: i128,
     },
     /// Decimal text into an unscaled `i128` at `scale`.
-    Decimal { scale: u8 },
+    Decimal {
+        scale: u8,
+    },
     Float32,
     Float64,
     /// A `FLOAT` read into an `f64` column (exact widening).
@@ -234,7 +240,9 @@ impl ColumnDecoder {
                 b.push(col, v)?;
             }
             Kind::Float32 => {
-                let a: [u8; 4] = raw.try_into().map_err(|_| self.fail(bad_length(raw, "float")))?;
+                let a: [u8; 4] = raw
+                    .try_into()
+                    .map_err(|_| self.fail(bad_length(raw, "float")))?;
                 b.push(col, f32::from_le_bytes(a))?;
             }
             Kind::Float64 => {
@@ -244,7 +252,9 @@ impl ColumnDecoder {
                 b.push(col, f64::from_le_bytes(a))?;
             }
             Kind::Float32As64 => {
-                let a: [u8; 4] = raw.try_into().map_err(|_| self.fail(bad_length(raw, "float")))?;
+                let a: [u8; 4] = raw
+                    .try_into()
+                    .map_err(|_| self.fail(bad_length(raw, "float")))?;
                 b.push(col, f64::from(f32::from_le_bytes(a)))?;
             }
             Kind::Date => {
@@ -458,7 +468,11 @@ pub fn parse_decimal(text: &[u8], scale: u8) -> Option<i128> {
         }
         let d = i128::from(c - b'0');
         let v = v.checked_mul(10)?;
-        if negative { v.checked_sub(d) } else { v.checked_add(d) }
+        if negative {
+            v.checked_sub(d)
+        } else {
+            v.checked_add(d)
+        }
     };
     let mut v: i128 = 0;
     for &c in int_part {
@@ -633,8 +647,14 @@ mod tests {
             unsigned,
             boolean: false,
         };
-        assert_eq!(one(LogicalType::Int8, int(1, false), &[0xFF]).unwrap(), Value::Int(-1));
-        assert_eq!(one(LogicalType::UInt8, int(1, true), &[0xFF]).unwrap(), Value::Int(255));
+        assert_eq!(
+            one(LogicalType::Int8, int(1, false), &[0xFF]).unwrap(),
+            Value::Int(-1)
+        );
+        assert_eq!(
+            one(LogicalType::UInt8, int(1, true), &[0xFF]).unwrap(),
+            Value::Int(255)
+        );
         assert_eq!(
             one(LogicalType::UInt64, int(8, true), &u64::MAX.to_le_bytes()).unwrap(),
             Value::UInt(u64::MAX)
@@ -647,10 +667,19 @@ mod tests {
             unsigned: false,
             boolean: true,
         };
-        assert_eq!(one(LogicalType::Bool, boolean, &[1]).unwrap(), Value::Bool(true));
+        assert_eq!(
+            one(LogicalType::Bool, boolean, &[1]).unwrap(),
+            Value::Bool(true)
+        );
         let e = one(LogicalType::Bool, boolean, &[2]).unwrap_err();
-        assert!(e.to_string().contains("`c`") && e.to_string().contains("holds 2"), "{e}");
-        assert_eq!(one(LogicalType::UInt8, boolean, &[200]).unwrap(), Value::Int(200));
+        assert!(
+            e.to_string().contains("`c`") && e.to_string().contains("holds 2"),
+            "{e}"
+        );
+        assert_eq!(
+            one(LogicalType::UInt8, boolean, &[200]).unwrap(),
+            Value::Int(200)
+        );
         assert_eq!(
             one(LogicalType::Bit { width: 12 }, Wire::Bit, &[0x0F, 0xFF]).unwrap(),
             Value::UInt(0xFFF)
@@ -673,12 +702,31 @@ mod tests {
             Value::Time(-(838 * 3600 + 59 * 60 + 59) * 1_000_000)
         );
         assert_eq!(
-            one(LogicalType::Decimal { precision: 10, scale: 2 }, Wire::Decimal, b"-1.50").unwrap(),
-            Value::Decimal { unscaled: -150, scale: 2 }
+            one(
+                LogicalType::Decimal {
+                    precision: 10,
+                    scale: 2
+                },
+                Wire::Decimal,
+                b"-1.50"
+            )
+            .unwrap(),
+            Value::Decimal {
+                unscaled: -150,
+                scale: 2
+            }
         );
         assert_eq!(
-            one(LogicalType::Uuid, Wire::Bytes, b"00112233-4455-6677-8899-aabbccddeeff").unwrap(),
-            Value::Uuid([0x00, 0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77, 0x88, 0x99, 0xaa, 0xbb, 0xcc, 0xdd, 0xee, 0xff])
+            one(
+                LogicalType::Uuid,
+                Wire::Bytes,
+                b"00112233-4455-6677-8899-aabbccddeeff"
+            )
+            .unwrap(),
+            Value::Uuid([
+                0x00, 0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77, 0x88, 0x99, 0xaa, 0xbb, 0xcc, 0xdd,
+                0xee, 0xff
+            ])
         );
         assert!(one(LogicalType::Json, Wire::Bytes, &[0xFF, 0xFE]).is_err());
     }
@@ -687,7 +735,10 @@ mod tests {
     fn incompatible_wire_is_refused_up_front() {
         let f = Field::new("d", LogicalType::Date, true);
         let e = ColumnDecoder::new(&f, Wire::Double, "DOUBLE").unwrap_err();
-        assert!(e.to_string().contains("`d`") && e.to_string().contains("DOUBLE"), "{e}");
+        assert!(
+            e.to_string().contains("`d`") && e.to_string().contains("DOUBLE"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -36,7 +36,7 @@ use std::time::Duration;
 
 use caudal_connector::{Capabilities, Connector, OpenContext, Sink, Source};
 use sqlx::mysql::{MySqlPool, MySqlPoolOptions};
-use sqlx::Executor as _;
+use sqlx::{ConnectOptions as _, Connection as _, Executor as _};
 
 pub use config::MySqlConfig;
 use error::{Error, Result, Secret};
@@ -150,6 +150,25 @@ impl MySqlConnector {
             .map_err(|e| Error::Internal(format!("cannot start the plugin's runtime: {e}")))?;
         let host = format!("{}:{}", valid.options.get_host(), valid.options.get_port());
         let (pool, server) = runtime.block_on(async {
+            // One direct connection first: the pool retries a refused connection until its
+            // acquire timeout, which would hide the cause behind "timed out".
+            let mut probe = valid
+                .options
+                .connect()
+                .await
+                .map_err(|e| error::sql(format!("connecting to {host}"), e))?;
+            let row =
+                sqlx::query("SELECT CAST(VERSION() AS CHAR), CAST(@@max_allowed_packet AS CHAR)")
+                    .fetch_one(&mut probe)
+                    .await
+                    .map_err(|e| error::sql(format!("reading server variables of {host}"), e))?;
+            let text = |i: usize| -> Result<Option<String>> {
+                Ok(decode::raw_value(&row, i)?.map(|b| String::from_utf8_lossy(b).into_owned()))
+            };
+            let version = text(0)?.unwrap_or_default();
+            let packet: u64 = text(1)?.and_then(|p| p.parse().ok()).unwrap_or(4 << 20);
+            // Closing politely may fail on a dying server; the probe has done its work.
+            let _ = probe.close().await;
             let pool = MySqlPoolOptions::new()
                 .max_connections(valid.pool_size)
                 .acquire_timeout(ACQUIRE_TIMEOUT)
@@ -159,21 +178,7 @@ impl MySqlConnector {
                         Ok(())
                     })
                 })
-                .connect_with(valid.options.clone())
-                .await
-                .map_err(|e| error::sql(format!("connecting to {host}"), e))?;
-            let row = sqlx::query(
-                "SELECT CAST(VERSION() AS CHAR), CAST(@@max_allowed_packet AS CHAR), \
-                 CAST(DATABASE() AS CHAR)",
-            )
-            .fetch_one(&pool)
-            .await
-            .map_err(|e| error::sql(format!("reading server variables of {host}"), e))?;
-            let text = |i: usize| -> Result<Option<String>> {
-                Ok(decode::raw_value(&row, i)?.map(|b| String::from_utf8_lossy(b).into_owned()))
-            };
-            let version = text(0)?.unwrap_or_default();
-            let packet: u64 = text(1)?.and_then(|p| p.parse().ok()).unwrap_or(4 << 20);
+                .connect_lazy_with(valid.options.clone());
             Ok::<_, Error>((pool, (version, packet)))
         })?;
         let (version, server_packet) = server;

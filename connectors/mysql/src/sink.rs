@@ -16,8 +16,8 @@ use std::ops::Bound;
 use std::sync::Arc;
 
 use caudal_connector::{
-    Batch, BatchBuilder, DigestRequest, Field, PrepareTable, Schema, Sink, TableDigest,
-    WriteOp, WriteOutcome, WriteRequest,
+    Batch, BatchBuilder, DigestRequest, Field, PrepareTable, Schema, Sink, TableDigest, WriteOp,
+    WriteOutcome, WriteRequest,
 };
 use futures::TryStreamExt as _;
 use sqlx::mysql::MySqlPool;
@@ -138,7 +138,12 @@ impl MySqlConnector {
 }
 
 /// `CREATE TABLE` text for `schema`.
-fn create_table_sql(table: &TableName, schema: &Schema, collation: &str, guard: &str) -> Result<String> {
+fn create_table_sql(
+    table: &TableName,
+    schema: &Schema,
+    collation: &str,
+    guard: &str,
+) -> Result<String> {
     let mut out = format!("CREATE TABLE {guard}{} (", table.sql());
     for (i, f) in schema.fields().iter().enumerate() {
         if i > 0 {
@@ -151,7 +156,10 @@ fn create_table_sql(table: &TableName, schema: &Schema, collation: &str, guard: 
             &ddl_type(&f.logical_type, in_key)
                 .map_err(|e| e.context(format!("column `{}`", f.name)))?,
         );
-        let timestamp = matches!(f.logical_type, caudal_connector::LogicalType::Timestamp { .. });
+        let timestamp = matches!(
+            f.logical_type,
+            caudal_connector::LogicalType::Timestamp { .. }
+        );
         // An explicit default keeps a TIMESTAMP free of MySQL's automatic initialisation and
         // update (servers with explicit_defaults_for_timestamp off): copied values stay.
         out.push_str(match (f.nullable && !in_key, timestamp) {
@@ -190,7 +198,13 @@ async fn prepare(pool: &MySqlPool, shared: &Shared, request: &PrepareTable) -> R
         run(create_table_sql(&table, &request.schema, collation, "")?).await?;
         return Ok(());
     }
-    run(create_table_sql(&table, &request.schema, collation, "IF NOT EXISTS ")?).await?;
+    run(create_table_sql(
+        &table,
+        &request.schema,
+        collation,
+        "IF NOT EXISTS ",
+    )?)
+    .await?;
     let Some(database) = table.database.as_deref() else {
         return Ok(());
     };
@@ -247,11 +261,14 @@ impl<'a> StatementBuilder<'a> {
         let key = schema.primary_key();
         if key.is_empty() && op != WriteOp::Insert {
             return Err(Error::Schema(format!(
-                "{op:?} needs a primary key, and the batch's schema has none"
+                "an {} needs a primary key, and the batch's schema has none",
+                op_name(op)
             )));
         }
         let names = |cols: &[usize]| -> Vec<String> {
-            cols.iter().map(|&i| ident(&schema.fields()[i].name)).collect()
+            cols.iter()
+                .map(|&i| ident(&schema.fields()[i].name))
+                .collect()
         };
         let all: Vec<usize> = (0..schema.len()).collect();
         let (columns, prefix, suffix, kind) = match op {
@@ -331,8 +348,13 @@ impl<'a> StatementBuilder<'a> {
                 _ if j > 0 => self.row.push_str(", "),
                 _ => {}
             }
-            write_literal(&mut self.row, &self.batch.columns()[c], &field.logical_type, r)
-                .map_err(|why| self.value_error(field, r, &why))?;
+            write_literal(
+                &mut self.row,
+                &self.batch.columns()[c],
+                &field.logical_type,
+                r,
+            )
+            .map_err(|why| self.value_error(field, r, &why))?;
         }
         if wrap {
             self.row.push(')');
@@ -443,7 +465,7 @@ async fn write(
         let done = sqlx::raw_sql(sqlx::AssertSqlSafe(statement))
             .execute(&mut *tx)
             .await
-            .map_err(|e| error::sql(format!("{:?} statement", request.op), e))?;
+            .map_err(|e| error::sql(format!("{} statement", op_name(request.op)), e))?;
         shared.count_statement(bytes);
         affected += done.rows_affected();
     }
@@ -462,9 +484,7 @@ async fn write(
     .execute(&mut *tx)
     .await
     .map_err(|e| error::sql("recording the offset", e))?;
-    tx.commit()
-        .await
-        .map_err(|e| error::sql("committing", e))?;
+    tx.commit().await.map_err(|e| error::sql("committing", e))?;
     let rows = match request.op {
         // Rows the server found and deleted (keys absent from the table count zero).
         WriteOp::Delete => affected,
@@ -472,6 +492,14 @@ async fn write(
         WriteOp::Insert | WriteOp::Upsert => batch.num_rows() as u64,
     };
     Ok(WriteOutcome::Applied { rows })
+}
+
+fn op_name(op: WriteOp) -> &'static str {
+    match op {
+        WriteOp::Insert => "insert",
+        WriteOp::Upsert => "upsert",
+        WriteOp::Delete => "delete",
+    }
 }
 
 fn parse_seq(raw: Option<&[u8]>) -> Result<u64> {
@@ -521,13 +549,13 @@ async fn digest(pool: &MySqlPool, shared: &Shared, request: &DigestRequest) -> R
         ));
     }
     let check = |b: &Bound<Vec<caudal_connector::Value>>| match b {
-        Bound::Included(v) | Bound::Excluded(v) if v.len() != key.len() => Err(Error::Schema(
-            format!(
+        Bound::Included(v) | Bound::Excluded(v) if v.len() != key.len() => {
+            Err(Error::Schema(format!(
                 "a key range bound has {} values but the primary key has {} columns",
                 v.len(),
                 key.len()
-            ),
-        )),
+            )))
+        }
         _ => Ok(()),
     };
     check(&request.range.lower)?;
@@ -666,8 +694,8 @@ mod tests {
     fn inserts_are_cut_under_the_limit_and_keep_every_row() {
         let table = TableName::parse("t", Some("db")).unwrap();
         let b = batch(500, "some text of forty bytes, give or take..");
-        let statements = all(StatementBuilder::new(&table, &b, WriteOp::Insert, 4096).unwrap())
-            .unwrap();
+        let statements =
+            all(StatementBuilder::new(&table, &b, WriteOp::Insert, 4096).unwrap()).unwrap();
         assert!(statements.len() > 5, "{}", statements.len());
         let mut rows = 0;
         for s in &statements {
@@ -703,7 +731,11 @@ mod tests {
         let b = batch(2500, "x");
         let s = all(StatementBuilder::new(&table, &b, WriteOp::Delete, 1 << 20).unwrap()).unwrap();
         assert_eq!(s.len(), 3);
-        assert!(s[0].starts_with("DELETE FROM `db`.`t` WHERE `id` IN (0, 1, 2"), "{}", &s[0][..60]);
+        assert!(
+            s[0].starts_with("DELETE FROM `db`.`t` WHERE `id` IN (0, 1, 2"),
+            "{}",
+            &s[0][..60]
+        );
         assert!(s[2].ends_with("2498, 2499)"));
     }
 
@@ -715,7 +747,10 @@ mod tests {
         let err = all(StatementBuilder::new(&table, &b, WriteOp::Insert, 4096).unwrap())
             .unwrap_err()
             .to_string();
-        assert!(err.contains("max_allowed_packet") && err.contains("row 0"), "{err}");
+        assert!(
+            err.contains("max_allowed_packet") && err.contains("row 0"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -58,10 +58,7 @@ impl Source for MySqlConnector {
         result.map_err(|e| self.shared.sdk(e))
     }
 
-    fn read(
-        &mut self,
-        request: &ReadRequest,
-    ) -> caudal_connector::Result<Box<dyn BatchReader>> {
+    fn read(&mut self, request: &ReadRequest) -> caudal_connector::Result<Box<dyn BatchReader>> {
         let shared = Arc::clone(&self.shared);
         let runtime = Arc::clone(&self.runtime);
         let started = self.runtime.block_on(async {
@@ -95,9 +92,7 @@ async fn text_rows(pool: &MySqlPool, q: Fragment) -> Result<Vec<Vec<Option<Strin
     rows.iter()
         .map(|row| {
             (0..row.len())
-                .map(|i| {
-                    Ok(raw_value(row, i)?.map(|b| String::from_utf8_lossy(b).into_owned()))
-                })
+                .map(|i| Ok(raw_value(row, i)?.map(|b| String::from_utf8_lossy(b).into_owned())))
                 .collect()
         })
         .collect()
@@ -194,9 +189,9 @@ pub(crate) async fn describe_tables(
             continue;
         }
         let cols = fields.remove(&name).unwrap_or_default();
-        let key: Vec<&str> = pk.get(&name).map_or(Vec::new(), |k| {
-            k.iter().map(String::as_str).collect()
-        });
+        let key: Vec<&str> = pk
+            .get(&name)
+            .map_or(Vec::new(), |k| k.iter().map(String::as_str).collect());
         let schema = Schema::new(cols, &key)
             .map_err(|e| Error::Schema(format!("table `{name}`: {}", e.message())))?;
         out.push(TableInfo {
@@ -351,10 +346,7 @@ async fn plan_table(
 }
 
 async fn acquire(pool: &MySqlPool, label: &str) -> Result<PoolConnection<MySql>> {
-    let mut conn = pool
-        .acquire()
-        .await
-        .map_err(|e| error::sql(label, e))?;
+    let mut conn = pool.acquire().await.map_err(|e| error::sql(label, e))?;
     conn.execute(sqlx::AssertSqlSafe(format!(
         "SET SESSION net_write_timeout = {READ_WRITE_TIMEOUT_SECS}"
     )))
@@ -391,8 +383,13 @@ async fn plan_query(pool: &MySqlPool, text: &str, request: &ReadRequest) -> Resu
         rows
     };
     let rows = describe.await.map_err(|e| {
+        let hint = match error::number(&e) {
+            // Access denied: the result's types are read through a temporary table.
+            Some(1044 | 1142) => " (the user needs the CREATE TEMPORARY TABLES privilege)",
+            _ => "",
+        };
         error::sql(
-            format!("{label}: finding the result's column types (needs the CREATE TEMPORARY TABLES privilege)"),
+            format!("{label}: finding the result's column types{hint}"),
             e,
         )
     })?;
@@ -407,7 +404,11 @@ async fn plan_query(pool: &MySqlPool, text: &str, request: &ReadRequest) -> Resu
         let logical = ColumnType::parse(&text(1)?)
             .and_then(|t| t.logical(false))
             .map_err(|e| e.context(format!("{label}, column `{name}`")))?;
-        fields.push(Field::new(name, logical, text(2)?.eq_ignore_ascii_case("YES")));
+        fields.push(Field::new(
+            name,
+            logical,
+            text(2)?.eq_ignore_ascii_case("YES"),
+        ));
     }
     let schema = Arc::new(
         Schema::new(fields, &[]).map_err(|e| Error::Schema(format!("{label}: {}", e.message())))?,
@@ -555,10 +556,7 @@ impl Boundary {
     }
 }
 
-async fn read_pages(
-    plan: &mut ReadPlan,
-    tx: &mpsc::Sender<Result<Option<Chunk>>>,
-) -> Result<()> {
+async fn read_pages(plan: &mut ReadPlan, tx: &mpsc::Sender<Result<Option<Chunk>>>) -> Result<()> {
     let capacity = plan.limits.max_rows.clamp(1, 1 << 16);
     let mut builder = BatchBuilder::with_capacity(Arc::clone(&plan.schema), capacity);
     let mut decoder: Option<RowDecoder> = None;
@@ -572,7 +570,11 @@ async fn read_pages(
         let mut stream = query.fetch(&mut *plan.conn);
         let mut in_page = 0usize;
         let mut last_row: Option<MySqlRow> = None;
-        while let Some(row) = stream.try_next().await.map_err(|e| error::sql("fetching rows", e))? {
+        while let Some(row) = stream
+            .try_next()
+            .await
+            .map_err(|e| error::sql("fetching rows", e))?
+        {
             if decoder.is_none() {
                 decoder = Some(RowDecoder::new(plan.schema.fields(), row.columns())?);
             }
@@ -614,7 +616,11 @@ async fn read_pages(
             let column = d
                 .column(k)
                 .ok_or_else(|| Error::Internal(format!("no decoder for column {k}")))?;
-            key.push(decode_value(&plan.schema.fields()[k], column, raw_value(row, k)?)?);
+            key.push(decode_value(
+                &plan.schema.fields()[k],
+                column,
+                raw_value(row, k)?,
+            )?);
         }
         last_key = Some(key);
     }

@@ -192,7 +192,8 @@ fn strictly(out: &mut Fragment, c: &Field, op: Op, v: &Value) {
                 out.sql.push('(');
             }
             out.sql.push_str(&name);
-            out.sql.push_str(if op == Op::Greater { " > " } else { " < " });
+            out.sql
+                .push_str(if op == Op::Greater { " > " } else { " < " });
             out.sql.push_str(&placeholder(&c.logical_type));
             out.params.push(v.clone());
             if nulls_before {
@@ -340,6 +341,10 @@ mod tests {
         let f = lower(&cols[..1], &Bound::Included(vec![Value::Null])).unwrap();
         assert_eq!(f.sql, "((`c` IS NOT NULL) OR (`c` IS NULL))");
         let w = where_all([f, after(&cols[1..], &[Value::Int(1)])]);
-        assert!(w.sql.starts_with(" WHERE ((") && w.sql.contains(" AND ((`k` > ?))"), "{}", w.sql);
+        assert!(
+            w.sql.starts_with(" WHERE ((") && w.sql.contains(" AND ((`k` > ?))"),
+            "{}",
+            w.sql
+        );
     }
 }

@@ -108,9 +108,7 @@ impl ColumnType {
     fn number(&self, i: usize) -> Result<u32> {
         self.args
             .get(i)
-            .ok_or_else(|| {
-                Error::Schema(format!("type `{}` lacks argument {}", self.name, i + 1))
-            })?
+            .ok_or_else(|| Error::Schema(format!("type `{}` lacks argument {}", self.name, i + 1)))?
             .trim()
             .parse()
             .map_err(|_| {
@@ -136,10 +134,9 @@ impl ColumnType {
         let u = self.unsigned;
         let precision = |i: usize| -> Result<u8> {
             let p = self.number_or(i, 0)?;
-            u8::try_from(p)
-                .ok()
-                .filter(|p| *p <= 6)
-                .ok_or_else(|| Error::Schema(format!("fractional precision {p} of `{}`", self.name)))
+            u8::try_from(p).ok().filter(|p| *p <= 6).ok_or_else(|| {
+                Error::Schema(format!("fractional precision {p} of `{}`", self.name))
+            })
         };
         Ok(match self.name.as_str() {
             "tinyint" if !u && self.args.first().map(String::as_str) == Some("1") => L::Bool,
@@ -366,7 +363,9 @@ pub fn ddl_type(t: &LogicalType, in_key: bool) -> Result<String> {
 
 fn quoted_list(values: &[String]) -> Result<String> {
     if values.is_empty() {
-        return Err(Error::Schema("an enum or set needs at least one value".into()));
+        return Err(Error::Schema(
+            "an enum or set needs at least one value".into(),
+        ));
     }
     let mut out = String::new();
     for (i, v) in values.iter().enumerate() {
@@ -506,7 +505,10 @@ mod tests {
         for (text, expected) in cases {
             assert_eq!(logical(text), expected, "{text}");
         }
-        let json = ColumnType::parse("longtext").unwrap().logical(true).unwrap();
+        let json = ColumnType::parse("longtext")
+            .unwrap()
+            .logical(true)
+            .unwrap();
         assert_eq!(json, L::Json);
     }
 

@@ -8,8 +8,7 @@ use std::collections::BTreeSet;
 use std::ops::Bound;
 
 use caudal_connector::{
-    ChunkLimits, ErrorCode, LogicalType, PrepareTable, ReadRequest, ReadTarget, Sink, Source,
-    Value,
+    ChunkLimits, ErrorCode, LogicalType, PrepareTable, ReadRequest, ReadTarget, Sink, Source, Value,
 };
 use common::{TestDb, column_values, ints, numbers, read_all, table_request};
 
@@ -34,7 +33,11 @@ fn server_discovery_lists_tables_columns_and_keys() {
     conn.prepare_table(&PrepareTable {
         table: "copia".into(),
         schema: caudal_connector::Schema::new(
-            vec![caudal_connector::Field::new("id", LogicalType::Int32, false)],
+            vec![caudal_connector::Field::new(
+                "id",
+                LogicalType::Int32,
+                false,
+            )],
             &["id"],
         )
         .expect("schema"),
@@ -47,7 +50,11 @@ fn server_discovery_lists_tables_columns_and_keys() {
     assert_eq!(names, vec!["caras", "copia", "lineas", "log"]);
     let lineas = &tables[2];
     let s = &lineas.schema;
-    let key: Vec<&str> = s.primary_key().iter().map(|&k| s.fields()[k].name.as_str()).collect();
+    let key: Vec<&str> = s
+        .primary_key()
+        .iter()
+        .map(|&k| s.fields()[k].name.as_str())
+        .collect();
     assert_eq!(key, vec!["tienda", "factura", "linea"]);
     assert_eq!(s.fields()[0].logical_type, LogicalType::UInt16);
     assert!(!s.fields()[0].nullable);
@@ -199,16 +206,23 @@ fn server_cursor_reads_never_split_a_cursor_value_and_resume_exactly() {
         assert_ne!(a.value(a.num_rows() - 1, 1), b.value(0, 1));
         assert_eq!(pair[0].cursor, a.value(a.num_rows() - 1, 1));
     }
-    assert!(chunks.iter().any(|c| c.batch.num_rows() > 7), "15 equal values exceed 7 rows");
+    assert!(
+        chunks.iter().any(|c| c.batch.num_rows() > 7),
+        "15 equal values exceed 7 rows"
+    );
 
     // Resuming after any chunk's cursor gives exactly the rows of the later chunks.
     for k in [0, 1, 5, chunks.len() / 2, chunks.len() - 1] {
         let cursor = chunks[k].cursor.clone().expect("cursor");
-        let mut reader = conn.read(&request(Bound::Excluded(cursor))).expect("resume");
+        let mut reader = conn
+            .read(&request(Bound::Excluded(cursor)))
+            .expect("resume");
         let got: BTreeSet<i64> = ints(&column_values(&read_all(reader.as_mut()), 0))
             .into_iter()
             .collect();
-        let want: BTreeSet<i64> = ints(&column_values(&chunks[k + 1..], 0)).into_iter().collect();
+        let want: BTreeSet<i64> = ints(&column_values(&chunks[k + 1..], 0))
+            .into_iter()
+            .collect();
         assert_eq!(got, want, "resuming after chunk {k}");
     }
 
@@ -216,7 +230,10 @@ fn server_cursor_reads_never_split_a_cursor_value_and_resume_exactly() {
     let mut r = request(Bound::Unbounded);
     r.to = Bound::Excluded(fechas[30 + 15 * 3].clone());
     let mut reader = conn.read(&r).expect("read");
-    assert_eq!(column_values(&read_all(reader.as_mut()), 1).len(), 30 + 15 * 3);
+    assert_eq!(
+        column_values(&read_all(reader.as_mut()), 1).len(),
+        30 + 15 * 3
+    );
 }
 
 #[test]
@@ -228,12 +245,18 @@ fn server_chunks_respect_the_byte_limit() {
         numbers(200)
     ));
     let mut conn = db.open();
-    let mut reader = conn.read(&table_request("wide", 10_000, 10_000)).expect("read");
+    let mut reader = conn
+        .read(&table_request("wide", 10_000, 10_000))
+        .expect("read");
     let chunks = read_all(reader.as_mut());
     assert!(chunks.len() >= 18, "{} chunks", chunks.len());
     for c in &chunks {
         // A chunk ends at the first row that reaches the limit.
-        assert!(c.batch.byte_size() <= 10_000 + 1_100, "{}", c.batch.byte_size());
+        assert!(
+            c.batch.byte_size() <= 10_000 + 1_100,
+            "{}",
+            c.batch.byte_size()
+        );
     }
     assert_eq!(column_values(&chunks, 0).len(), 200);
 }
@@ -305,14 +328,23 @@ fn server_bad_requests_are_clear_errors() {
     db.exec("CREATE TABLE nokey (v INT)");
     db.exec("INSERT INTO nokey VALUES (1), (2), (NULL)");
     let mut conn = db.open();
-    let err = conn.read(&ReadRequest::table("nope")).err().expect("missing table");
+    let err = conn
+        .read(&ReadRequest::table("nope"))
+        .err()
+        .expect("missing table");
     assert_eq!(err.code(), ErrorCode::NotFound);
-    assert!(err.message().contains("`nope`") && err.message().contains("test_conn"), "{err}");
+    assert!(
+        err.message().contains("`nope`") && err.message().contains("test_conn"),
+        "{err}"
+    );
     let mut r = ReadRequest::table("t");
     r.cursor_column = Some("fecha".into());
     let err = conn.read(&r).err().expect("missing cursor column");
     assert_eq!(err.code(), ErrorCode::NotFound);
-    assert!(err.message().contains("`fecha`") && err.message().contains("id, v"), "{err}");
+    assert!(
+        err.message().contains("`fecha`") && err.message().contains("id, v"),
+        "{err}"
+    );
     let mut r = ReadRequest::table("x");
     r.target = ReadTarget::Query("SELEC broken".into());
     let err = conn.read(&r).err().expect("bad query");
@@ -323,7 +355,10 @@ fn server_bad_requests_are_clear_errors() {
     assert_eq!(column_values(&read_all(reader.as_mut()), 0).len(), 3);
     let mut r = ReadRequest::table("nokey");
     r.from = Bound::Included(Value::Int(1));
-    assert_eq!(conn.read(&r).err().expect("refused").code(), ErrorCode::Unsupported);
+    assert_eq!(
+        conn.read(&r).err().expect("refused").code(),
+        ErrorCode::Unsupported
+    );
     // Qualified names work across databases of the same server.
     let other = format!("{}.t", db.name);
     let mut reader = conn.read(&ReadRequest::table(other)).expect("qualified");

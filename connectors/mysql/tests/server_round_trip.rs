@@ -9,8 +9,8 @@ use std::sync::Arc;
 
 use caudal_connector::sample::{all_types_schema, push_all_types_row};
 use caudal_connector::{
-    BatchBuilder, DigestRequest, Field, KeyRange, PrepareTable, ReadRequest, Schema, Sink,
-    Source, TableDigest, Value, WriteOp, WriteOutcome, WriteRequest,
+    BatchBuilder, DigestRequest, Field, KeyRange, PrepareTable, ReadRequest, Schema, Sink, Source,
+    TableDigest, Value, WriteOp, WriteOutcome, WriteRequest,
 };
 use caudal_mysql::MySqlConnector;
 use common::{TestDb, column_values, read_all, table_request};
@@ -138,7 +138,11 @@ fn server_every_type_round_trips_with_equal_digests() {
     for (i, f) in schema.fields().iter().enumerate().skip(1) {
         let values = column_values(&chunks, i);
         assert!(values.iter().any(Value::is_null), "{} has no NULL", f.name);
-        assert!(values.iter().any(|v| !v.is_null()), "{} has no value", f.name);
+        assert!(
+            values.iter().any(|v| !v.is_null()),
+            "{} has no value",
+            f.name
+        );
     }
 
     // Batches -> MySQL, in another table.
@@ -182,7 +186,9 @@ fn server_every_type_round_trips_with_equal_digests() {
         })
         .expect("digest of the copy");
     let mut copy_as_source = TableDigest::new();
-    let mut reader = conn.read(&table_request("copy", 1000, 64 << 20)).expect("read copy");
+    let mut reader = conn
+        .read(&table_request("copy", 1000, 64 << 20))
+        .expect("read copy");
     let copied = read_all(reader.as_mut());
     drop(reader);
     for c in &copied {
@@ -305,7 +311,8 @@ fn server_sample_rows_from_other_databases_round_trip() {
     let mut b = BatchBuilder::new(Arc::clone(&schema));
     for r in 0..whole.num_rows() {
         for (j, &i) in keep.iter().enumerate() {
-            b.push_value(j, &whole.value(r, i).expect("cell")).expect("push");
+            b.push_value(j, &whole.value(r, i).expect("cell"))
+                .expect("push");
         }
     }
     let batch = b.finish().expect("batch");
@@ -337,7 +344,8 @@ fn server_sample_rows_from_other_databases_round_trip() {
     let edge = edge.finish().expect("batch");
     let mut b = BatchBuilder::new(Arc::clone(&schema));
     for (j, &i) in keep.iter().enumerate() {
-        b.push_value(j, &edge.value(0, i).expect("cell")).expect("push");
+        b.push_value(j, &edge.value(0, i).expect("cell"))
+            .expect("push");
     }
     let err = conn
         .write(
