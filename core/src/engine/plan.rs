@@ -44,17 +44,21 @@ pub fn part_label(stream: &str, partition: Option<&str>) -> String {
 }
 
 /// The table a stream's batches are written to before they are visible: snapshot mode loads
-/// into this table and swaps it in at the end.
+/// into this table and swaps it in at the end. In the table's schema, named with the
+/// `_caudal_` prefix that connectors keep out of their table listings.
 pub fn staging_table(table: &str) -> String {
-    format!("{table}__caudal_staging")
+    match table.rsplit_once('.') {
+        Some((schema, name)) => format!("{schema}._caudal_staging_{name}"),
+        None => format!("_caudal_staging_{table}"),
+    }
 }
 
 /// How a batch of a stream in `mode` is applied. `keyed` says whether the batch's schema has
-/// a primary key; a merge batch without one carries the keys of deleted rows.
-pub fn write_op(mode: Mode, keyed: bool) -> WriteOp {
+/// a primary key, `deletes` whether it carries deleted keys (see `shape.rs`).
+pub fn write_op(mode: Mode, keyed: bool, deletes: bool) -> WriteOp {
     match (mode, keyed) {
+        _ if deletes => WriteOp::Delete,
         (Mode::Snapshot, _) => WriteOp::Insert,
-        (Mode::Merge, false) => WriteOp::Delete,
         // With a primary key, re-reading a range (a manual run, a replay over an existing
         // table) must not duplicate rows.
         (_, true) => WriteOp::Upsert,
@@ -285,12 +289,18 @@ to = "wh"
     }
 
     #[test]
+    fn staging_tables_stay_in_their_schema() {
+        assert_eq!(staging_table("ventas"), "_caudal_staging_ventas");
+        assert_eq!(staging_table("dbo.ventas"), "dbo._caudal_staging_ventas");
+    }
+
+    #[test]
     fn write_ops_follow_mode_and_key() {
-        assert_eq!(write_op(Mode::Snapshot, true), WriteOp::Insert);
-        assert_eq!(write_op(Mode::Incremental, false), WriteOp::Insert);
-        assert_eq!(write_op(Mode::Incremental, true), WriteOp::Upsert);
-        assert_eq!(write_op(Mode::Merge, true), WriteOp::Upsert);
-        assert_eq!(write_op(Mode::Merge, false), WriteOp::Delete);
-        assert_eq!(write_op(Mode::Consolidate, true), WriteOp::Upsert);
+        assert_eq!(write_op(Mode::Snapshot, true, false), WriteOp::Insert);
+        assert_eq!(write_op(Mode::Incremental, false, false), WriteOp::Insert);
+        assert_eq!(write_op(Mode::Incremental, true, false), WriteOp::Upsert);
+        assert_eq!(write_op(Mode::Merge, true, false), WriteOp::Upsert);
+        assert_eq!(write_op(Mode::Merge, true, true), WriteOp::Delete);
+        assert_eq!(write_op(Mode::Consolidate, true, false), WriteOp::Upsert);
     }
 }

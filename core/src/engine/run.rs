@@ -756,7 +756,7 @@ impl<'a> Runner<'a> {
                 })
             })?;
             if is_delete_batch(&batch) {
-                for k in delete_keys(&batch) {
+                for k in shape::keys_of(&batch) {
                     keys.remove(&k);
                 }
             } else {
@@ -902,16 +902,4 @@ impl From<EngineError> for ReadError {
 pub fn batch_digest(table: &str, batch: &Batch) -> Digest {
     let d = TableDigest::of_batch(table, batch);
     d.hex().parse().unwrap_or_default()
-}
-
-/// The keys of a delete batch, encoded as `shape::keys_of` encodes keys of full rows.
-fn delete_keys(batch: &Batch) -> Vec<Vec<u8>> {
-    (0..batch.num_rows())
-        .map(|row| {
-            let values: Vec<Value> = (0..batch.num_columns())
-                .map(|c| batch.value(row, c).unwrap_or(Value::Null))
-                .collect();
-            bincode::serde::encode_to_vec(&values, bincode::config::standard()).unwrap_or_default()
-        })
-        .collect()
 }

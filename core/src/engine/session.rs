@@ -25,6 +25,7 @@ use super::endpoint::{CallError, ConnectionPool, Endpoints};
 use super::error::{EngineError, Result};
 use super::plan::{part_label, staging_table, write_op};
 use super::projection::{LaneKey, PartKey, Projection};
+use super::shape::is_delete_schema;
 
 /// The journal options a pipeline's `[journal]` section asks for.
 pub fn journal_options(pipeline: &Pipeline) -> JournalOptions {
@@ -303,13 +304,13 @@ impl Session {
             _ => table.to_owned(),
         };
         let keyed = !d.schema.primary_key().is_empty();
-        let delete = mode == Mode::Merge && !keyed;
+        let delete = is_delete_schema(d.schema);
         let request = WriteRequest {
             pipeline: self.pipeline.name().to_owned(),
             stream: lane.offset_key(),
             table: target.clone(),
             seq: d.seq,
-            op: write_op(mode, keyed),
+            op: write_op(mode, keyed, delete),
         };
         let snapshot = mode == Mode::Snapshot;
         let outcome = self.pool.with(&lane.key.destination, |c| {

@@ -6,8 +6,10 @@
 //! column, and every batch's schema declares the stream's primary key (a query's result has
 //! none of its own).
 //!
-//! Deletes of a merge stream are batches of the key columns only, with no primary key
-//! declared: that is how a `BatchRead` of deleted keys is told from one of upserted rows.
+//! Deletes of a merge stream are batches of the key columns (the key declared, as sinks need
+//! it to delete by) plus a boolean column [`DELETE_MARKER`]: that column is how a `BatchRead`
+//! of deleted keys is told from one of upserted rows. Sinks read only the key columns of a
+//! delete, so the marker never reaches a table.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -17,6 +19,9 @@ use caudal_connector::{Batch, BatchBuilder, Column, Field, LogicalType, Schema, 
 
 /// Width of the `_source` column: connection names are short identifiers.
 const SOURCE_COLUMN_LENGTH: u32 = 128;
+
+/// The column that marks a batch of deleted keys.
+pub const DELETE_MARKER: &str = "_caudal_deleted";
 
 /// How batches of one task are turned into what the destinations receive.
 #[derive(Debug, Clone)]
@@ -44,6 +49,11 @@ impl Shape {
             })?),
             None => None,
         };
+        if source_schema.index_of(DELETE_MARKER).is_some() {
+            return Err(format!(
+                "`{source}` returns a column `{DELETE_MARKER}`, a name caudal keeps for itself"
+            ));
+        }
         let mut fields: Vec<Field> = Vec::with_capacity(source_schema.len() + 1);
         let source_column = match (stream.mode(), stream.source_column()) {
             (Mode::Consolidate, Some(column)) => {
@@ -201,17 +211,26 @@ fn decode_key(bytes: &[u8]) -> Option<Vec<Value>> {
 
 /// Whether a batch carries deleted keys (see the module documentation).
 pub fn is_delete_batch(batch: &Batch) -> bool {
-    batch.schema().primary_key().is_empty()
+    is_delete_schema(batch.schema())
 }
 
-/// The schema of delete batches for a keyed destination schema: the key columns, no key.
+/// Whether a schema is that of deleted keys.
+pub fn is_delete_schema(schema: &Schema) -> bool {
+    schema.index_of(DELETE_MARKER).is_some()
+}
+
+/// The schema of delete batches for a keyed destination schema: the key columns, the key,
+/// and the marker.
 pub fn delete_schema(schema: &Schema) -> Result<Schema, String> {
-    let fields = schema
+    let mut fields: Vec<Field> = schema
         .primary_key()
         .iter()
         .map(|&i| schema.fields()[i].clone())
         .collect();
-    Schema::new(fields, &[]).map_err(|e| e.to_string())
+    let key: Vec<String> = fields.iter().map(|f| f.name.clone()).collect();
+    fields.push(Field::new(DELETE_MARKER, LogicalType::Bool, false));
+    let key: Vec<&str> = key.iter().map(String::as_str).collect();
+    Schema::new(fields, &key).map_err(|e| e.to_string())
 }
 
 /// Delete batches (at most `chunk_rows` keys each) for the keys in `before` that are not in
@@ -228,10 +247,14 @@ pub fn delete_batches(
         .collect();
     let schema = Arc::new(delete_schema(schema)?);
     let mut out = Vec::new();
+    let marker = schema.len() - 1;
     for chunk in gone.chunks(chunk_rows.max(1)) {
         let mut b = BatchBuilder::with_capacity(Arc::clone(&schema), chunk.len());
         for row in chunk {
-            b.push_row(row).map_err(|e| e.to_string())?;
+            for (c, v) in row.iter().enumerate() {
+                b.push_value(c, v).map_err(|e| e.to_string())?;
+            }
+            b.push(marker, true).map_err(|e| e.to_string())?;
         }
         out.push(b.finish().map_err(|e| e.to_string())?);
     }
@@ -335,6 +358,7 @@ to = "w"
         let deletes = delete_batches(&shape.schema, &before, &now, 1).unwrap();
         assert_eq!(deletes.len(), 2);
         assert!(deletes.iter().all(is_delete_batch));
+        assert!(deletes.iter().all(|d| d.schema().primary_key() == [0]));
         let mut gone: Vec<Option<Value>> = deletes.iter().map(|d| d.value(0, 0)).collect();
         gone.sort_by_key(|v| format!("{v:?}"));
         assert_eq!(gone, [Some(Value::Int(1)), Some(Value::Int(3))]);

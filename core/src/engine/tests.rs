@@ -167,7 +167,7 @@ fn snapshot_journals_every_batch_before_writing_it_and_swaps_the_table_in() {
         !f.world
             .db("wh")
             .tables
-            .contains_key("ventas__caudal_staging")
+            .contains_key("_caudal_staging_ventas")
     );
 
     let entries = f.entries();
