@@ -630,10 +630,18 @@ impl Projection {
     /// The projection of the journal in `dir`: from the checkpoint when it is still valid,
     /// then every later entry.
     pub fn load(dir: &Path) -> Result<Projection> {
+        Projection::load_reporting(dir).map(|(p, _)| p)
+    }
+
+    /// [`Projection::load`], also saying whether the checkpoint could not be used and every
+    /// entry was folded again.
+    pub fn load_reporting(dir: &Path) -> Result<(Projection, bool)> {
         let reader = Reader::open(dir)?;
-        let projection = Projection::from_checkpoint(&reader).unwrap_or_default();
+        let checkpoint = Projection::from_checkpoint(&reader);
+        let rebuilt = checkpoint.is_none();
+        let projection = checkpoint.unwrap_or_default();
         projection.catch_up(&reader)?;
-        Ok(projection)
+        Ok((projection, rebuilt))
     }
 
     /// The checkpoint's state if the file exists, parses, and still matches the journal.

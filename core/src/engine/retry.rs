@@ -167,6 +167,9 @@ fn retry_lanes(
             .lane(key)
             .and_then(|l| l.failure)
             .map(|f| f.error);
+        if entry.error.is_none() {
+            session.checkpoint_if_applied(&key.part)?;
+        }
         report.lanes.push(entry);
     }
     let fixed = report.lanes.iter().filter(|l| l.error.is_none()).count();

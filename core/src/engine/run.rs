@@ -382,6 +382,9 @@ impl<'a> Runner<'a> {
                     },
                     Vec::new(),
                 )?;
+                if failed_batches == 0 && read.batches > 0 {
+                    s.checkpoint_if_applied(&part_key)?;
+                }
                 self.lanes_outcome(&lanes)
             }
             Err(ReadError::Engine(e)) => return Err(e),
@@ -803,7 +806,11 @@ impl<'a> Runner<'a> {
                     lane.retry_due = None;
                     let policy = *lane.stream.retry();
                     self.session.apply_pending(lane, Some(&policy))?;
+                    let part = lane.key.part.clone();
                     r.report.outcome = self.lanes_outcome(&r.lanes);
+                    if r.report.outcome == PartOutcome::Ok {
+                        self.session.checkpoint_if_applied(&part)?;
+                    }
                 }
                 None => {
                     let attempt = results[i].read_attempts + 1;

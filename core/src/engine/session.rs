@@ -63,7 +63,21 @@ impl Session {
         let dir = pipeline.journal_dir();
         let journal = Journal::open(&dir, journal_options(&pipeline))?;
         let reader = Reader::open(&dir)?;
-        let projection = Projection::load(&dir)?;
+        let (projection, rebuilt) = Projection::load_reporting(&dir)?;
+        if rebuilt && projection.through_seq() > 0 {
+            // Worth knowing when a command was slow to start: the checkpoint was missing,
+            // stale or from another journal, and the whole journal was folded again.
+            let through_seq = projection.through_seq();
+            let kind = EntryKind::ProjectionRebuilt {
+                projection: "status".into(),
+                through_seq,
+            };
+            let time = caudal_journal::now();
+            let seq = journal
+                .append_blocking(NewEntry::new(pipeline.name(), kind.clone()).at(time))?
+                .seq;
+            projection.apply(seq, time, None, pipeline.name(), &kind);
+        }
         Ok(Session {
             pool: ConnectionPool::new(Arc::clone(&pipeline), endpoints),
             pipeline,
@@ -113,6 +127,39 @@ impl Session {
             stream: stream.to_owned(),
             partition: partition.map(str::to_owned),
         }
+    }
+
+    /// Journals a `Checkpoint` for a part whose every current destination has every batch
+    /// journaled so far: its progress is safe up to that batch (and its cursor).
+    pub fn checkpoint_if_applied(&self, part: &PartKey) -> Result<()> {
+        let Some(record) = self.projection.part(part) else {
+            return Ok(());
+        };
+        let mut through = u64::MAX;
+        for destination in &record.destinations {
+            let key = LaneKey {
+                part: part.clone(),
+                destination: destination.clone(),
+            };
+            if !self.projection.pending(&key).is_empty() {
+                return Ok(());
+            }
+            let applied = self.projection.lane(&key).map_or(0, |l| l.applied_through);
+            through = through.min(applied);
+        }
+        if through == 0 || through == u64::MAX {
+            return Ok(());
+        }
+        self.record(
+            EntryKind::Checkpoint {
+                stream: part.stream.clone(),
+                partition: part.partition.clone(),
+                cursor: record.last_cursor,
+                through_seq: through,
+            },
+            Vec::new(),
+        )?;
+        Ok(())
     }
 
     /// The encoded batch journaled at `seq`.

@@ -177,6 +177,22 @@ fn snapshot_journals_every_batch_before_writing_it_and_swaps_the_table_in() {
     assert_eq!(kinds.last(), Some(&"RunCompleted"));
     assert_eq!(kinds.iter().filter(|k| **k == "BatchRead").count(), 4);
     assert_eq!(kinds.iter().filter(|k| **k == "WriteApplied").count(), 4);
+    // Every batch is applied: the stream's progress is checkpointed at its last batch.
+    let Some(EntryKind::Checkpoint { through_seq, .. }) = entries
+        .iter()
+        .rev()
+        .map(|e| &e.kind)
+        .find(|k| k.name() == "Checkpoint")
+    else {
+        panic!("no Checkpoint in {kinds:?}");
+    };
+    let last_batch = entries
+        .iter()
+        .rev()
+        .find(|e| e.kind.name() == "BatchRead")
+        .unwrap()
+        .seq;
+    assert_eq!(*through_seq, last_batch);
     // Every write comes after the BatchRead it names.
     for e in &entries {
         if let EntryKind::WriteApplied { batch_seq, .. } = e.kind {
@@ -741,4 +757,7 @@ fn the_checkpoint_is_reused_and_rebuilt_when_the_journal_changes() {
     assert_eq!(Projection::load(&f.journal()).unwrap().runs(), rebuilt);
     std::fs::write(&checkpoint, "not json").unwrap();
     assert_eq!(Projection::load(&f.journal()).unwrap().runs(), rebuilt);
+    // The next writer that has to fold everything again says so in the journal.
+    f.engine(&p).run(&opts()).unwrap();
+    assert!(f.kinds().contains(&"ProjectionRebuilt"));
 }
