@@ -118,7 +118,11 @@ impl Reader {
                 .map_err(Error::io("reading segment", &last.path))?
             {
                 Step::Record { .. } => pos.expected += 1,
-                Step::End | Step::Incomplete { .. } => return Ok(pos.expected - 1),
+                Step::End => return Ok(pos.expected - 1),
+                Step::Incomplete { offset } => {
+                    segment::check_incomplete(last, pos.cursor.file(), offset, pos.expected)?;
+                    return Ok(pos.expected - 1);
+                }
                 Step::BadLength { offset } => {
                     return Err(damaged(
                         &last.name,
@@ -307,7 +311,14 @@ impl Entries {
                         "incomplete record at the end of a sealed segment",
                     ));
                 }
-                Step::End | Step::Incomplete { .. } => {
+                Step::Incomplete { offset } => {
+                    segment::check_incomplete(seg, cursor.file(), offset, self.expected)?;
+                    if !self.newer_segment_exists()? {
+                        return Ok(None);
+                    }
+                    self.sealed = true;
+                }
+                Step::End => {
                     if !self.newer_segment_exists()? {
                         return Ok(None);
                     }

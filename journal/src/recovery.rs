@@ -174,7 +174,10 @@ fn scan_newest(
                 expected += 1;
             }
             Step::End => break None,
-            Step::Incomplete { offset } => break Some(offset),
+            Step::Incomplete { offset } => {
+                segment::check_incomplete(&seg, cursor.file(), offset, expected)?;
+                break Some(offset);
+            }
             Step::BadLength { offset } | Step::BadCrc { offset } => {
                 let after = segment::valid_record_after(
                     cursor.file(),

@@ -334,6 +334,24 @@ fn hint_is_good(file: Box<dyn IoFile>, seq: u64, offset: u64) -> bool {
     }
 }
 
+/// An incomplete record at the end of the newest segment is a write in flight or a torn tail,
+/// unless valid records follow it: then it is its length field that is damaged, and reading
+/// on (or cutting there) would lose them.
+pub(crate) fn check_incomplete(
+    seg: &SegmentFile,
+    file: &dyn IoFile,
+    offset: u64,
+    expected: u64,
+) -> Result<()> {
+    let after = valid_record_after(file, offset + 1, expected.saturating_sub(1))
+        .map_err(Error::io("reading segment", &seg.path))?;
+    if after {
+        let why = "record length runs past the end of the file, yet valid records follow it";
+        return Err(damaged(&seg.name, offset, expected, why));
+    }
+    Ok(())
+}
+
 /// Whether any CRC-valid record with a seq above `after_seq` starts anywhere in
 /// `file[from..]`. Tells a torn tail (nothing valid after the bad bytes) from damage in the
 /// middle (valid records after them). Searches byte by byte, because the bad record's own

@@ -91,13 +91,52 @@ proptest! {
     fn a_flipped_byte_anywhere_in_a_segment_is_caught_at_its_seq(pos in 0usize..1_000_000, mask in 1u8..=255) {
         let r = flip_reference();
         let (seg, off) = locate(&r.files, pos % seg_total(&r.files));
+        check_flip(r, &seg, off, mask)?;
+    }
+}
+
+/// Every byte of every segment header, record frame and record layout fields (header length,
+/// payload length, payload flag), flipped: the bytes where a wrong value could mislead the
+/// decoder rather than just fail a hash.
+#[test]
+fn a_flipped_structural_byte_is_caught_at_its_seq() {
+    let r = flip_reference();
+    let mut positions: Vec<(String, usize)> = Vec::new();
+    for (seg, _) in r.segments() {
+        positions.extend((0..64).map(|o| (seg.clone(), o)));
+    }
+    for rec in &r.records {
+        let start = rec.offset as usize;
+        positions.extend((start..start + 8 + 13).map(|o| (rec.segment.clone(), o)));
+    }
+    for (i, (seg, off)) in positions.iter().enumerate() {
+        for mask in [1u8 << (i % 8), 0xFF] {
+            check_flip(r, seg, *off, mask)
+                .unwrap_or_else(|e| panic!("{seg} byte {off} ^ {mask:#x}: {e}"));
+        }
+    }
+}
+
+/// Flips `mask` into byte `off` of `seg` in a copy of the reference, and checks that verify,
+/// a reader and the writer's open each react as they must.
+fn check_flip(r: &Reference, seg: &str, off: usize, mask: u8) -> Result<(), TestCaseError> {
+    let seg = seg.to_string();
+    {
         let first_seq: u64 = seg[..20].parse().unwrap();
         // The damaged seq: the segment's first for a header byte, else the record's own.
         let (bad_seq, bad_offset, last_record_of_journal) = if off < 64 {
             (first_seq, 0, false)
         } else {
-            let rec = r.records.iter().find(|x| x.segment == seg && (x.offset..x.offset + x.len).contains(&(off as u64))).unwrap();
-            (rec.entry.seq, rec.offset, rec.entry.seq == r.records.len() as u64)
+            let rec = r
+                .records
+                .iter()
+                .find(|x| x.segment == seg && (x.offset..x.offset + x.len).contains(&(off as u64)))
+                .unwrap();
+            (
+                rec.entry.seq,
+                rec.offset,
+                rec.entry.seq == r.records.len() as u64,
+            )
         };
         let mut files = r.files.clone();
         files.get_mut(&seg).unwrap()[off] ^= mask;
@@ -105,10 +144,24 @@ proptest! {
         restore(dir.path(), &files);
 
         match verify(dir.path()) {
-            Err(Error::Damaged { segment, offset, seq, .. }) => {
-                prop_assert_eq!((segment.as_str(), offset, seq), (seg.as_str(), bad_offset, bad_seq));
+            Err(Error::Damaged {
+                segment,
+                offset,
+                seq,
+                ..
+            }) => {
+                prop_assert_eq!(
+                    (segment.as_str(), offset, seq),
+                    (seg.as_str(), bad_offset, bad_seq)
+                );
             }
-            other => prop_assert!(false, "verify gave {:?} for a flip at {} byte {}", other, seg, off),
+            other => prop_assert!(
+                false,
+                "verify gave {:?} for a flip at {} byte {}",
+                other,
+                seg,
+                off
+            ),
         }
 
         // A reader returns only intact entries before the damage, then the same error; only
@@ -118,12 +171,17 @@ proptest! {
         let mut error = None;
         match reader.entries_from(1) {
             Err(e) => error = Some(e),
-            Ok(entries) => for e in entries {
-                match e {
-                    Ok(e) => read.push(e.entry),
-                    Err(e) => { error = Some(e); break; }
+            Ok(entries) => {
+                for e in entries {
+                    match e {
+                        Ok(e) => read.push(e.entry),
+                        Err(e) => {
+                            error = Some(e);
+                            break;
+                        }
+                    }
                 }
-            },
+            }
         }
         prop_assert_eq!(&read[..], &r.entries()[..read.len()]);
         match error {
@@ -134,6 +192,7 @@ proptest! {
 
         check_writer_open(dir.path(), r, &seg, off, bad_seq, bad_offset)?;
     }
+    Ok(())
 }
 
 /// Opening for writing either refuses with the same seq, or cuts only a final record as a torn
