@@ -442,40 +442,18 @@ impl<'a> Runner<'a> {
         started_seq: u64,
     ) -> Result<(), ReadError> {
         let s = self.session;
-        let task = st.task;
-        let stream = task.stream;
-        let target = match stream.query() {
-            Some(q) => ReadTarget::Query(q.to_owned()),
-            None => ReadTarget::Table(stream.table().to_owned()),
-        };
-        let (from, to) = self.bounds(task, &target, resume)?;
-        let request = ReadRequest {
-            target: target.clone(),
-            cursor_column: stream.cursor().map(str::to_owned),
-            from,
-            to,
-            limits: ChunkLimits {
-                max_rows: usize::try_from(stream.chunk_rows()).unwrap_or(usize::MAX),
-                max_bytes: usize::try_from(stream.chunk_bytes()).unwrap_or(usize::MAX),
-            },
-        };
-        let source_error = |e: super::endpoint::CallError| {
-            ReadError::Source(format!("reading from `{}`: {}", task.source, e.message))
-        };
-        let mut reader: Box<dyn ChunkReader> = s
-            .pool
-            .with(&task.source, |c| c.read(&request))
-            .map_err(source_error)?;
-        let shape = Shape::new(stream, &task.source, Arc::clone(reader.schema()))
-            .map_err(|m| ReadError::Source(format!("stream `{}`: {m}", st.label)))?;
-        let estimate = self.estimate(task, &target);
+        let stream = st.task.stream;
+        let OpenRead {
+            mut reader,
+            shape,
+            estimate,
+        } = self.open_read(st, resume)?;
         let mut progress = self.progress.start(&st.label, estimate);
         let previous_keys = match merge_keys_from {
-            Some(start) => Some(self.merge_keys(
-                &s.part_key(stream.name(), task.partition.as_deref()),
-                start,
-                started_seq,
-            )?),
+            Some(start) => {
+                let part = s.part_key(stream.name(), st.task.partition.as_deref());
+                Some(self.merge_keys(&part, start, started_seq)?)
+            }
             None => None,
         };
         let mut keys_now: HashSet<Vec<u8>> = HashSet::new();
@@ -492,7 +470,7 @@ impl<'a> Runner<'a> {
                     progress.finish(&format!("failed: {message}"));
                     return Err(ReadError::Source(format!(
                         "reading from `{}`: {message}",
-                        task.source
+                        st.task.source
                     )));
                 }
             };
@@ -523,51 +501,119 @@ impl<'a> Runner<'a> {
             }
         }
         if let Some(before) = previous_keys {
-            let chunk = usize::try_from(stream.chunk_rows()).unwrap_or(usize::MAX);
-            let deletes =
-                shape::delete_batches(&shape.schema, &before, &keys_now, chunk).map_err(|m| {
-                    ReadError::Source(format!("stream `{}`: deleted keys: {m}", st.label))
-                })?;
-            for batch in deletes {
-                let bytes = batch.encode().map_err(|e| {
-                    ReadError::Source(format!("stream `{}`: deleted keys: {e}", st.label))
-                })?;
-                let journaled = self.journal_batch(st, batch, bytes, None, None)?;
-                self.deliver_all(lanes, &journaled, false)?;
-            }
+            self.journal_deletes(st, lanes, &shape, &before, &keys_now)?;
         }
         if snapshot {
-            let last = match held.take() {
-                Some(last) => last,
-                // An empty source still replaces the table: by an empty one.
-                None => {
-                    let empty = Batch::empty(Arc::clone(&shape.schema));
-                    let bytes = empty
-                        .encode()
-                        .map_err(|e| ReadError::Source(format!("stream `{}`: {e}", st.label)))?;
-                    self.journal_batch(st, empty, bytes, None, None)?
-                }
-            };
-            self.deliver_all(lanes, &last, true)?;
+            self.finish_snapshot(st, lanes, &shape, held)?;
         } else if st.batches == 0 {
-            // Nothing new: still create missing tables, so that an empty source gives an empty
-            // destination rather than none.
-            for lane in lanes.iter_mut().filter(|l| !l.blocked) {
-                let _ = s.pool.with(&lane.key.destination, |c| {
-                    c.prepare_table(&caudal_connector::PrepareTable {
-                        table: stream.table().to_owned(),
-                        schema: (*shape.schema).clone(),
-                        replace: false,
-                    })
-                });
-            }
+            self.create_missing_tables(lanes, &shape);
         }
-        let pending: usize = lanes.iter().filter(|l| l.blocked).count();
-        progress.finish(&match pending {
+        progress.finish(&match lanes.iter().filter(|l| l.blocked).count() {
             0 => "done".to_owned(),
             n => format!("{n} destination(s) failing"),
         });
         Ok(())
+    }
+
+    /// Starts the read: its request (bounds from a manual range or the resume cursor), the
+    /// reader, the shape of what the destinations get, and the source's row estimate.
+    fn open_read(
+        &self,
+        st: &ReadState<'_, '_>,
+        resume: Option<&str>,
+    ) -> Result<OpenRead, ReadError> {
+        let task = st.task;
+        let stream = task.stream;
+        let target = match stream.query() {
+            Some(q) => ReadTarget::Query(q.to_owned()),
+            None => ReadTarget::Table(stream.table().to_owned()),
+        };
+        let (from, to) = self.bounds(task, &target, resume)?;
+        let request = ReadRequest {
+            target: target.clone(),
+            cursor_column: stream.cursor().map(str::to_owned),
+            from,
+            to,
+            limits: ChunkLimits {
+                max_rows: usize::try_from(stream.chunk_rows()).unwrap_or(usize::MAX),
+                max_bytes: usize::try_from(stream.chunk_bytes()).unwrap_or(usize::MAX),
+            },
+        };
+        let reader = self
+            .session
+            .pool
+            .with(&task.source, |c| c.read(&request))
+            .map_err(|e| {
+                ReadError::Source(format!("reading from `{}`: {}", task.source, e.message))
+            })?;
+        let shape = Shape::new(stream, &task.source, Arc::clone(reader.schema()))
+            .map_err(|m| ReadError::Source(format!("stream `{}`: {m}", st.label)))?;
+        let estimate = self.estimate(task, &target);
+        Ok(OpenRead {
+            reader,
+            shape,
+            estimate,
+        })
+    }
+
+    /// Merge: journals and delivers the keys that were in the destinations before this read
+    /// and are no longer in the source.
+    fn journal_deletes(
+        &self,
+        st: &mut ReadState<'_, '_>,
+        lanes: &mut [Lane<'_>],
+        shape: &Shape,
+        before: &HashSet<Vec<u8>>,
+        now: &HashSet<Vec<u8>>,
+    ) -> Result<(), ReadError> {
+        let label = st.label.clone();
+        let fail = |m: String| ReadError::Source(format!("stream `{label}`: deleted keys: {m}"));
+        let chunk = usize::try_from(st.task.stream.chunk_rows()).unwrap_or(usize::MAX);
+        for batch in shape::delete_batches(&shape.schema, before, now, chunk).map_err(fail)? {
+            let bytes = batch.encode().map_err(|e| fail(e.to_string()))?;
+            let journaled = self.journal_batch(st, batch, bytes, None, None)?;
+            self.deliver_all(lanes, &journaled, false)?;
+        }
+        Ok(())
+    }
+
+    /// Snapshot: delivers the last batch, which swaps the staging table in. An empty source
+    /// still replaces the table, by an empty one.
+    fn finish_snapshot(
+        &self,
+        st: &mut ReadState<'_, '_>,
+        lanes: &mut [Lane<'_>],
+        shape: &Shape,
+        held: Option<Journaled>,
+    ) -> Result<(), ReadError> {
+        let last = match held {
+            Some(last) => last,
+            None => {
+                let empty = Batch::empty(Arc::clone(&shape.schema));
+                let bytes = empty
+                    .encode()
+                    .map_err(|e| ReadError::Source(format!("stream `{}`: {e}", st.label)))?;
+                self.journal_batch(st, empty, bytes, None, None)?
+            }
+        };
+        self.deliver_all(lanes, &last, true)
+    }
+
+    /// Nothing new was read: still create missing tables, so that an empty source gives an
+    /// empty destination rather than none. A failure here shows at the first write.
+    fn create_missing_tables(&self, lanes: &[Lane<'_>], shape: &Shape) {
+        for lane in lanes.iter().filter(|l| !l.blocked) {
+            let created = self.session.pool.with(&lane.key.destination, |c| {
+                c.prepare_table(&caudal_connector::PrepareTable {
+                    table: lane.stream.table().to_owned(),
+                    schema: (*shape.schema).clone(),
+                    replace: false,
+                })
+            });
+            if let Err(e) = created {
+                tracing::warn!(destination = %lane.key.destination, error = %e, "table not created");
+            }
+        }
     }
 
     /// Journals one batch as `BatchRead`, durable before anything is written.
@@ -880,6 +926,14 @@ struct ReadState<'t, 'p> {
     label: String,
     rows: u64,
     batches: u64,
+}
+
+/// A started read.
+struct OpenRead {
+    reader: Box<dyn ChunkReader>,
+    shape: Shape,
+    /// The source's row estimate, when progress shows one.
+    estimate: Option<u64>,
 }
 
 /// A batch as journaled, ready to deliver.
