@@ -40,6 +40,11 @@ pub struct JournalBenchArgs {
     /// Concurrent appender counts.
     #[arg(long, value_delimiter = ',', default_values_t = [1usize, 16])]
     appenders: Vec<usize>,
+    /// Appends each appender keeps in flight (1 = wait for each append before the next). A
+    /// group can only hold the appends that are outstanding, so durable entries/s under
+    /// `batch` is bounded by appenders x in-flight / fdatasync latency.
+    #[arg(long, value_delimiter = ',', default_values_t = [1usize, 64])]
+    in_flight: Vec<usize>,
     /// One JSON object per figure instead of a table.
     #[arg(long)]
     json: bool,
@@ -50,6 +55,7 @@ struct AppendFigure {
     size: usize,
     policy: String,
     appenders: usize,
+    in_flight: usize,
     entries: u64,
     seconds: f64,
     stats: WriterStats,
@@ -85,16 +91,17 @@ pub fn run(args: JournalBenchArgs) -> anyhow::Result<ExitCode> {
             if sha_ni() { "yes" } else { "no" }
         );
         println!(
-            "{:>7}  {:<14}  {:>9}  {:>12}  {:>9}  {:>9}  {:>11}  {:>6}  {:>8}",
-            "size", "policy", "appenders", "entries/s", "MB/s", "syncs", "limit MB/s", "ratio", "entries"
+            "{:>7}  {:<14}  {:>9}  {:>9}  {:>12}  {:>9}  {:>9}  {:>11}  {:>6}  {:>8}",
+            "size", "policy", "appenders", "in-flight", "entries/s", "MB/s", "syncs", "limit MB/s", "ratio", "entries"
         );
     }
     let mut verify_dir = None;
     for &size in &args.sizes {
         for policy in &policies {
-            for &appenders in &args.appenders {
-                let dir = scratch.path().join(format!("j-{size}-{policy}-{appenders}"));
-                let figure = runtime.block_on(measure_appends(&dir, size, *policy, appenders, args.duration))?;
+            for (appenders, in_flight) in args.appenders.iter().flat_map(|a| args.in_flight.iter().map(move |f| (*a, *f))) {
+                let dir = scratch.path().join(format!("j-{size}-{policy}-{appenders}x{in_flight}"));
+                let load = Load { size, policy: *policy, appenders, in_flight, duration: args.duration };
+                let figure = runtime.block_on(measure_appends(&dir, load))?;
                 print_figure(&figure, args.json);
                 // Keep the largest batch-policy journal for the verify figure; drop the rest.
                 if matches!(policy, Durability::Batch) && verify_dir.as_ref().is_none_or(|(_, b)| figure.stats.bytes > *b) {
@@ -113,19 +120,25 @@ pub fn run(args: JournalBenchArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-async fn measure_appends(
-    dir: &Path,
+/// One configuration: entry size, policy, and how many appends are outstanding at once.
+#[derive(Clone, Copy)]
+struct Load {
     size: usize,
     policy: Durability,
     appenders: usize,
+    in_flight: usize,
     duration: Duration,
-) -> anyhow::Result<AppendFigure> {
+}
+
+async fn measure_appends(dir: &Path, load: Load) -> anyhow::Result<AppendFigure> {
+    let Load { size, policy, appenders, in_flight, duration } = load;
     let opts = JournalOptions { durability: policy, ..JournalOptions::default() };
     let journal = Journal::open(dir, opts).with_context(|| format!("cannot open scratch journal {}", dir.display()))?;
     let stop = Arc::new(AtomicBool::new(false));
     let started = Instant::now();
-    let mut tasks = Vec::with_capacity(appenders);
-    for a in 0..appenders {
+    // An appender with k appends in flight is k tasks appending one at a time.
+    let mut tasks = Vec::with_capacity(appenders * in_flight);
+    for a in 0..appenders * in_flight {
         let journal = journal.clone();
         let stop = stop.clone();
         let payload = vec![(a % 251) as u8; size];
@@ -149,7 +162,7 @@ async fn measure_appends(
     let stats = journal.stats();
     journal.close()?;
     let limit_mbps = sequential_write_limit(dir, &stats)?;
-    Ok(AppendFigure { size, policy: policy.to_string(), appenders, entries, seconds, stats, limit_mbps })
+    Ok(AppendFigure { size, policy: policy.to_string(), appenders, in_flight, entries, seconds, stats, limit_mbps })
 }
 
 /// A plain file written with the same bytes, write calls and fdatasyncs as the journal made.
@@ -218,7 +231,7 @@ fn print_figure(f: &AppendFigure, json: bool) {
     if json {
         println!(
             "{}",
-            json!({"figure": "append", "size": f.size, "policy": f.policy, "appenders": f.appenders,
+            json!({"figure": "append", "size": f.size, "policy": f.policy, "appenders": f.appenders, "in_flight": f.in_flight,
                    "entries": f.entries, "seconds": f.seconds, "entries_per_s": f.entries_per_s(),
                    "mb_per_s": f.mbps(), "syncs": f.stats.syncs, "groups": f.stats.groups,
                    "limit": "sequential write, same bytes and fsync cadence",
@@ -226,10 +239,11 @@ fn print_figure(f: &AppendFigure, json: bool) {
         );
     } else {
         println!(
-            "{:>7}  {:<14}  {:>9}  {:>12.0}  {:>9.1}  {:>9}  {:>11.1}  {:>6.2}  {:>8}",
+            "{:>7}  {:<14}  {:>9}  {:>9}  {:>12.0}  {:>9.1}  {:>9}  {:>11.1}  {:>6.2}  {:>8}",
             f.size,
             f.policy,
             f.appenders,
+            f.in_flight,
             f.entries_per_s(),
             f.mbps(),
             f.stats.syncs,
