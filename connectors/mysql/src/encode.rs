@@ -49,24 +49,53 @@ pub fn push_hex(out: &mut String, bytes: &[u8]) {
     out.push('\'');
 }
 
+/// Appends the decimal digits of `v` (no allocation: a stack buffer).
+#[inline]
+pub fn push_u128(out: &mut String, mut v: u128) {
+    let mut buf = [0u8; 39];
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    // Only ASCII digits were written.
+    out.push_str(std::str::from_utf8(&buf[i..]).unwrap_or_default());
+}
+
+/// Appends a signed integer.
+#[inline]
+pub fn push_i128(out: &mut String, v: i128) {
+    if v < 0 {
+        out.push('-');
+    }
+    push_u128(out, v.unsigned_abs());
+}
+
 /// Appends `unscaled * 10^-scale` as decimal text (`-12.50`).
 pub fn write_decimal(out: &mut String, unscaled: i128, scale: u8) {
     if unscaled < 0 {
         out.push('-');
     }
-    let digits = unscaled.unsigned_abs().to_string();
     let scale = usize::from(scale);
+    let start = out.len();
+    push_u128(out, unscaled.unsigned_abs());
+    let digits = out.len() - start;
     if scale == 0 {
-        out.push_str(&digits);
-    } else if digits.len() > scale {
-        let (int, frac) = digits.split_at(digits.len() - scale);
-        out.push_str(int);
-        out.push('.');
-        out.push_str(frac);
+        return;
+    }
+    if digits > scale {
+        out.insert(out.len() - scale, '.');
     } else {
-        out.push_str("0.");
-        out.extend(std::iter::repeat_n('0', scale - digits.len()));
-        out.push_str(&digits);
+        // 0.00ddd: the point and the leading zeros go before the digits.
+        let zeros = scale - digits;
+        out.insert_str(start, "0.");
+        for _ in 0..zeros {
+            out.insert(start + 2, '0');
+        }
     }
 }
 
@@ -99,20 +128,14 @@ pub fn write_literal(
     // Writing to a String cannot fail: the `write!` results are ignored.
     match (column.data(), t) {
         (ColumnData::Bool(v), _) => out.push(if v[row] { '1' } else { '0' }),
-        (ColumnData::I8(v), _) => {
-            let _ = write!(out, "{}", v[row]);
-        }
-        (ColumnData::I16(v), _) => {
-            let _ = write!(out, "{}", v[row]);
-        }
+        (ColumnData::I8(v), _) => push_i128(out, i128::from(v[row])),
+        (ColumnData::I16(v), _) => push_i128(out, i128::from(v[row])),
         (ColumnData::I32(v), L::Date) => {
             out.push('\'');
             write_date(out, i64::from(v[row]));
             out.push('\'');
         }
-        (ColumnData::I32(v), _) => {
-            let _ = write!(out, "{}", v[row]);
-        }
+        (ColumnData::I32(v), _) => push_i128(out, i128::from(v[row])),
         (ColumnData::I64(v), L::Time { .. }) => {
             out.push('\'');
             write_time(out, v[row]);
@@ -123,22 +146,12 @@ pub fn write_literal(
             write_datetime(out, v[row]);
             out.push('\'');
         }
-        (ColumnData::I64(v), _) => {
-            let _ = write!(out, "{}", v[row]);
-        }
+        (ColumnData::I64(v), _) => push_i128(out, i128::from(v[row])),
         (ColumnData::I128(v), t) => write_decimal(out, v[row], t.decimal_scale().unwrap_or(0)),
-        (ColumnData::U8(v), _) => {
-            let _ = write!(out, "{}", v[row]);
-        }
-        (ColumnData::U16(v), _) => {
-            let _ = write!(out, "{}", v[row]);
-        }
-        (ColumnData::U32(v), _) => {
-            let _ = write!(out, "{}", v[row]);
-        }
-        (ColumnData::U64(v), _) => {
-            let _ = write!(out, "{}", v[row]);
-        }
+        (ColumnData::U8(v), _) => push_u128(out, u128::from(v[row])),
+        (ColumnData::U16(v), _) => push_u128(out, u128::from(v[row])),
+        (ColumnData::U32(v), _) => push_u128(out, u128::from(v[row])),
+        (ColumnData::U64(v), _) => push_u128(out, u128::from(v[row])),
         (ColumnData::F32(v), _) => write_float(out, f64::from(v[row]))?,
         (ColumnData::F64(v), _) => write_float(out, v[row])?,
         (ColumnData::Utf8(v), _) => push_quoted(out, v.get(row)),
@@ -185,6 +198,9 @@ mod tests {
             (5, 3, "0.005"),
             (0, 2, "0.00"),
             (12, 0, "12"),
+            (-5, 1, "-0.5"),
+            (i128::MIN, 0, "-170141183460469231731687303715884105728"),
+            (i128::MAX, 38, "1.70141183460469231731687303715884105727"),
         ] {
             s.clear();
             write_decimal(&mut s, u, scale);
@@ -224,6 +240,13 @@ mod tests {
     }
 
     proptest! {
+        #[test]
+        fn integers_print_like_display(v in any::<i128>()) {
+            let mut s = String::new();
+            push_i128(&mut s, v);
+            prop_assert_eq!(s, v.to_string());
+        }
+
         #[test]
         fn floats_round_trip_through_text(bits in any::<u64>()) {
             let v = f64::from_bits(bits);

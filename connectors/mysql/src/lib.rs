@@ -3,8 +3,10 @@
 //! One [`MySqlConnector`] is one open connection of a pipeline: a sqlx pool plus the plugin's
 //! own tokio runtime (one worker thread), created in [`Connector::open`]. No tokio type
 //! crosses the plugin boundary: the host calls the blocking trait methods, which `block_on`
-//! the runtime; a read runs as a task on the worker thread and hands finished chunks over a
-//! channel, so decoding the next chunk overlaps with the host journaling the previous one.
+//! the runtime. A read runs as a task on the worker thread and hands finished chunks over a
+//! channel, so decoding the next chunk overlaps with the host journaling the previous one; a
+//! write builds its statements on the host's thread while the worker executes the previous
+//! one in the batch's transaction.
 //!
 //! Where to start reading:
 //! - [`config`]: the connection's keys and their checks (the password never appears in
@@ -48,6 +50,9 @@ time_zone = '+00:00'";
 
 /// How long to wait for a pooled connection before reporting the server unreachable.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How long `close` waits for connections still in use.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// What the connector learned about the server at open.
 #[derive(Debug, Clone)]
@@ -247,7 +252,12 @@ impl Connector for MySqlConnector {
     }
 
     fn close(&mut self) -> caudal_connector::Result<()> {
-        self.runtime.block_on(self.pool.close());
+        // `close` waits for borrowed connections; a reader the host still holds must not
+        // block it forever (its connection closes when the reader is dropped).
+        let pool = &self.pool;
+        let _ = self
+            .runtime
+            .block_on(async { tokio::time::timeout(CLOSE_TIMEOUT, pool.close()).await });
         Ok(())
     }
 }

@@ -22,6 +22,7 @@ use caudal_connector::{
 use futures::TryStreamExt as _;
 use sqlx::mysql::MySqlPool;
 use sqlx::{Executor as _, Row as _};
+use tokio::sync::mpsc;
 
 use crate::decode::{RowDecoder, raw_value};
 use crate::encode::write_literal;
@@ -421,7 +422,7 @@ impl<'a> StatementBuilder<'a> {
 
 async fn write(
     pool: &MySqlPool,
-    shared: &Shared,
+    shared: &Arc<Shared>,
     request: &WriteRequest,
     batch: &Batch,
 ) -> Result<WriteOutcome> {
@@ -458,17 +459,50 @@ async fn write(
             return Ok(WriteOutcome::AlreadyApplied { last_seq: last });
         }
     }
-    let mut affected = 0u64;
+    // Statements are built on this (the host's) thread while the previous one executes on the
+    // plugin's worker thread, so the server's work and ours overlap. The task owns the
+    // transaction and hands it back; dropping it uncommitted rolls everything back.
+    let (to_server, mut queued) = mpsc::channel::<String>(1);
+    let op = request.op;
+    let stats = Arc::clone(shared);
+    let executor = tokio::spawn(async move {
+        let mut affected = 0u64;
+        while let Some(statement) = queued.recv().await {
+            let bytes = statement.len();
+            match sqlx::raw_sql(sqlx::AssertSqlSafe(statement))
+                .execute(&mut *tx)
+                .await
+            {
+                Ok(done) => {
+                    stats.count_statement(bytes);
+                    affected += done.rows_affected();
+                }
+                Err(e) => return (tx, Err(error::sql(format!("{} statement", op_name(op)), e))),
+            }
+        }
+        (tx, Ok(affected))
+    });
+    let mut built = Ok(());
     while let Some(statement) = statements.next_statement() {
-        let statement = statement?;
-        let bytes = statement.len();
-        let done = sqlx::raw_sql(sqlx::AssertSqlSafe(statement))
-            .execute(&mut *tx)
-            .await
-            .map_err(|e| error::sql(format!("{} statement", op_name(request.op)), e))?;
-        shared.count_statement(bytes);
-        affected += done.rows_affected();
+        match statement {
+            // A closed channel means the executor stopped on an error: it reports it below.
+            Ok(s) => {
+                if to_server.send(s).await.is_err() {
+                    break;
+                }
+            }
+            Err(e) => {
+                built = Err(e);
+                break;
+            }
+        }
     }
+    drop(to_server);
+    let (mut tx, executed) = executor
+        .await
+        .map_err(|e| Error::Internal(format!("the statement task stopped: {e}")))?;
+    built?;
+    let affected = executed?;
     sql::query(Fragment {
         sql: format!(
             "INSERT INTO {} (`pipeline`, `stream`, `seq`) VALUES (?, ?, ?) \

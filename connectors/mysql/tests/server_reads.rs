@@ -364,3 +364,21 @@ fn server_bad_requests_are_clear_errors() {
     let mut reader = conn.read(&ReadRequest::table(other)).expect("qualified");
     assert_eq!(column_values(&read_all(reader.as_mut()), 0).len(), 10);
 }
+
+#[test]
+fn server_a_reader_outlives_its_connection() {
+    let db = TestDb::new("outlive");
+    fill_numbers(&db, 500);
+    let mut conn = db.open();
+    let mut reader = conn.read(&table_request("t", 10, 1 << 20)).expect("read");
+    let first = reader.next_chunk().expect("chunk").expect("rows");
+    // Closing waits a bounded time for the reader's connection, then returns.
+    let started = std::time::Instant::now();
+    caudal_connector::Connector::close(&mut conn).expect("close");
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
+    drop(conn);
+    let rest = read_all(reader.as_mut());
+    let mut ids = ints(&column_values(std::slice::from_ref(&first), 0));
+    ids.extend(ints(&column_values(&rest, 0)));
+    assert_eq!(ids, (0..500).map(|i| i * 3).collect::<Vec<_>>());
+}
