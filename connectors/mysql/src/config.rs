@@ -2,8 +2,8 @@
 //! `connector`, and their checks.
 //!
 //! The url carries the password, so [`MySqlConfig`]'s `Debug` prints the url with the password
-//! replaced by `***`, and every error of [`MySqlConfig::validate`] is written without the url.
-//! Start with [`MySqlConfig::validate`], which turns the text into [`Validated`] options.
+//! replaced by `***`, and every error of `MySqlConfig::validate` is written without the url.
+//! Start with `MySqlConfig::validate`, which turns the text into checked connect options.
 
 use std::str::FromStr;
 
@@ -59,8 +59,8 @@ impl std::fmt::Debug for MySqlConfig {
     }
 }
 
-/// A configuration that passed [`MySqlConfig::validate`].
-pub struct Validated {
+/// A configuration that passed `MySqlConfig::validate`.
+pub(crate) struct Validated {
     /// sqlx connect options (hold the password: never format them).
     pub options: MySqlConnectOptions,
     /// The database named by `database` or the url, if any.
@@ -75,7 +75,7 @@ pub struct Validated {
 
 impl MySqlConfig {
     /// Checks every field and builds the connect options. Errors never contain the url.
-    pub fn validate(&self) -> Result<Validated> {
+    pub(crate) fn validate(&self) -> Result<Validated> {
         let secret = secret_of(&self.url);
         let parsed = url::Url::parse(&self.url).map_err(|e| {
             Error::Config(format!(

@@ -75,7 +75,7 @@ impl Error {
     }
 
     /// The SDK error for this error, naming the connection and with `secret` removed.
-    pub fn into_sdk(self, connection: &str, secret: &Secret) -> SdkError {
+    pub(crate) fn into_sdk(self, connection: &str, secret: &Secret) -> SdkError {
         let prefix = format!("mysql connection `{connection}`");
         let e = match self.context(prefix) {
             Error::Config(m) => SdkError::Config(m),
@@ -97,7 +97,7 @@ impl Error {
 
 /// Server error numbers after which the same work may succeed later: the connection or the
 /// query was killed, the server is shutting down or busy, a deadlock or lock wait timeout.
-pub fn retryable_number(number: u16) -> bool {
+pub(crate) fn retryable_number(number: u16) -> bool {
     matches!(
         number,
         1040 // too many connections
@@ -119,7 +119,7 @@ fn connection_number(number: u16) -> bool {
 }
 
 /// The server's error number of a sqlx error, if it is a server error.
-pub fn number(e: &sqlx::Error) -> Option<u16> {
+pub(crate) fn number(e: &sqlx::Error) -> Option<u16> {
     match e {
         sqlx::Error::Database(db) => db
             .try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>()
@@ -129,7 +129,7 @@ pub fn number(e: &sqlx::Error) -> Option<u16> {
 }
 
 /// Converts a sqlx error, saying what was being done.
-pub fn sql(what: impl std::fmt::Display, e: sqlx::Error) -> Error {
+pub(crate) fn sql(what: impl std::fmt::Display, e: sqlx::Error) -> Error {
     match e {
         sqlx::Error::Database(db) => {
             let number = db
@@ -167,13 +167,13 @@ pub fn sql(what: impl std::fmt::Display, e: sqlx::Error) -> Error {
 /// The password of the connection url, in the spellings it may appear in (as written, and
 /// percent-decoded), so that it can be removed from any text shown to users.
 #[derive(Clone, Default)]
-pub struct Secret {
+pub(crate) struct Secret {
     spellings: Vec<String>,
 }
 
 impl Secret {
     /// A secret with the given spellings; empty strings are ignored.
-    pub fn new(spellings: impl IntoIterator<Item = String>) -> Secret {
+    pub(crate) fn new(spellings: impl IntoIterator<Item = String>) -> Secret {
         let mut spellings: Vec<String> = spellings.into_iter().filter(|s| !s.is_empty()).collect();
         // Longest first, so that a spelling containing another is replaced whole.
         spellings.sort_by_key(|s| std::cmp::Reverse(s.len()));
@@ -182,7 +182,7 @@ impl Secret {
     }
 
     /// `text` with every spelling of the secret replaced by `***`.
-    pub fn redact(&self, text: &str) -> String {
+    pub(crate) fn redact(&self, text: &str) -> String {
         let mut out = text.to_owned();
         for s in &self.spellings {
             if out.contains(s.as_str()) {

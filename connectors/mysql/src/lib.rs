@@ -10,7 +10,7 @@
 //!
 //! Where to start reading:
 //! - [`config`]: the connection's keys and their checks (the password never appears in
-//!   `Debug` or in errors: see [`error::Secret`]);
+//!   `Debug` or in errors: `error.rs` removes it from every message);
 //! - [`types`]: the type mapping both ways, with its table;
 //! - `source.rs`: discovery and chunked keyset reads; `decode.rs`: binary rows -> batch;
 //! - `sink.rs`: table creation, sized multi-row INSERTs, upserts, deletes, the offset row,
@@ -22,12 +22,12 @@
 //! backticks), and has `NO_AUTO_VALUE_ON_ZERO` (a copied 0 stays 0 in an auto-increment key).
 
 pub mod config;
-pub mod error;
 pub mod types;
 
 mod calendar;
 mod decode;
 mod encode;
+mod error;
 mod sink;
 mod source;
 mod sql;
@@ -41,7 +41,8 @@ use sqlx::mysql::{MySqlPool, MySqlPoolOptions};
 use sqlx::{ConnectOptions as _, Connection as _, Executor as _};
 
 pub use config::MySqlConfig;
-use error::{Error, Result, Secret};
+use error::Secret;
+pub use error::{Error, Result};
 
 /// The session settings of every pooled connection (see the crate documentation).
 const SESSION_SETUP: &str = "SET SESSION sql_mode = 'STRICT_ALL_TABLES,NO_ZERO_IN_DATE,\

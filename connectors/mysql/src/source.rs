@@ -9,6 +9,11 @@
 //! chunk's cursor is then a safe point to resume from. Tables without a primary key, and
 //! queries, are read with one statement.
 //!
+//! Where the cursor's value changes is decided on the bytes the server sends, so a cursor
+//! column should be numeric, temporal, or text with a binary collation: under a
+//! case-insensitive collation `'a'` and `'A'` are one value to MySQL but two to the reader,
+//! which could end a chunk between them, and resuming after `'a'` would skip `'A'`.
+//!
 //! Bounds (`from`, `to`) apply to the cursor column, or, for a table read without one, to its
 //! primary key when that key is a single column (the chunk's cursor is then the last key).
 //! A query sees them as the session variables `@from` and `@to`; an unbounded side is the
