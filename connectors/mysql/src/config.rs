@@ -279,6 +279,27 @@ mod tests {
     }
 
     #[test]
+    fn pipeline_toml_snippets() {
+        // The keys of `[connections.NAME]` as a pipeline file writes them (the host passes
+        // them on as JSON; the shapes are the same).
+        let c: MySqlConfig = toml::from_str(
+            r#"
+            url = "mysql://etl:pw@tienda01.local:3306/ventas"
+            pool_size = 8
+            max_allowed_packet = 1048576
+            "#,
+        )
+        .unwrap();
+        let v = c.validate().unwrap();
+        assert_eq!(v.pool_size, 8);
+        assert_eq!(v.options.get_port(), 3306);
+        let e = toml::from_str::<MySqlConfig>("url = \"mysql://h/db\"\nhost = \"x\"").unwrap_err();
+        assert!(e.to_string().contains("unknown field `host`"), "{e}");
+        let e = toml::from_str::<MySqlConfig>("url = \"mysql://h/db\"\npool_size = -1").unwrap_err();
+        assert!(e.to_string().contains("pool_size"), "{e}");
+    }
+
+    #[test]
     fn secret_spellings() {
         let s = secret_of("mysql://u:p%40ss@h/db");
         assert_eq!(s.redact("p%40ss and p@ss"), "*** and ***");
