@@ -10,8 +10,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/caudal/target}"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
-# Bounded property-test and decoder-fuzz effort in CI (the tests pick their own defaults else).
-export PROPTEST_CASES="${PROPTEST_CASES:-256}"
 
 say() { printf '==> %s\n' "$*"; }
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }
