@@ -64,9 +64,11 @@ pub struct ServerInfo {
     pub mariadb: bool,
     /// The server's `max_allowed_packet`.
     pub max_allowed_packet: u64,
-    /// The largest statement the sink sends: the configured or server packet size, capped
-    /// at 16 MiB, less a margin for the protocol header.
+    /// The largest statement the sink sends: the configured or server packet size, less a
+    /// margin for the protocol header. A row alone may use all of it.
     pub statement_limit: usize,
+    /// Where multi-row statements are cut: `statement_limit`, or 2 MiB if smaller.
+    pub statement_target: usize,
 }
 
 impl ServerInfo {
@@ -199,12 +201,16 @@ impl MySqlConnector {
             None => server_packet,
         };
         // The protocol header and the command byte count against the packet limit.
-        let statement_limit = (limit.min(config::STATEMENT_CAP) as usize).saturating_sub(64);
+        let statement_limit = usize::try_from(limit)
+            .unwrap_or(usize::MAX)
+            .saturating_sub(64);
+        let statement_target = statement_limit.min(config::STATEMENT_TARGET as usize);
         let server = ServerInfo {
             mariadb: version.to_ascii_lowercase().contains("mariadb"),
             version,
             max_allowed_packet: server_packet,
             statement_limit,
+            statement_target,
         };
         Ok(MySqlConnector {
             runtime: Arc::new(runtime),

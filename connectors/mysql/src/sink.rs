@@ -241,7 +241,10 @@ struct StatementBuilder<'a> {
     suffix: String,
     /// Separator between rows and what wraps each row.
     kind: StatementKind,
+    /// Where a statement of several rows is cut.
     limit: usize,
+    /// The most a statement of one row may take (the server's packet limit).
+    row_limit: usize,
     next_row: usize,
     row: String,
 }
@@ -323,9 +326,16 @@ impl<'a> StatementBuilder<'a> {
             suffix,
             kind,
             limit,
+            row_limit: limit,
             next_row: 0,
             row: String::new(),
         })
+    }
+
+    /// Lets a single row take up to `row_limit` bytes (at least the multi-row limit).
+    fn with_row_limit(mut self, row_limit: usize) -> Self {
+        self.row_limit = row_limit.max(self.limit);
+        self
     }
 
     /// Writes row `r` (its written columns) into `self.row`.
@@ -392,7 +402,12 @@ impl<'a> StatementBuilder<'a> {
             let needed = if in_statement > 0 { separator.len() } else { 0 }
                 + self.row.len()
                 + self.suffix.len();
-            let full = out.len() + needed > self.limit
+            let limit = if in_statement == 0 {
+                self.row_limit
+            } else {
+                self.limit
+            };
+            let full = out.len() + needed > limit
                 || (self.kind != StatementKind::Values && in_statement >= MAX_KEYS_PER_DELETE);
             if full {
                 if in_statement == 0 {
@@ -403,7 +418,7 @@ impl<'a> StatementBuilder<'a> {
                         self.table,
                         self.next_row,
                         self.prefix.len() + needed,
-                        self.limit
+                        self.row_limit
                     ))));
                 }
                 break;
@@ -432,7 +447,8 @@ async fn write(
         table: OFFSETS_TABLE.to_owned(),
     };
     let mut statements =
-        StatementBuilder::new(&table, batch, request.op, shared.server.statement_limit)?;
+        StatementBuilder::new(&table, batch, request.op, shared.server.statement_target)?
+            .with_row_limit(shared.server.statement_limit);
     let mut tx = pool
         .begin()
         .await
@@ -743,6 +759,23 @@ mod tests {
         for i in [0, 1, 250, 499] {
             assert_eq!(joined.matches(&format!("({i}, ")).count(), 1, "{i}");
         }
+    }
+
+    #[test]
+    fn a_large_row_goes_alone_up_to_the_packet_limit() {
+        let table = TableName::parse("t", Some("db")).unwrap();
+        let mut b = BatchBuilder::new(batch(0, "").schema().clone());
+        for (id, text) in [(1i64, "small"), (2, &"L".repeat(6000)), (3, "small")] {
+            b.push(0, id).unwrap();
+            b.push(1, text).unwrap();
+        }
+        let b = b.finish().unwrap();
+        let s = all(StatementBuilder::new(&table, &b, WriteOp::Insert, 4096)
+            .unwrap()
+            .with_row_limit(8192))
+        .unwrap();
+        assert_eq!(s.len(), 3, "the large row is a statement of its own");
+        assert!(s[1].len() > 6000 && s[1].len() <= 8192);
     }
 
     #[test]

@@ -570,3 +570,48 @@ fn server_the_password_never_appears_in_errors() {
     assert!(err.is_retryable());
     assert!(!err.to_string().contains(password), "{err}");
 }
+
+#[test]
+fn server_a_row_larger_than_the_statement_target_is_written_alone() {
+    let db = TestDb::new("bigrow");
+    let mut conn = db.open();
+    let limit = conn.server().statement_limit;
+    let target = conn.server().statement_target;
+    assert!(
+        target < limit,
+        "the server allows more than the 2 MiB target"
+    );
+    let schema = Arc::new(
+        Schema::new(
+            vec![
+                Field::new("id", LogicalType::Int64, false),
+                Field::new("body", LogicalType::Blob { max_bytes: None }, true),
+            ],
+            &["id"],
+        )
+        .expect("schema"),
+    );
+    prepare(&mut conn, "blobs", &schema);
+    // Hex doubles the size: 1.5 MiB of bytes is a 3 MiB statement.
+    let big: Vec<u8> = (0..(3 << 19)).map(|i: u32| (i % 251) as u8).collect();
+    let mut b = BatchBuilder::new(Arc::clone(&schema));
+    for (id, body) in [(1i64, &b"small"[..]), (2, &big[..]), (3, &b"small"[..])] {
+        b.push(0, id).expect("id");
+        b.push(1, body).expect("body");
+    }
+    let batch = b.finish().expect("batch");
+    conn.write(&request("blobs", 1, WriteOp::Insert), &batch)
+        .expect("write");
+    let stats = conn.write_stats();
+    assert_eq!(stats.statements, 3, "{stats:?}");
+    assert!(stats.largest as usize > target, "{stats:?}");
+    assert_eq!(
+        db.scalar("SELECT LENGTH(body) FROM blobs WHERE id = 2")
+            .as_deref(),
+        Some("1572864")
+    );
+    assert_eq!(
+        digest(&mut conn, "blobs", &schema, KeyRange::all()),
+        TableDigest::of_batch("blobs", &batch)
+    );
+}
