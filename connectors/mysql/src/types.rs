@@ -48,6 +48,8 @@
 //! | `Varchar{None}`, `NVarchar{None}` | `longtext` (`varchar(768)` in a key) | |
 //! | `Varbinary{None}` | `longblob` (`varbinary(3072)` in a key) | |
 //! | `Uuid` | `binary(16)` | RFC 4122 byte order |
+//! | `Char{n}`, `Binary{n}`, n > 255 | `varchar(n)`, `varbinary(n)` | |
+//! | `Varchar{n}`, n > 16383; `Varbinary{n}`, n > 65532 | the text / blob type that holds them | (outside keys) |
 //! | `Interval` | `varchar(64)` | `"<months>mo <days>d <micros>us"` |
 //!
 //! NULL of every type is SQL NULL. Created tables are `utf8mb4` with a binary, no-pad
@@ -62,6 +64,12 @@ use crate::error::{Error, Result};
 pub const KEY_VARCHAR_CHARS: u32 = 768;
 /// Longest `varbinary` an unbounded binary column becomes inside a primary key.
 pub const KEY_VARBINARY_BYTES: u32 = 3072;
+/// Longest `char` and `binary` MySQL has; longer fixed-length types become variable-length.
+pub const MAX_CHAR: u32 = 255;
+/// Longest `varchar` of `utf8mb4` that fits MySQL's 65 535-byte row; longer ones become text.
+pub const MAX_VARCHAR_CHARS: u32 = 16_383;
+/// Longest `varbinary` that fits MySQL's row; longer ones become blobs.
+pub const MAX_VARBINARY_BYTES: u32 = 65_532;
 
 /// A column type as MySQL prints it (`decimal(12,2) unsigned`, `enum('a','b')`), parsed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -321,13 +329,26 @@ pub fn ddl_type(t: &LogicalType, in_key: bool) -> Result<String> {
         L::Timestamp { precision } => format!("timestamp({precision})"),
         L::Year => "year".into(),
         L::Bit { width } => format!("bit({width})"),
-        L::Char { length } | L::NChar { length } => format!("char({length})"),
-        L::Varchar {
+        L::Char { length } | L::NChar { length } if *length <= MAX_CHAR => {
+            format!("char({length})")
+        }
+        L::Char { length: n }
+        | L::NChar { length: n }
+        | L::Varchar {
             max_length: Some(n),
         }
         | L::NVarchar {
             max_length: Some(n),
-        } => format!("varchar({n})"),
+        } if in_key || *n <= MAX_VARCHAR_CHARS => format!("varchar({n})"),
+        // Too long for a varchar of 4-byte characters: the text type that holds as many.
+        L::Char { length: n }
+        | L::NChar { length: n }
+        | L::Varchar {
+            max_length: Some(n),
+        }
+        | L::NVarchar {
+            max_length: Some(n),
+        } => text_by_size(Some(n.saturating_mul(4)), "text"),
         L::Varchar { max_length: None } | L::NVarchar { max_length: None } if in_key => {
             format!("varchar({KEY_VARCHAR_CHARS})")
         }
@@ -342,10 +363,15 @@ pub fn ddl_type(t: &LogicalType, in_key: bool) -> Result<String> {
         L::Json => "json".into(),
         L::Enum { variants } => format!("enum({})", quoted_list(variants)?),
         L::Set { members } => format!("set({})", quoted_list(members)?),
-        L::Binary { length } => format!("binary({length})"),
-        L::Varbinary {
+        L::Binary { length } if *length <= MAX_CHAR => format!("binary({length})"),
+        L::Binary { length: n }
+        | L::Varbinary {
             max_length: Some(n),
-        } => format!("varbinary({n})"),
+        } if in_key || *n <= MAX_VARBINARY_BYTES => format!("varbinary({n})"),
+        L::Binary { length: n }
+        | L::Varbinary {
+            max_length: Some(n),
+        } => text_by_size(Some(*n), "blob"),
         L::Varbinary { max_length: None } | L::Blob { .. } if in_key => {
             format!("varbinary({KEY_VARBINARY_BYTES})")
         }
@@ -554,6 +580,42 @@ mod tests {
             let ddl = ddl_type(&t, false).unwrap();
             assert_eq!(logical(&ddl), t, "{text} -> {ddl}");
         }
+    }
+
+    #[test]
+    fn lengths_beyond_mysql_limits_get_a_type_that_holds_them() {
+        let t = |t: LogicalType| ddl_type(&t, false).unwrap();
+        assert_eq!(t(L::Char { length: 300 }), "varchar(300)");
+        assert_eq!(t(L::NChar { length: 255 }), "char(255)");
+        assert_eq!(t(L::Binary { length: 1000 }), "varbinary(1000)");
+        assert_eq!(
+            t(L::Varchar {
+                max_length: Some(20_000)
+            }),
+            "mediumtext"
+        );
+        assert_eq!(
+            t(L::NVarchar {
+                max_length: Some(16_383)
+            }),
+            "varchar(16383)"
+        );
+        assert_eq!(
+            t(L::Varbinary {
+                max_length: Some(100_000)
+            }),
+            "mediumblob"
+        );
+        assert_eq!(
+            ddl_type(
+                &L::Varchar {
+                    max_length: Some(20_000)
+                },
+                true
+            )
+            .unwrap(),
+            "varchar(20000)"
+        );
     }
 
     #[test]
