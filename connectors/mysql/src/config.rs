@@ -157,7 +157,7 @@ fn check_database_name(name: &str) -> Result<()> {
 
 /// The password of `url` as written and percent-decoded; empty when there is none or the url
 /// does not parse (then the text between `:` and `@` of the authority, if any).
-fn secret_of(url: &str) -> Secret {
+pub(crate) fn secret_of(url: &str) -> Secret {
     let raw = raw_password(url).unwrap_or_default();
     let decoded = url::Url::parse(url)
         .ok()

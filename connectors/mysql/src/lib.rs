@@ -245,7 +245,7 @@ impl Connector for MySqlConnector {
     const CAPABILITIES: Capabilities = Capabilities::SOURCE.union(Capabilities::SINK);
 
     fn open(config: MySqlConfig, context: &OpenContext) -> caudal_connector::Result<Self> {
-        let secret = config.validate().map(|v| v.secret).unwrap_or_default();
+        let secret = config::secret_of(&config.url);
         MySqlConnector::open_inner(config, context)
             .map_err(|e| e.into_sdk(&context.connection, &secret))
     }

@@ -7,10 +7,12 @@
 //! rows and the offset move together or not at all.
 //!
 //! Rows travel as multi-row statements of literals (`encode.rs`) cut by
-//! [`StatementBuilder`] so that no statement exceeds the server's `max_allowed_packet` (or the
-//! configured override): inserts `INSERT ... VALUES (..),(..)`, upserts the same with
-//! `ON DUPLICATE KEY UPDATE c = VALUES(c)`, deletes `DELETE ... WHERE k IN (..)` (or `OR`ed key
-//! tuples), at most [`MAX_KEYS_PER_DELETE`] keys each so the range optimizer stays cheap.
+//! [`StatementBuilder`] at 2 MiB, and never beyond the server's `max_allowed_packet` (or the
+//! configured override; a single larger row is an error saying so): inserts
+//! `INSERT ... VALUES (..),(..)`, upserts the same with `ON DUPLICATE KEY UPDATE c = VALUES(c)`,
+//! deletes `DELETE ... WHERE k IN (..)` (or `OR`ed key tuples), at most
+//! [`MAX_KEYS_PER_DELETE`] keys each so the range optimizer stays cheap. The host's thread
+//! builds the next statement while the plugin's worker executes the previous one.
 
 use std::ops::Bound;
 use std::sync::Arc;
