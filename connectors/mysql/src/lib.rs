@@ -77,11 +77,26 @@ impl ServerInfo {
     pub fn table_collation(&self) -> &'static str {
         if self.mariadb {
             "utf8mb4_nopad_bin"
-        } else if self.version.starts_with("5.") {
-            "utf8mb4_bin"
-        } else {
+        } else if self.version_at_least(8, 0, 17) {
             "utf8mb4_0900_bin"
+        } else {
+            // PAD SPACE, the best older MySQL has.
+            "utf8mb4_bin"
         }
+    }
+
+    /// Whether the server's version number is at least `major.minor.patch`.
+    pub fn version_at_least(&self, major: u32, minor: u32, patch: u32) -> bool {
+        let mut parts = self
+            .version
+            .split(|c: char| !c.is_ascii_digit())
+            .map(|p| p.parse::<u32>().unwrap_or(0));
+        let v = (
+            parts.next().unwrap_or(0),
+            parts.next().unwrap_or(0),
+            parts.next().unwrap_or(0),
+        );
+        v >= (major, minor, patch)
     }
 }
 
@@ -270,3 +285,31 @@ impl Connector for MySqlConnector {
 }
 
 caudal_connector::export_connector!(MySqlConnector);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn server(version: &str) -> ServerInfo {
+        ServerInfo {
+            version: version.into(),
+            mariadb: version.contains("MariaDB"),
+            max_allowed_packet: 1 << 24,
+            statement_limit: 1 << 24,
+            statement_target: 1 << 21,
+        }
+    }
+
+    #[test]
+    fn collation_follows_the_server() {
+        assert_eq!(
+            server("10.11.19-MariaDB-0+deb12u1").table_collation(),
+            "utf8mb4_nopad_bin"
+        );
+        assert_eq!(server("8.0.36").table_collation(), "utf8mb4_0900_bin");
+        assert_eq!(server("8.0.16-log").table_collation(), "utf8mb4_bin");
+        assert_eq!(server("5.7.44").table_collation(), "utf8mb4_bin");
+        assert!(server("8.4.0").version_at_least(8, 0, 17));
+        assert!(!server("garbage").version_at_least(1, 0, 0));
+    }
+}
