@@ -293,11 +293,22 @@ impl Engine {
             let snapshot = stream.mode() == Mode::Snapshot;
             let count = sel.batches.len();
             for (i, &(seq, batch_rows)) in sel.batches.iter().enumerate() {
-                let bytes = session.batch_bytes(seq)?;
-                let batch = Batch::decode(&bytes).map_err(|e| EngineError::Batch {
-                    seq,
-                    message: e.to_string(),
-                })?;
+                let loaded = session.batch_bytes(seq).and_then(|bytes| {
+                    let batch = Batch::decode(&bytes).map_err(|e| EngineError::Batch {
+                        seq,
+                        message: e.to_string(),
+                    })?;
+                    Ok((bytes, batch))
+                });
+                let (bytes, batch) = match loaded {
+                    Ok(loaded) => loaded,
+                    // This part cannot be replayed past here; the others still can.
+                    Err(e @ EngineError::Batch { .. }) => {
+                        part.error = Some(e.to_string());
+                        break;
+                    }
+                    Err(other) => return Err(other),
+                };
                 let d = Delivery {
                     seq,
                     bytes: &bytes,

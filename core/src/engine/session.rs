@@ -224,11 +224,28 @@ impl Session {
                 )?;
                 continue;
             }
-            let bytes = self.batch_bytes(b.seq)?;
-            let batch = Batch::decode(&bytes).map_err(|e| EngineError::Batch {
-                seq: b.seq,
-                message: e.to_string(),
-            })?;
+            // A batch the journal can no longer give (compacted, undecodable) fails this lane
+            // only; the other lanes and streams carry on.
+            let loaded = self.batch_bytes(b.seq).and_then(|bytes| {
+                let batch = Batch::decode(&bytes).map_err(|e| EngineError::Batch {
+                    seq: b.seq,
+                    message: e.to_string(),
+                })?;
+                Ok((bytes, batch))
+            });
+            let (bytes, batch) = match loaded {
+                Ok(loaded) => loaded,
+                Err(EngineError::Batch { seq, message }) => {
+                    let e = CallError {
+                        message: format!("journal seq {seq}: {message}"),
+                        retryable: false,
+                        code: None,
+                    };
+                    self.journal_failure(lane, b.seq, attempt, &e, None)?;
+                    return Ok(());
+                }
+                Err(other) => return Err(other),
+            };
             let first_of_instance =
                 snapshot && part.as_ref().and_then(|p| p.instance_first_seq) == Some(b.seq);
             let delivery = Delivery {
