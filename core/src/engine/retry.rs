@@ -20,7 +20,8 @@ use super::session::{Lane, Session};
 pub struct RetryOptions {
     /// Only lanes that lack this batch.
     pub seq: Option<u64>,
-    /// Only lanes whose scheduled retry is due (what `caudal serve`'s retry loop asks for).
+    /// Only lanes whose scheduled retry is due, and schedule the next attempt as `[retry]`
+    /// says when it fails again (what a retry loop such as `caudal serve`'s asks for).
     pub only_due: bool,
 }
 
@@ -161,7 +162,19 @@ fn retry_lanes(
             key.part.partition.as_deref(),
             &key.destination,
         );
-        session.apply_pending(&mut lane, None)?;
+        // An automatic retry (a due one) follows the policy, counting the attempts the journal
+        // has for the batch; a manual one is one attempt and schedules nothing.
+        let policy = if options.only_due {
+            lane.attempts_this_run = session
+                .projection
+                .lane(key)
+                .and_then(|l| l.failure)
+                .map_or(0, |f| f.attempts);
+            Some(stream.retry())
+        } else {
+            None
+        };
+        session.apply_pending(&mut lane, policy)?;
         entry.error = session
             .projection
             .lane(key)

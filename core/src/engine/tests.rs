@@ -448,6 +448,22 @@ every = "10ms"
     assert!(!failure.retryable);
     assert_eq!(projection.pending(&lane).len(), 4);
 
+    // A due retry follows the policy: two attempts are journaled already, so with
+    // `max_attempts = 2` the last failure scheduled nothing and nothing is due.
+    let due = f
+        .engine(&p)
+        .retry(&RetryOptions {
+            only_due: true,
+            ..RetryOptions::default()
+        })
+        .unwrap();
+    assert!(due.run.is_none(), "{due:?}");
+    let projection = Projection::load(&f.journal()).unwrap();
+    assert_eq!(
+        projection.lane(&lane).unwrap().failure.unwrap().next_due,
+        None
+    );
+
     // Fixed: `retry` writes the four batches, in order, from the journal.
     f.world.db("copy").reject_writes = None;
     f.world.db("src").tables.clear();
@@ -760,4 +776,65 @@ fn the_checkpoint_is_reused_and_rebuilt_when_the_journal_changes() {
     // The next writer that has to fold everything again says so in the journal.
     f.engine(&p).run(&opts()).unwrap();
     assert!(f.kinds().contains(&"ProjectionRebuilt"));
+}
+
+#[test]
+fn due_retries_follow_the_policy_across_commands() {
+    let f = Fixture::new();
+    put(&f.world, "src", "ventas", sales("a", 0..50));
+    let p = f.pipeline(&format!(
+        "{TWO_DBS}[[streams]]\nfrom = \"src\"\ntable = \"ventas\"\nto = \"wh\"\n\
+         mode = \"incremental\"\ncursor = \"fecha\"\n[retry]\nmax_attempts = 3\nevery = \"10ms\"\n"
+    ));
+    f.world.db("wh").reject_writes = Some("disk full".into());
+    let no_wait = RunOptions {
+        wait_for_retries: false,
+        ..opts()
+    };
+    f.engine(&p).run(&no_wait).unwrap();
+    let lane = LaneKey {
+        part: PartKey {
+            pipeline: "p".into(),
+            stream: "ventas".into(),
+            partition: None,
+        },
+        destination: "wh".into(),
+    };
+    let failure = |f: &Fixture| {
+        Projection::load(&f.journal())
+            .unwrap()
+            .lane(&lane)
+            .unwrap()
+            .failure
+    };
+    let first = failure(&f).unwrap();
+    assert_eq!(first.attempts, 1);
+    assert!(first.next_due.is_some(), "the run scheduled attempt 2");
+    let due = || RetryOptions {
+        only_due: true,
+        ..RetryOptions::default()
+    };
+    // Once due, attempt 2 fails and attempt 3 is scheduled; attempt 3 fails and nothing
+    // more is.
+    std::thread::sleep(std::time::Duration::from_millis(30));
+    assert!(f.engine(&p).retry(&due()).unwrap().run.is_some());
+    let second = failure(&f).unwrap();
+    assert_eq!(second.attempts, 2);
+    assert!(second.next_due.is_some());
+    std::thread::sleep(std::time::Duration::from_millis(30));
+    assert!(f.engine(&p).retry(&due()).unwrap().run.is_some());
+    let third = failure(&f).unwrap();
+    assert_eq!(third.attempts, 3);
+    assert_eq!(third.next_due, None);
+    assert!(f.engine(&p).retry(&due()).unwrap().run.is_none());
+    // A manual retry still may, and succeeds once the disk has room.
+    f.world.db("wh").reject_writes = None;
+    assert!(
+        f.engine(&p)
+            .retry(&RetryOptions::default())
+            .unwrap()
+            .succeeded()
+    );
+    assert!(failure(&f).is_none());
+    assert_eq!(f.rows("wh", "ventas"), 50);
 }
