@@ -444,7 +444,7 @@ impl<'a> Runner<'a> {
         let s = self.session;
         let stream = st.task.stream;
         let OpenRead {
-            mut reader,
+            reader,
             shape,
             estimate,
         } = self.open_read(st, resume)?;
@@ -456,50 +456,58 @@ impl<'a> Runner<'a> {
             }
             None => None,
         };
-        let mut keys_now: HashSet<Vec<u8>> = HashSet::new();
         let snapshot = stream.mode() == Mode::Snapshot;
         // Snapshot: the newest batch is held back until the next one (or the end) shows
         // whether it is the last, which is written together with the swap.
         let mut held: Option<Journaled> = None;
-        loop {
-            let chunk = match reader.next_chunk() {
-                Ok(Some(chunk)) => chunk,
-                Ok(None) => break,
-                Err(e) => {
-                    let message = s.pipeline.scrub(&e.to_string()).into_owned();
-                    progress.finish(&format!("failed: {message}"));
-                    return Err(ReadError::Source(format!(
-                        "reading from `{}`: {message}",
-                        st.task.source
-                    )));
-                }
+        // Two stages, so that digesting the next chunk overlaps journaling and writing this
+        // one: a thread reads, shapes and digests; this thread journals and delivers, in order.
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Result<Prepared, String>>(1);
+        let collect_keys = previous_keys.is_some();
+        let keys_now = std::thread::scope(|scope| {
+            let producer = {
+                let shape = &shape;
+                let pipeline = &*s.pipeline;
+                let (label, source) = (st.label.clone(), st.task.source.clone());
+                scope.spawn(move || {
+                    prepare_chunks(
+                        reader,
+                        shape,
+                        stream,
+                        pipeline,
+                        &label,
+                        &source,
+                        collect_keys,
+                        tx,
+                    )
+                })
             };
-            let (batch, bytes) = shape
-                .shape(chunk.bytes)
-                .map_err(|m| ReadError::Source(format!("stream `{}`: {m}", st.label)))?;
-            if batch.num_rows() == 0 {
-                continue;
-            }
-            let low = shape.first_cursor(&batch).map(|v| cursor::to_text(&v));
-            // Sources may report a position even without a cursor column; only a cursor
-            // column's value means something to resume from.
-            let high = match stream.cursor() {
-                Some(_) => chunk.cursor.as_ref().map(cursor::to_text),
-                None => None,
-            };
-            if previous_keys.is_some() {
-                keys_now.extend(shape::keys_of(&batch));
-            }
-            let journaled = self.journal_batch(st, batch, bytes, low, high)?;
-            progress.advance(journaled.rows, journaled.bytes.len() as u64);
-            if snapshot {
-                if let Some(prev) = held.replace(journaled) {
-                    self.deliver_all(lanes, &prev, false)?;
+            let consumed = (|| {
+                for item in rx.iter() {
+                    let prepared = match item {
+                        Ok(p) => p,
+                        Err(message) => {
+                            progress.finish(&format!("failed: {message}"));
+                            return Err(ReadError::Source(message));
+                        }
+                    };
+                    let journaled = self.journal_batch(st, prepared)?;
+                    progress.advance(journaled.rows, journaled.bytes.len() as u64);
+                    if snapshot {
+                        if let Some(prev) = held.replace(journaled) {
+                            self.deliver_all(lanes, &prev, false)?;
+                        }
+                    } else {
+                        self.deliver_all(lanes, &journaled, false)?;
+                    }
                 }
-            } else {
-                self.deliver_all(lanes, &journaled, false)?;
-            }
-        }
+                Ok(())
+            })();
+            // Stops the producer if this side stopped first (its next send fails).
+            drop(rx);
+            let keys = producer.join().unwrap_or_default();
+            consumed.map(|()| keys)
+        })?;
         if let Some(before) = previous_keys {
             self.journal_deletes(st, lanes, &shape, &before, &keys_now)?;
         }
@@ -571,7 +579,8 @@ impl<'a> Runner<'a> {
         let chunk = usize::try_from(st.task.stream.chunk_rows()).unwrap_or(usize::MAX);
         for batch in shape::delete_batches(&shape.schema, before, now, chunk).map_err(fail)? {
             let bytes = batch.encode().map_err(|e| fail(e.to_string()))?;
-            let journaled = self.journal_batch(st, batch, bytes, None, None)?;
+            let prepared = Prepared::new(st.task.stream.table(), batch, bytes, None, None);
+            let journaled = self.journal_batch(st, prepared)?;
             self.deliver_all(lanes, &journaled, false)?;
         }
         Ok(())
@@ -593,7 +602,8 @@ impl<'a> Runner<'a> {
                 let bytes = empty
                     .encode()
                     .map_err(|e| ReadError::Source(format!("stream `{}`: {e}", st.label)))?;
-                self.journal_batch(st, empty, bytes, None, None)?
+                let prepared = Prepared::new(st.task.stream.table(), empty, bytes, None, None);
+                self.journal_batch(st, prepared)?
             }
         };
         self.deliver_all(lanes, &last, true)
@@ -620,28 +630,23 @@ impl<'a> Runner<'a> {
     fn journal_batch(
         &self,
         st: &mut ReadState<'_, '_>,
-        batch: Batch,
-        bytes: Vec<u8>,
-        cursor_low: Option<String>,
-        cursor_high: Option<String>,
+        p: Prepared,
     ) -> Result<Journaled, ReadError> {
-        let table = st.task.stream.table();
-        let digest = batch_digest(table, &batch);
-        let rows = batch.num_rows() as u64;
+        let rows = p.batch.num_rows() as u64;
         let seq = self
             .session
             .record(
                 EntryKind::BatchRead {
                     stream: st.task.stream.name().to_owned(),
                     partition: st.task.partition.clone(),
-                    schema_id: batch.schema_id().0,
+                    schema_id: p.batch.schema_id().0,
                     rows,
-                    bytes: bytes.len() as u64,
-                    cursor_low,
-                    cursor_high,
-                    digest,
+                    bytes: p.bytes.len() as u64,
+                    cursor_low: p.low,
+                    cursor_high: p.high,
+                    digest: p.digest,
                 },
-                bytes.clone(),
+                p.bytes.clone(),
             )
             .map_err(ReadError::Engine)?;
         st.rows += rows;
@@ -650,8 +655,8 @@ impl<'a> Runner<'a> {
             seq,
             rows,
             first_of_instance: st.batches == 1,
-            bytes,
-            batch,
+            bytes: p.bytes,
+            batch: p.batch,
         })
     }
 
@@ -926,6 +931,87 @@ struct ReadState<'t, 'p> {
     label: String,
     rows: u64,
     batches: u64,
+}
+
+/// A chunk ready to journal: in the destination shape, with its cursor range and digest.
+struct Prepared {
+    batch: Batch,
+    bytes: Vec<u8>,
+    low: Option<String>,
+    high: Option<String>,
+    digest: Digest,
+}
+
+impl Prepared {
+    /// Computes the digest of `batch` as rows of `table`.
+    fn new(
+        table: &str,
+        batch: Batch,
+        bytes: Vec<u8>,
+        low: Option<String>,
+        high: Option<String>,
+    ) -> Prepared {
+        Prepared {
+            digest: batch_digest(table, &batch),
+            batch,
+            bytes,
+            low,
+            high,
+        }
+    }
+}
+
+/// The first stage of a read: pulls chunks from the source, brings them into the destination
+/// shape, computes cursors and digests, and sends them on in order. A source error is sent
+/// as its (scrubbed) text and ends the stage, as does a receiver that went away. Returns the
+/// keys read, when asked (merge's delete detection).
+#[allow(clippy::too_many_arguments)]
+fn prepare_chunks(
+    mut reader: Box<dyn ChunkReader>,
+    shape: &Shape,
+    stream: &caudal_config::Stream,
+    pipeline: &Pipeline,
+    label: &str,
+    source: &str,
+    collect_keys: bool,
+    tx: std::sync::mpsc::SyncSender<Result<Prepared, String>>,
+) -> HashSet<Vec<u8>> {
+    let mut keys = HashSet::new();
+    loop {
+        let chunk = match reader.next_chunk() {
+            Ok(Some(chunk)) => chunk,
+            Ok(None) => return keys,
+            Err(e) => {
+                let message = pipeline.scrub(&e.to_string()).into_owned();
+                let _ = tx.send(Err(format!("reading from `{source}`: {message}")));
+                return keys;
+            }
+        };
+        let (batch, bytes) = match shape.shape(chunk.bytes) {
+            Ok(shaped) => shaped,
+            Err(m) => {
+                let _ = tx.send(Err(format!("stream `{label}`: {m}")));
+                return keys;
+            }
+        };
+        if batch.num_rows() == 0 {
+            continue;
+        }
+        let low = shape.first_cursor(&batch).map(|v| cursor::to_text(&v));
+        // Sources may report a position even without a cursor column; only a cursor
+        // column's value means something to resume from.
+        let high = match stream.cursor() {
+            Some(_) => chunk.cursor.as_ref().map(cursor::to_text),
+            None => None,
+        };
+        if collect_keys {
+            keys.extend(shape::keys_of(&batch));
+        }
+        let prepared = Prepared::new(stream.table(), batch, bytes, low, high);
+        if tx.send(Ok(prepared)).is_err() {
+            return keys;
+        }
+    }
 }
 
 /// A started read.
