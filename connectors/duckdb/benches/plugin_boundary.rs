@@ -1,0 +1,186 @@
+//! 1M generated rows (12 columns) from a DuckDB source into a DuckDB sink, once through the
+//! plugin boundary (`libcaudal_duckdb.so` loaded by the caudal host with dlopen, batches
+//! crossing as encoded bytes the way the journal passes them) and once with the same
+//! connector code linked in-process (this crate's rlib, batches passed as values).
+//!
+//! ```text
+//! cargo build --release -p caudal-duckdb        # the cdylib the host loads
+//! cargo bench -p caudal-duckdb --bench plugin_boundary
+//! ```
+//!
+//! Both variants open the same files with the same settings, read in chunks of 20 000 rows and
+//! write each chunk in its own transaction with its offset row; the difference is the boundary:
+//! encoding each chunk in the source plugin, decoding it in the sink plugin, and the calls.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use caudal::host::{Plugin, plugin_file_name};
+use caudal_connector::{
+    ChunkLimits, Connector, OpenContext, PrepareTable, ReadRequest, Sink, Source, WriteOp,
+    WriteOutcome, WriteRequest,
+};
+use caudal_duckdb::{DuckDb, DuckDbConfig};
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+
+const ROWS: u64 = 1_000_000;
+
+/// The generated source: 12 columns of the kinds a sales table has.
+const GENERATE: &str = "
+CREATE TABLE ventas (
+    id BIGINT PRIMARY KEY, tienda INTEGER, factura BIGINT, linea SMALLINT,
+    importe DECIMAL(12,2), peso DOUBLE, fecha DATE, creado TIMESTAMP,
+    cliente VARCHAR, pagado BOOLEAN, nota VARCHAR, estado UTINYINT);
+INSERT INTO ventas SELECT
+    i, (i % 1000)::INTEGER, (i * 7) % 100000, (i % 50)::SMALLINT,
+    ((i * 37) % 1000000 / 100)::DECIMAL(12,2), i * 0.5, DATE '2020-01-01' + (i % 1500)::INTEGER,
+    TIMESTAMP '2020-01-01' + to_microseconds(i * 1000003), 'cliente-' || (i % 5000),
+    i % 3 = 0, CASE WHEN i % 10 = 0 THEN NULL ELSE 'nota ' || i END, (i % 255)::UTINYINT
+FROM range(1000000) r(i);
+CHECKPOINT;";
+
+struct Setup {
+    _dir: tempfile::TempDir,
+    base: String,
+    plugin: Plugin,
+    seq: AtomicU64,
+}
+
+fn setup() -> Setup {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let base = dir.path().to_string_lossy().into_owned();
+    {
+        let conn = duckdb_connection(&dir.path().join("source.duckdb"));
+        conn.execute_batch(GENERATE)
+            .expect("generating the source table");
+    }
+    let plugin = Plugin::load(&plugin_path()).unwrap_or_else(|e| {
+        panic!("{e}\nbuild the plugin first: cargo build --release -p caudal-duckdb")
+    });
+    Setup {
+        _dir: dir,
+        base,
+        plugin,
+        seq: AtomicU64::new(0),
+    }
+}
+
+/// A plain duckdb-rs connection for generating data (not part of what is measured).
+fn duckdb_connection(path: &Path) -> duckdb::Connection {
+    duckdb::Connection::open(path).expect("open the source file")
+}
+
+/// `target/release/libcaudal_duckdb.so`: the bench binary runs from `target/release/deps/`.
+fn plugin_path() -> PathBuf {
+    let exe = std::env::current_exe().expect("the bench knows its path");
+    exe.parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>/deps")
+        .join(plugin_file_name("duckdb"))
+}
+
+fn ctx(name: &str, base: &str) -> OpenContext {
+    OpenContext {
+        connection: name.into(),
+        base_dir: Some(base.into()),
+    }
+}
+
+fn open_in_process(name: &str, base: &str, file: &str) -> DuckDb {
+    DuckDb::open(DuckDbConfig::file(file), &ctx(name, base)).expect("open")
+}
+
+fn read_request() -> ReadRequest {
+    let mut r = ReadRequest::table("ventas");
+    r.limits = ChunkLimits::default();
+    r
+}
+
+fn write_request(seq: u64) -> WriteRequest {
+    WriteRequest {
+        pipeline: "bench".into(),
+        stream: "ventas".into(),
+        table: "ventas".into(),
+        seq,
+        op: WriteOp::Insert,
+    }
+}
+
+fn prepare(schema: &caudal_connector::Schema) -> PrepareTable {
+    PrepareTable {
+        table: "ventas".into(),
+        schema: schema.clone(),
+        replace: true,
+    }
+}
+
+/// The connector linked in: source reader -> sink write, batches passed by reference.
+fn copy_in_process(s: &Setup) -> u64 {
+    let mut source = open_in_process("source", &s.base, "source.duckdb");
+    let mut sink = open_in_process("sink", &s.base, "sink_in_process.duckdb");
+    let mut reader = source.read(&read_request()).expect("read");
+    sink.prepare_table(&prepare(reader.schema()))
+        .expect("prepare");
+    let mut rows = 0;
+    while let Some(chunk) = reader.next_chunk().expect("next chunk") {
+        let seq = s.seq.fetch_add(1, Ordering::Relaxed) + 1;
+        match sink
+            .write(&write_request(seq), &chunk.batch)
+            .expect("write")
+        {
+            WriteOutcome::Applied { rows: n } => rows += n,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    drop(reader);
+    source.close().expect("close");
+    sink.close().expect("close");
+    rows
+}
+
+/// The same connector as a plugin: encoded bytes cross from the source to the sink.
+fn copy_through_plugin(s: &Setup) -> u64 {
+    let open = |name: &str, file: &str| {
+        s.plugin
+            .open(&ctx(name, &s.base), &format!(r#"{{"path": "{file}"}}"#))
+            .expect("open")
+    };
+    let mut source = open("source", "source.duckdb");
+    let mut sink = open("sink", "sink_plugin.duckdb");
+    let mut reader = source.read(&read_request()).expect("read");
+    sink.prepare_table(&prepare(reader.schema()))
+        .expect("prepare");
+    let mut rows = 0;
+    while let Some(chunk) = reader.next_raw().expect("next chunk") {
+        let seq = s.seq.fetch_add(1, Ordering::Relaxed) + 1;
+        match sink
+            .write_encoded(&write_request(seq), &chunk.batch)
+            .expect("write")
+        {
+            WriteOutcome::Applied { rows: n } => rows += n,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    drop(reader);
+    source.close().expect("close");
+    sink.close().expect("close");
+    rows
+}
+
+fn bench(c: &mut Criterion) {
+    let s = setup();
+    assert_eq!(copy_in_process(&s), ROWS);
+    assert_eq!(copy_through_plugin(&s), ROWS);
+    let mut group = c.benchmark_group("duckdb 1M rows x 12 columns, source -> sink");
+    group.throughput(Throughput::Elements(ROWS));
+    group.sample_size(10);
+    group.warm_up_time(Duration::from_secs(1));
+    group.measurement_time(Duration::from_secs(40));
+    group.bench_function("in-process (rlib)", |b| b.iter(|| copy_in_process(&s)));
+    group.bench_function("plugin (dlopen)", |b| b.iter(|| copy_through_plugin(&s)));
+    group.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

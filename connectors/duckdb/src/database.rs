@@ -1,0 +1,243 @@
+//! Opening DuckDB databases, one instance per file per process, and DuckDB errors as SDK
+//! errors.
+//!
+//! DuckDB allows one database instance per file: a second instance on the same file in the
+//! same process would not see the first one's writes and could corrupt the file. A pipeline
+//! may open the same file twice (a source and a sink, or two streams), so every open of a file
+//! goes through [`Database::open`], which hands out new connections to the one live instance.
+//! The instance closes (and checkpoints) when the last [`Database`] handle is dropped.
+//!
+//! Invariant: a `duckdb::Connection` made from a [`Database`] is dropped before that
+//! `Database` handle (struct field order in its owners), so the instance outlives its
+//! connections.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, Weak};
+
+use caudal_connector::{Error, Result};
+use duckdb::{AccessMode, Config, Connection};
+
+use crate::config::{DuckDbConfig, Location};
+
+/// A shared, open DuckDB database instance.
+pub struct Database {
+    /// The first connection, from which every other is cloned; kept for the instance's life.
+    root: Mutex<Connection>,
+    location: Location,
+    read_only: bool,
+}
+
+impl std::fmt::Debug for Database {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Database")
+            .field("location", &self.location)
+            .field("read_only", &self.read_only)
+            .finish()
+    }
+}
+
+type Registry = Mutex<HashMap<PathBuf, Weak<Database>>>;
+
+fn registry() -> &'static Registry {
+    static OPEN: std::sync::OnceLock<Registry> = std::sync::OnceLock::new();
+    OPEN.get_or_init(|| Mutex::new(HashMap::new()))
+}
+
+impl Database {
+    /// The database of `config` (resolved against `base_dir`) and a new connection to it.
+    pub fn open(
+        config: &DuckDbConfig,
+        base_dir: Option<&str>,
+    ) -> Result<(Arc<Database>, Connection)> {
+        let location = config.location(base_dir);
+        let path = match &location {
+            Location::Memory => return Database::create(config, location, None),
+            Location::File(p) => p.clone(),
+        };
+        let key = canonical(&path, config.read_only)?;
+        // Held across the open so that two threads opening one file make one instance.
+        let mut open = registry().lock().unwrap_or_else(|p| p.into_inner());
+        open.retain(|_, weak| weak.strong_count() > 0);
+        if let Some(db) = open.get(&key).and_then(Weak::upgrade) {
+            if db.read_only && !config.read_only {
+                return Err(Error::Config(format!(
+                    "{} is already open read-only in this process; open every connection to it \
+                     read-only, or none",
+                    path.display()
+                )));
+            }
+            let conn = db.connect()?;
+            return Ok((db, conn));
+        }
+        let (db, conn) = Database::create(config, location, Some(&key))?;
+        open.insert(key, Arc::downgrade(&db));
+        Ok((db, conn))
+    }
+
+    fn create(
+        config: &DuckDbConfig,
+        location: Location,
+        file: Option<&Path>,
+    ) -> Result<(Arc<Database>, Connection)> {
+        let cfg = duckdb_config(config)?;
+        let root = match file {
+            None => Connection::open_in_memory_with_flags(cfg),
+            Some(path) => Connection::open_with_flags(path, cfg),
+        }
+        .map_err(|e| open_error(&location, &e))?;
+        let db = Arc::new(Database {
+            root: Mutex::new(root),
+            location,
+            read_only: config.read_only,
+        });
+        let conn = db.connect()?;
+        Ok((db, conn))
+    }
+
+    /// A new connection to this instance.
+    pub fn connect(&self) -> Result<Connection> {
+        let root = self.root.lock().unwrap_or_else(|p| p.into_inner());
+        root.try_clone()
+            .map_err(|e| Error::Connection(format!("{}: cannot connect: {e}", self.location)))
+    }
+
+    /// Where the database lives (for messages).
+    pub fn location(&self) -> &Location {
+        &self.location
+    }
+
+    /// Whether it was opened read-only.
+    pub fn read_only(&self) -> bool {
+        self.read_only
+    }
+}
+
+/// The registry key of a file: its canonical path, which needs the file's directory to exist
+/// (created here for writable databases; DuckDB creates the file itself).
+fn canonical(path: &Path, read_only: bool) -> Result<PathBuf> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    if !read_only && !dir.exists() {
+        std::fs::create_dir_all(&dir).map_err(|e| {
+            Error::Config(format!(
+                "cannot create the directory {} for the database: {e}",
+                dir.display()
+            ))
+        })?;
+    }
+    let dir = dir.canonicalize().map_err(|e| {
+        Error::Config(format!(
+            "the directory of the database {} is not usable: {e}",
+            path.display()
+        ))
+    })?;
+    let file = path
+        .file_name()
+        .ok_or_else(|| Error::Config(format!("`path` {} does not name a file", path.display())))?;
+    Ok(dir.join(file))
+}
+
+fn duckdb_config(config: &DuckDbConfig) -> Result<Config> {
+    let bad = |e: duckdb::Error| Error::Config(format!("DuckDB setting: {e}"));
+    let mut c = Config::default()
+        // No network access and no surprise downloads from inside a pipeline run.
+        .with("autoinstall_known_extensions", "false")
+        .map_err(bad)?
+        .with("autoload_known_extensions", "false")
+        .map_err(bad)?;
+    if config.read_only {
+        c = c.access_mode(AccessMode::ReadOnly).map_err(bad)?;
+    }
+    if let Some(threads) = config.threads {
+        c = c.threads(i64::from(threads)).map_err(bad)?;
+    }
+    if let Some(limit) = &config.memory_limit {
+        c = c
+            .max_memory(limit)
+            .map_err(|e| Error::Config(format!("`memory_limit` = {limit:?}: {e}")))?;
+    }
+    Ok(c)
+}
+
+fn open_error(location: &Location, e: &duckdb::Error) -> Error {
+    let text = e.to_string();
+    if text.contains("lock") {
+        Error::Connection(format!(
+            "cannot open {location}: {text} (another process holds the file; DuckDB allows one \
+             writer process per file)"
+        ))
+    } else {
+        Error::Connection(format!("cannot open {location}: {text}"))
+    }
+}
+
+/// A DuckDB error as an SDK error, with `context` (what was being done, on what) in front.
+/// Write-write conflicts and I/O errors may succeed when tried again; the rest will not.
+pub fn db_error(context: impl std::fmt::Display, e: duckdb::Error) -> Error {
+    let text = e.to_string();
+    let retryable = text.contains("onflict") || text.contains("IO Error") || text.contains("I/O");
+    let message = format!("{context}: {text}");
+    if retryable {
+        Error::retryable_database(message)
+    } else {
+        Error::permanent_database(message)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_instance_per_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = DuckDbConfig::file(dir.path().join("a.duckdb").to_string_lossy());
+        let (db1, c1) = Database::open(&cfg, None).unwrap();
+        let (db2, c2) = Database::open(&cfg, None).unwrap();
+        assert!(Arc::ptr_eq(&db1, &db2));
+        c1.execute_batch("CREATE TABLE t AS SELECT 42 AS x")
+            .unwrap();
+        let x: i32 = c2.query_row("SELECT x FROM t", [], |r| r.get(0)).unwrap();
+        assert_eq!(x, 42);
+        drop((c1, c2, db1, db2));
+        // Reopened after the last handle went away: a new instance that sees the data.
+        let (_db, c) = Database::open(&cfg, None).unwrap();
+        let x: i32 = c.query_row("SELECT x FROM t", [], |r| r.get(0)).unwrap();
+        assert_eq!(x, 42);
+    }
+
+    #[test]
+    fn relative_path_and_missing_directories() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = DuckDbConfig::file("sub/dir/b.duckdb");
+        let base = dir.path().to_string_lossy().into_owned();
+        let (db, _c) = Database::open(&cfg, Some(&base)).unwrap();
+        assert!(dir.path().join("sub/dir").is_dir());
+        assert_eq!(
+            db.location(),
+            &Location::File(dir.path().join("sub/dir/b.duckdb"))
+        );
+    }
+
+    #[test]
+    fn read_only_missing_file_is_a_clear_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = DuckDbConfig::file(dir.path().join("none.duckdb").to_string_lossy());
+        cfg.read_only = true;
+        let err = Database::open(&cfg, None).unwrap_err();
+        assert!(matches!(err, Error::Connection(_)), "{err:?}");
+        assert!(err.to_string().contains("none.duckdb"), "{err}");
+    }
+
+    #[test]
+    fn in_memory_databases_are_private() {
+        let (a, ca) = Database::open(&DuckDbConfig::in_memory(), None).unwrap();
+        let (b, cb) = Database::open(&DuckDbConfig::in_memory(), None).unwrap();
+        assert!(!Arc::ptr_eq(&a, &b));
+        ca.execute_batch("CREATE TABLE t(x INT)").unwrap();
+        assert!(cb.execute_batch("SELECT * FROM t").is_err());
+    }
+}
