@@ -205,8 +205,10 @@ fn tail_shows_the_last_entries_and_follows_new_ones() {
     let last_batch = json_lines(&stdout(&caudal(&["journal", "tail", "--journal", d, "-n", "1", "--json", "--kind", "BatchRead"])));
     assert_eq!(last_batch[0]["seq"], 2);
 
+    // Whether tail starts before or after the appends below, the window (-n 10, filtered) plus
+    // follow mode print each new WriteApplied exactly once.
     let mut child = Command::new(env!("CARGO_BIN_EXE_caudal"))
-        .args(["journal", "tail", "--journal", d, "-n", "0", "-f", "--json", "--kind", "WriteApplied"])
+        .args(["journal", "tail", "--journal", d, "-n", "10", "-f", "--json", "--kind", "WriteApplied"])
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
