@@ -126,7 +126,9 @@ to = "wh"
 fn a_connector_without_a_plugin_is_named_at_its_line_and_column() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("p.toml");
-    std::fs::write(&file, VALID).unwrap();
+    // The built plugins sit next to the binary, on the search path: name connectors that
+    // exist nowhere.
+    std::fs::write(&file, VALID.replace("\"duckdb\"", "\"nosuchsource\"")).unwrap();
     let out = caudal().arg("validate").arg(&file).output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
