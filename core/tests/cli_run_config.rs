@@ -109,7 +109,7 @@ const VALID: &str = r#"[pipeline]
 name = "p"
 
 [connections.src]
-connector = "duckdb"
+connector = "nosuchsource"
 path = "src.duckdb"
 
 [connections.wh]
@@ -132,8 +132,8 @@ fn a_connector_without_a_plugin_is_named_at_its_line_and_column() {
     let out = caudal().arg("validate").arg(&file).output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
-    // Both connectors are missing from the (empty) search path; each is reported where its
-    // `connector = ...` is written.
+    // Neither connector exists as a plugin; each is reported where its `connector = ...` is
+    // written.
     assert!(
         stderr.contains(&format!("{}:5:13: connection `src`", file.display())),
         "{stderr}"

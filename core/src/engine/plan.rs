@@ -44,13 +44,11 @@ pub fn part_label(stream: &str, partition: Option<&str>) -> String {
 }
 
 /// The table a stream's batches are written to before they are visible: snapshot mode loads
-/// into this table and swaps it in at the end. In the table's schema, named with the
-/// `_caudal_` prefix that connectors keep out of their table listings.
+/// into this table and swaps it in at the end. Next to the table, in its schema. (Not with
+/// the `_caudal_` prefix: connectors treat such tables as their own and hide them, also
+/// from the swap.)
 pub fn staging_table(table: &str) -> String {
-    match table.rsplit_once('.') {
-        Some((schema, name)) => format!("{schema}._caudal_staging_{name}"),
-        None => format!("_caudal_staging_{table}"),
-    }
+    format!("{table}__caudal_staging")
 }
 
 /// How a batch of a stream in `mode` is applied. `keyed` says whether the batch's schema has
@@ -290,8 +288,8 @@ to = "wh"
 
     #[test]
     fn staging_tables_stay_in_their_schema() {
-        assert_eq!(staging_table("ventas"), "_caudal_staging_ventas");
-        assert_eq!(staging_table("dbo.ventas"), "dbo._caudal_staging_ventas");
+        assert_eq!(staging_table("ventas"), "ventas__caudal_staging");
+        assert_eq!(staging_table("dbo.ventas"), "dbo.ventas__caudal_staging");
     }
 
     #[test]

@@ -359,6 +359,7 @@ impl<'a> Runner<'a> {
             rows: 0,
             batches: 0,
         };
+        let mut retry_read = false;
         let outcome = match self.read(
             &mut read,
             &mut lanes,
@@ -392,10 +393,15 @@ impl<'a> Runner<'a> {
                 tracing::warn!(stream = %label, error = %message, "stream failed");
                 PartOutcome::ReadFailed(message)
             }
+            Err(ReadError::Unavailable(message)) => {
+                tracing::warn!(stream = %label, error = %message, "stream failed; source unavailable");
+                retry_read = true;
+                PartOutcome::ReadFailed(message)
+            }
         };
         let policy = stream.retry();
         let read_due = match &outcome {
-            PartOutcome::ReadFailed(_) if policy.may_retry(read_attempt) => {
+            PartOutcome::ReadFailed(_) if retry_read && policy.may_retry(read_attempt) => {
                 let wait = policy.delay_after(read_attempt, 0.5);
                 Some(
                     caudal_journal::now()
@@ -462,7 +468,7 @@ impl<'a> Runner<'a> {
         let mut held: Option<Journaled> = None;
         // Two stages, so that digesting the next chunk overlaps journaling and writing this
         // one: a thread reads, shapes and digests; this thread journals and delivers, in order.
-        let (tx, rx) = std::sync::mpsc::sync_channel::<Result<Prepared, String>>(1);
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Result<Prepared, (String, bool)>>(1);
         let collect_keys = previous_keys.is_some();
         let keys_now = std::thread::scope(|scope| {
             let producer = {
@@ -486,9 +492,9 @@ impl<'a> Runner<'a> {
                 for item in rx.iter() {
                     let prepared = match item {
                         Ok(p) => p,
-                        Err(message) => {
+                        Err((message, retryable)) => {
                             progress.finish(&format!("failed: {message}"));
-                            return Err(ReadError::Source(message));
+                            return Err(ReadError::source(message, retryable));
                         }
                     };
                     let journaled = self.journal_batch(st, prepared)?;
@@ -552,7 +558,10 @@ impl<'a> Runner<'a> {
             .pool
             .with(&task.source, |c| c.read(&request))
             .map_err(|e| {
-                ReadError::Source(format!("reading from `{}`: {}", task.source, e.message))
+                ReadError::source(
+                    format!("reading from `{}`: {}", task.source, e.message),
+                    e.retryable,
+                )
             })?;
         let shape = Shape::new(stream, &task.source, Arc::clone(reader.schema()))
             .map_err(|m| ReadError::Source(format!("stream `{}`: {m}", st.label)))?;
@@ -974,7 +983,7 @@ fn prepare_chunks(
     label: &str,
     source: &str,
     collect_keys: bool,
-    tx: std::sync::mpsc::SyncSender<Result<Prepared, String>>,
+    tx: std::sync::mpsc::SyncSender<Result<Prepared, (String, bool)>>,
 ) -> HashSet<Vec<u8>> {
     let mut keys = HashSet::new();
     loop {
@@ -983,14 +992,17 @@ fn prepare_chunks(
             Ok(None) => return keys,
             Err(e) => {
                 let message = pipeline.scrub(&e.to_string()).into_owned();
-                let _ = tx.send(Err(format!("reading from `{source}`: {message}")));
+                let _ = tx.send(Err((
+                    format!("reading from `{source}`: {message}"),
+                    e.is_retryable(),
+                )));
                 return keys;
             }
         };
         let (batch, bytes) = match shape.shape(chunk.bytes) {
             Ok(shaped) => shaped,
             Err(m) => {
-                let _ = tx.send(Err(format!("stream `{label}`: {m}")));
+                let _ = tx.send(Err((format!("stream `{label}`: {m}"), false)));
                 return keys;
             }
         };
@@ -1034,8 +1046,23 @@ struct Journaled {
 enum ReadError {
     /// The journal failed: the run stops.
     Engine(EngineError),
-    /// The source failed: this task stops.
+    /// The source failed in a way that will not go away by itself (a missing table, a
+    /// column the stream needs): this task stops.
     Source(String),
+    /// The source could not be reached or went away (a retryable connector error): this task
+    /// stops, and is read again later as `[retry]` allows.
+    Unavailable(String),
+}
+
+impl ReadError {
+    /// A source failure, retryable or not as the connector said.
+    fn source(message: String, retryable: bool) -> ReadError {
+        if retryable {
+            ReadError::Unavailable(message)
+        } else {
+            ReadError::Source(message)
+        }
+    }
 }
 
 impl From<EngineError> for ReadError {

@@ -33,6 +33,8 @@ pub struct Db {
     pub refuse_open: Option<String>,
     /// Reads fail after this many chunks.
     pub fail_read_after: Option<usize>,
+    /// This many reads fail to start (the database is not up yet), then they work.
+    pub refuse_reads: usize,
     /// Writes commit, then report an error (the process "dies" after the commit).
     pub commit_then_fail: bool,
     /// Calls to `write` that changed something.
@@ -157,7 +159,11 @@ impl Endpoint for Conn {
     }
 
     fn read(&mut self, request: &ReadRequest) -> Result<Box<dyn ChunkReader>, HostError> {
-        let db = self.world.db(&self.name);
+        let mut db = self.world.db(&self.name);
+        if db.refuse_reads > 0 {
+            db.refuse_reads -= 1;
+            return Err(call("read", Error::Connection("connection refused".into())));
+        }
         let ReadTarget::Table(name) = &request.target else {
             return Err(call("read", Error::Unsupported("queries".into())));
         };

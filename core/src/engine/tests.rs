@@ -167,7 +167,7 @@ fn snapshot_journals_every_batch_before_writing_it_and_swaps_the_table_in() {
         !f.world
             .db("wh")
             .tables
-            .contains_key("_caudal_staging_ventas")
+            .contains_key("ventas__caudal_staging")
     );
 
     let entries = f.entries();
@@ -837,4 +837,36 @@ fn due_retries_follow_the_policy_across_commands() {
     );
     assert!(failure(&f).is_none());
     assert_eq!(f.rows("wh", "ventas"), 50);
+}
+
+#[test]
+fn a_source_that_is_down_is_read_again_and_one_that_is_wrong_is_not() {
+    let f = Fixture::new();
+    put(&f.world, "src", "ventas", sales("a", 0..100));
+    let p = f.pipeline(&format!(
+        "{TWO_DBS}[[streams]]\nfrom = \"src\"\ntable = \"ventas\"\nto = \"wh\"\n\
+         mode = \"incremental\"\ncursor = \"fecha\"\n\
+         [[streams]]\nname = \"missing\"\nfrom = \"src\"\ntable = \"nope\"\nto = \"wh\"\n\
+         [retry]\nmax_attempts = 3\nevery = \"10ms\"\n"
+    ));
+    // Down for the first two reads (both streams' first attempts), then up.
+    f.world.db("src").refuse_reads = 2;
+    let report = f.engine(&p).run(&opts()).unwrap();
+    assert_eq!(report.parts[0].outcome, PartOutcome::Ok, "{report:?}");
+    assert_eq!(f.rows("wh", "ventas"), 100);
+    // The missing table is not found on its second attempt; not found is not retried again.
+    let PartOutcome::ReadFailed(e) = &report.parts[1].outcome else {
+        panic!("{report:?}");
+    };
+    assert!(e.contains("`nope`"), "{e}");
+    let started = |stream: &str| {
+        f.entries()
+            .iter()
+            .filter(
+                |e| matches!(&e.kind, EntryKind::StreamStarted { stream: s, .. } if s == stream),
+            )
+            .count()
+    };
+    assert_eq!(started("ventas"), 2);
+    assert_eq!(started("missing"), 2);
 }
