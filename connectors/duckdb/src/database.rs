@@ -11,7 +11,7 @@
 //! `Database` handle (struct field order in its owners), so the instance outlives its
 //! connections.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, Weak};
 
@@ -26,6 +26,22 @@ pub struct Database {
     root: Mutex<Connection>,
     location: Location,
     read_only: bool,
+    /// The registry key of a file database.
+    key: Option<PathBuf>,
+}
+
+impl Drop for Database {
+    fn drop(&mut self) {
+        // Forget the dead entry now rather than at the next open, so that nothing of a closed
+        // database stays allocated. `try_lock`: this may run inside `open`, which holds the
+        // lock; the next `open` purges the entry then.
+        if let Some(key) = &self.key
+            && let Ok(mut open) = registry().try_lock()
+            && open.get(key).is_some_and(|w| w.strong_count() == 0)
+        {
+            open.remove(key);
+        }
+    }
 }
 
 impl std::fmt::Debug for Database {
@@ -37,11 +53,11 @@ impl std::fmt::Debug for Database {
     }
 }
 
-type Registry = Mutex<HashMap<PathBuf, Weak<Database>>>;
+type Registry = Mutex<BTreeMap<PathBuf, Weak<Database>>>;
 
 fn registry() -> &'static Registry {
     static OPEN: std::sync::OnceLock<Registry> = std::sync::OnceLock::new();
-    OPEN.get_or_init(|| Mutex::new(HashMap::new()))
+    OPEN.get_or_init(|| Mutex::new(BTreeMap::new()))
 }
 
 impl Database {
@@ -90,6 +106,7 @@ impl Database {
             root: Mutex::new(root),
             location,
             read_only: config.read_only,
+            key: file.map(Path::to_path_buf),
         });
         let conn = db.connect()?;
         Ok((db, conn))
@@ -203,6 +220,13 @@ mod tests {
         let x: i32 = c2.query_row("SELECT x FROM t", [], |r| r.get(0)).unwrap();
         assert_eq!(x, 42);
         drop((c1, c2, db1, db2));
+        assert!(
+            !registry()
+                .lock()
+                .unwrap()
+                .contains_key(&canonical(Path::new(&cfg.path), false).unwrap()),
+            "a closed database leaves no registry entry"
+        );
         // Reopened after the last handle went away: a new instance that sees the data.
         let (_db, c) = Database::open(&cfg, None).unwrap();
         let x: i32 = c.query_row("SELECT x FROM t", [], |r| r.get(0)).unwrap();

@@ -208,8 +208,18 @@ fn drop_staging(conn: &Connection) -> Result<()> {
         .map_err(|e| db_error("dropping the staging table", e))
 }
 
+/// Whether a table exists, caudal's own `_caudal_*` tables included (discovery hides those,
+/// but snapshot staging tables are exactly what a swap needs to find).
 fn table_exists(conn: &Connection, table: &TableName) -> Result<bool> {
-    Ok(!tables(conn, Some(table))?.is_empty())
+    let n: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM duckdb_tables() WHERE database_name = current_database() \
+             AND schema_name = ? AND table_name = ?",
+            [table.schema.as_str(), table.table.as_str()],
+            |r| r.get(0),
+        )
+        .map_err(|e| db_error(&format!("looking for table `{table}`"), e))?;
+    Ok(n > 0)
 }
 
 fn offsets_exist(conn: &Connection) -> Result<bool> {

@@ -445,12 +445,12 @@ impl BatchReader for DuckDbReader {
             return Ok(None);
         }
         let batch = self.builder.take()?;
-        if let Some(last) = self.last.take() {
-            if self.cursor.is_some() {
-                let v = self.cursor_value(&last)?;
-                if !v.is_null() {
-                    self.max_cursor = Some(v);
-                }
+        if let Some(last) = self.last.take()
+            && self.cursor.is_some()
+        {
+            let v = self.cursor_value(&last)?;
+            if !v.is_null() {
+                self.max_cursor = Some(v);
             }
         }
         let cursor = self.cursor.and(self.max_cursor.clone());
@@ -706,5 +706,60 @@ mod tests {
         );
         // The connection is still usable.
         assert_eq!(db.discover().unwrap().len(), 0);
+    }
+
+    fn any_value() -> impl proptest::strategy::Strategy<Value = Value> {
+        use proptest::prelude::*;
+        // Ranges are DuckDB's: HUGEINT excludes i128::MIN, TIMESTAMP ends in year 294247.
+        let instant = -9_000_000_000_000_000i64..9_000_000_000_000_000;
+        prop_oneof![
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(Value::Int),
+            any::<u64>().prop_map(Value::UInt),
+            (i128::MIN + 1..=i128::MAX).prop_map(Value::Int128),
+            any::<f64>()
+                .prop_filter("NaN is never equal to itself", |f| !f.is_nan())
+                .prop_map(Value::Float),
+            (any::<i64>(), 0u8..=18).prop_map(|(u, scale)| Value::Decimal {
+                unscaled: i128::from(u),
+                scale
+            }),
+            (-1_000_000i32..1_000_000).prop_map(Value::Date),
+            (0i64..86_400_000_000).prop_map(Value::Time),
+            instant.clone().prop_map(Value::DateTime),
+            instant.prop_map(Value::Timestamp),
+            "[^\\x00]{0,24}".prop_map(Value::Text),
+            proptest::collection::vec(any::<u8>(), 0..24).prop_map(Value::Bytes),
+            any::<[u8; 16]>().prop_map(Value::Uuid),
+            (
+                any::<i32>(),
+                any::<i32>(),
+                -1_000_000_000_000_000i64..1_000_000_000_000_000
+            )
+                .prop_map(|(months, days, micros)| Value::Interval(
+                    caudal_connector::Interval {
+                        months,
+                        days,
+                        micros
+                    }
+                )),
+        ]
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(128))]
+
+        /// Cursor and key bounds are written into SQL as literals: DuckDB must read each one
+        /// back as exactly the value it came from.
+        #[test]
+        fn every_literal_evaluates_to_its_value(v in any_value()) {
+            let mut db = memory();
+            let lit = crate::sql::literal(&v).unwrap();
+            let mut reader = db
+                .read(&request(ReadTarget::Query(format!("SELECT {lit} AS v")), None, 10))
+                .unwrap();
+            let chunks = read_all(reader.as_mut());
+            proptest::prop_assert_eq!(chunks[0].batch.value(0, 0), Some(v));
+        }
     }
 }

@@ -430,4 +430,30 @@ mod tests {
         assert!(key_range_condition(&["k", "s"], &short).is_err());
         assert!(key_range_condition(&[], &short).is_err());
     }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
+
+        #[test]
+        fn uuid_text_round_trips_for_any_bytes(u in proptest::prelude::any::<[u8; 16]>()) {
+            proptest::prop_assert_eq!(parse_uuid(&uuid_text(&u)), Some(u));
+        }
+
+        #[test]
+        fn binding_never_panics_and_leaves_other_text_alone(q in "[ -~\\n]{0,80}") {
+            let out = bind_placeholders(&q, &Bound::Included(Value::Int(1)), &Bound::Included(Value::Int(2)));
+            if !q.contains('@') {
+                proptest::prop_assert_eq!(out.unwrap(), q);
+            }
+        }
+
+        #[test]
+        fn decimal_text_parses_back(unscaled in proptest::prelude::any::<i64>(), scale in 0u8..20) {
+            let text = decimal_text(i128::from(unscaled), scale);
+            let digits: String = text.chars().filter(|c| c.is_ascii_digit() || *c == '-').collect();
+            proptest::prop_assert_eq!(digits.parse::<i128>().unwrap(), i128::from(unscaled));
+            let frac = text.split_once('.').map_or(0, |(_, f)| f.len());
+            proptest::prop_assert_eq!(frac, usize::from(scale));
+        }
+    }
 }

@@ -327,4 +327,14 @@ mod tests {
         );
         assert_eq!(logical_type_of("BIT"), L::Varchar { max_length: None });
     }
+
+    proptest::proptest! {
+        #[test]
+        fn any_enum_round_trips_through_its_type_string(
+            variants in proptest::collection::vec("[^\\x00]{0,12}", 1..6)
+        ) {
+            let t = LogicalType::Enum { variants };
+            proptest::prop_assert_eq!(logical_type_of(&duckdb_type(&t).unwrap()), t);
+        }
+    }
 }
