@@ -43,9 +43,9 @@ ensure_services() {
 ensure_services
 say "building the workspace and plugins (release, target $CARGO_TARGET_DIR)"
 cargo build --release --workspace --all-targets --locked
-say "running every test"
-cargo nextest run --release --workspace --no-fail-fast --locked "$@"
 if [ "$#" -eq 0 ]; then
     say "running doc tests"
     cargo test --release --workspace --doc --locked
 fi
+say "running every test"
+cargo nextest run --release --workspace --no-fail-fast --locked "$@"
