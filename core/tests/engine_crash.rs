@@ -6,16 +6,17 @@
 //! The incremental trials write with plain inserts (no primary key), so only the sink's offset
 //! row stands between a crash and a duplicate; the snapshot trials exercise the staging table
 //! and its swap. Delays are drawn uniformly over the measured length of a whole run; the seed
-//! is printed so that a failing trial can be replayed (`CAUDAL_CRASH_SEED=...`).
+//! is printed so that a failing trial can be replayed (`CAUDAL_CRASH_SEED=...`). Trials run
+//! two at a time, each with its own journal and warehouse.
 //!
 //! Needs `cargo build --release --workspace` first (same CARGO_TARGET_DIR as the tests).
 
 mod engine_support;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use caudal_connector::{Batch, ReadTarget};
+use caudal_connector::{Batch, ReadTarget, Schema, TableDigest};
 use engine_support::*;
 
 const ROWS: i64 = 200_000;
@@ -39,15 +40,17 @@ impl Rng {
     }
 }
 
-fn trial_pipeline(dir: &Path, src: &Path, mode: &str) -> std::path::PathBuf {
+fn trial_pipeline(dir: &Path, src: &Path, mode: &str) -> PathBuf {
     let stream = match mode {
         "incremental" => "mode = \"incremental\"\ncursor = \"fecha\"\n",
         _ => "mode = \"snapshot\"\n",
     };
+    // The source is shared by trials running at the same time: read-only, which DuckDB
+    // allows in several processes at once.
     pipeline(
         dir,
         &format!(
-            "[connections.src]\nconnector = \"duckdb\"\npath = \"{}\"\n\n\
+            "[connections.src]\nconnector = \"duckdb\"\npath = \"{}\"\nread_only = true\n\n\
              [connections.wh]\nconnector = \"duckdb\"\npath = \"wh.duckdb\"\n\n\
              [[streams]]\nfrom = \"src\"\ntable = \"ventas\"\nto = \"wh\"\n{stream}chunk_rows = 4000\n",
             src.display()
@@ -69,7 +72,7 @@ fn run_and_kill(file: &Path, delay: Duration) -> bool {
         if child.try_wait().expect("wait").is_some() {
             return false;
         }
-        std::thread::sleep(Duration::from_millis(2).min(delay - start.elapsed().min(delay)));
+        std::thread::sleep(Duration::from_millis(2).min(delay.saturating_sub(start.elapsed())));
     }
     // `Child::kill` sends SIGKILL on Unix: no destructor, no flush, no unlock runs.
     let killed = child.try_wait().expect("wait").is_none();
@@ -78,11 +81,61 @@ fn run_and_kill(file: &Path, delay: Duration) -> bool {
     killed
 }
 
-fn measure(dir: &Path, src: &Path, mode: &str) -> Duration {
-    let file = trial_pipeline(dir, src, mode);
-    let start = Instant::now();
-    run_ok(&["run", s(&file), "--progress", "none"]);
-    start.elapsed()
+/// One trial: where to kill, and whether to kill the recovery run too.
+struct Trial {
+    n: usize,
+    mode: &'static str,
+    first: Duration,
+    second: Option<Duration>,
+}
+
+/// Runs a trial in its own directory; returns whether its first run was killed, or what
+/// went wrong.
+fn run_trial(
+    base: &Path,
+    src: &Path,
+    t: &Trial,
+    expected: &(TableDigest, u64),
+    schema: &Schema,
+) -> Result<bool, String> {
+    let dir = base.join(format!("trial-{:02}", t.n));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = trial_pipeline(&dir, src, t.mode);
+    let mut story = format!("trial {} ({}): kill after {:?}", t.n, t.mode, t.first);
+    let killed = run_and_kill(&file, t.first);
+    if let Some(second) = t.second {
+        story.push_str(&format!(", rerun killed after {second:?}"));
+        run_and_kill(&file, second);
+    }
+    let out = run(&[
+        "run",
+        s(&file),
+        "--progress",
+        "none",
+        "--log-level",
+        "error",
+    ]);
+    if !out.status.success() {
+        return Err(format!(
+            "{story}: the recovery run failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    let journal = dir.join("journal");
+    let actual = table_digest(&dir.join("wh.duckdb"), "ventas", schema);
+    if actual.rows() != expected.1 as i64 {
+        return Err(format!(
+            "{story}: {} rows in the destination",
+            actual.rows()
+        ));
+    }
+    if actual != expected.0 {
+        return Err(format!("{story}: the destination differs from the source"));
+    }
+    caudal_journal::verify(&journal).map_err(|e| format!("{story}: journal damaged: {e}"))?;
+    // Clean up as we go: 24 warehouses of 200k rows add up.
+    std::fs::remove_dir_all(&dir).unwrap();
+    Ok(killed)
 }
 
 #[test]
@@ -102,64 +155,62 @@ fn sigkill_at_random_moments_loses_nothing_and_duplicates_nothing() {
     );
     assert_eq!(expected.1, ROWS as u64);
 
+    // How long a whole run takes, per mode, and the schema the destination is digested in.
+    let mut whole = std::collections::HashMap::new();
+    let mut schema = None;
+    for mode in ["incremental", "snapshot"] {
+        let dir = base.path().join(format!("measure-{mode}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = trial_pipeline(&dir, &src, mode);
+        let start = Instant::now();
+        run_ok(&["run", s(&file), "--progress", "none"]);
+        whole.insert(mode, start.elapsed());
+        schema.get_or_insert_with(|| stream_schema(&dir.join("journal"), "ventas"));
+    }
+    let schema = schema.expect("measured");
+
     let seed = std::env::var("CAUDAL_CRASH_SEED")
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or_else(|| caudal_journal::now() as u64);
     eprintln!("crash test seed: CAUDAL_CRASH_SEED={seed}");
     let mut rng = Rng(seed);
-
-    let mut killed = 0;
-    let trials: Vec<&str> = std::iter::repeat_n("incremental", 20)
-        .chain(std::iter::repeat_n("snapshot", 4))
+    let modes = std::iter::repeat_n("incremental", 20).chain(std::iter::repeat_n("snapshot", 4));
+    let trials: Vec<Trial> = modes
+        .enumerate()
+        .map(|(n, mode)| Trial {
+            n,
+            mode,
+            first: rng.below(whole[mode].mul_f64(1.1)),
+            // Every third trial, the recovery run is killed too.
+            second: (n % 3 == 2).then(|| rng.below(whole[mode])),
+        })
         .collect();
-    let mut full = std::collections::HashMap::new();
-    for (n, mode) in trials.into_iter().enumerate() {
-        let whole = *full.entry(mode).or_insert_with(|| {
-            let scratch = base.path().join(format!("measure-{mode}"));
-            std::fs::create_dir_all(&scratch).unwrap();
-            measure(&scratch, &src, mode)
-        });
-        let dir = base.path().join(format!("trial-{n:02}"));
-        std::fs::create_dir_all(&dir).unwrap();
-        let file = trial_pipeline(&dir, &src, mode);
-        let first = rng.below(whole.mul_f64(1.1));
-        let mut story = format!("trial {n} ({mode}): kill after {first:?}");
-        if run_and_kill(&file, first) {
-            killed += 1;
-        }
-        // Every third trial, the recovery run is killed too.
-        if n % 3 == 2 {
-            let second = rng.below(whole);
-            story.push_str(&format!(", rerun killed after {second:?}"));
-            run_and_kill(&file, second);
-        }
-        run_ok(&[
-            "run",
-            s(&file),
-            "--progress",
-            "none",
-            "--log-level",
-            "error",
-        ]);
-        let journal = dir.join("journal");
-        let wh = dir.join("wh.duckdb");
-        let schema = stream_schema(&journal, "ventas");
-        let actual = table_digest(&wh, "ventas", &schema);
-        assert_eq!(
-            actual.rows(),
-            ROWS,
-            "{story}: {} rows in the destination",
-            actual.rows()
-        );
-        assert_eq!(
-            actual, expected.0,
-            "{story}: the destination differs from the source"
-        );
-        verify(&journal);
-        // Clean up as we go: 24 warehouses of 200k rows add up.
-        std::fs::remove_dir_all(&dir).unwrap();
-    }
+
+    // Two trials at a time: each has its own journal and warehouse.
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let results: Vec<Result<bool, String>> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..2)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut mine = Vec::new();
+                    while let Some(t) =
+                        trials.get(next.fetch_add(1, std::sync::atomic::Ordering::Relaxed))
+                    {
+                        mine.push(run_trial(base.path(), &src, t, &expected, &schema));
+                    }
+                    mine
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|w| w.join().expect("trial thread"))
+            .collect()
+    });
+    let failures: Vec<&String> = results.iter().filter_map(|r| r.as_ref().err()).collect();
+    assert!(failures.is_empty(), "seed {seed}: {failures:#?}");
+    let killed = results.iter().filter(|r| matches!(r, Ok(true))).count();
     assert!(
         killed >= 12,
         "only {killed} of 24 runs were killed before they finished"
