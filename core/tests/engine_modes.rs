@@ -353,6 +353,21 @@ fn the_quickstart_syncs_sixteen_stores_and_replays_into_a_fresh_warehouse() {
     );
     // A second run finds nothing new to sync.
     run_ok(&["run", s(&file), "--progress", "none"]);
+    // Replaying into the warehouse means the streams that write it, not `tiendas` (whose
+    // snapshot also lands in a table `ventas`, in another database).
+    let dry = run_ok(&[
+        "replay",
+        "--file",
+        s(&file),
+        "--to",
+        "warehouse",
+        "--dry-run",
+    ]);
+    assert!(
+        dry.contains("ventas -> warehouse.ventas") && !dry.contains("tiendas ->"),
+        "{dry}"
+    );
+    assert!(dry.contains("would write 0"), "{dry}");
     // The warehouse can be rebuilt from the journal alone.
     let out = run_ok(&[
         "replay",

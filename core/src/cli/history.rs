@@ -46,30 +46,41 @@ pub fn run(args: HistoryArgs) -> anyhow::Result<ExitCode> {
         println!("journal {}: no runs yet", dir.display());
         return Ok(ExitCode::SUCCESS);
     }
-    for r in &runs {
-        let rows = [[
-            r.run.clone(),
-            r.pipeline.clone(),
-            r.trigger.clone(),
-            when::format(r.started_at),
-            r.elapsed_us
-                .map(duration_shown)
-                .unwrap_or_else(|| "-".into()),
-            state_shown(r.state).to_owned(),
-            r.rows.to_string(),
-            format!(
-                "{} applied, {} failed, {} retries",
-                r.writes_applied, r.writes_failed, r.retries_scheduled
-            ),
-        ]];
-        print_table(
-            &[
-                "RUN", "PIPELINE", "TRIGGER", "STARTED", "TOOK", "STATE", "ROWS", "WRITES",
-            ],
-            &rows,
-        );
+    let rows: Vec<[String; 8]> = runs
+        .iter()
+        .map(|r| {
+            [
+                r.run.clone(),
+                r.pipeline.clone(),
+                r.trigger.clone(),
+                when::format(r.started_at),
+                r.elapsed_us
+                    .map(duration_shown)
+                    .unwrap_or_else(|| "-".into()),
+                state_shown(r.state).to_owned(),
+                r.rows.to_string(),
+                format!(
+                    "{} applied, {} failed, {} retries",
+                    r.writes_applied, r.writes_failed, r.retries_scheduled
+                ),
+            ]
+        })
+        .collect();
+    print_table(
+        &[
+            "RUN", "PIPELINE", "TRIGGER", "STARTED", "TOOK", "STATE", "ROWS", "WRITES",
+        ],
+        &rows,
+    );
+    // Then what went wrong, run by run.
+    for r in runs
+        .iter()
+        .filter(|r| r.error.is_some() || !r.attempts.is_empty())
+    {
+        println!();
+        println!("run {} ({}):", r.run, when::format(r.started_at));
         if let Some(e) = &r.error {
-            println!("      error: {}", first_line(e));
+            println!("  error: {}", first_line(e));
         }
         for a in &r.attempts {
             let what = match a.outcome.as_str() {
@@ -84,7 +95,7 @@ pub fn run(args: HistoryArgs) -> anyhow::Result<ExitCode> {
                 other => other.to_owned(),
             };
             println!(
-                "      {} attempt {} {} -> {} batch {}: {what}",
+                "  {} attempt {} {} -> {} batch {}: {what}",
                 when::format(a.at),
                 a.attempt,
                 part_label(&a.stream, a.partition.as_deref()),

@@ -6,6 +6,9 @@
 //! stream (or partition) the batches are taken in seq order; for a snapshot stream only the
 //! last snapshot that finished reading within the range is replayed (loaded into the staging
 //! table and swapped in), since each snapshot replaces the one before.
+//!
+//! Which streams: `--stream`, else those whose `to` names the destination (rebuilding it),
+//! else (a connection no stream writes: a fresh copy) every stream.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -188,8 +191,19 @@ impl Engine {
                 _ => {}
             }
         }
+        // Streams that write into the destination are what rebuilding it means; a connection
+        // no stream writes (a fresh copy) gets every stream.
+        let writes_to = |stream: &str| {
+            self.pipeline
+                .stream(stream)
+                .is_some_and(|s| s.destinations().iter().any(|d| d == &options.to))
+        };
+        let any_writes_to = parts.keys().any(|(stream, _)| writes_to(stream));
         let mut out = Vec::new();
         for ((stream, partition), instances) in parts {
+            if any_writes_to && !writes_to(&stream) {
+                continue;
+            }
             let snapshot = self
                 .pipeline
                 .stream(&stream)

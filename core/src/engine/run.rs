@@ -342,7 +342,12 @@ impl<'a> Runner<'a> {
             },
             Vec::new(),
         )?;
-        tracing::info!(stream = %label, source = %task.source, resume = ?resume, "stream started");
+        tracing::info!(
+            stream = %label,
+            source = %task.source,
+            resume_after = resume.as_deref().unwrap_or("-"),
+            "stream started"
+        );
         let mut lanes: Vec<Lane<'p>> = stream
             .destinations()
             .iter()
