@@ -775,3 +775,121 @@ fn attempt_record(seq: u64, at: Timestamp, outcome: &str, kind: &EntryKind) -> A
     }
     a
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn started(p: &Projection, seq: u64, run: u64, pipeline: &str) {
+        p.apply(
+            seq,
+            seq as i64,
+            Some(RunId(run)),
+            pipeline,
+            &EntryKind::RunStarted {
+                pipeline_file: "p.toml".into(),
+                trigger: "manual".into(),
+                streams: vec!["s".into()],
+                args: String::new(),
+            },
+        );
+    }
+
+    #[test]
+    fn a_run_that_never_ended_is_interrupted_by_the_next_one_of_its_pipeline() {
+        let p = Projection::new();
+        started(&p, 1, 1, "a");
+        started(&p, 2, 2, "b");
+        assert_eq!(p.run(RunId(1)).unwrap().state, RunState::Running);
+        started(&p, 3, 3, "a");
+        assert_eq!(p.run(RunId(1)).unwrap().state, RunState::Interrupted);
+        assert_eq!(
+            p.run(RunId(2)).unwrap().state,
+            RunState::Running,
+            "other pipeline"
+        );
+        p.apply(
+            4,
+            4,
+            Some(RunId(3)),
+            "a",
+            &EntryKind::RunFailed {
+                error: "x".repeat(MAX_ERROR_CHARS + 10),
+                elapsed_us: 7,
+            },
+        );
+        let r = p.run(RunId(3)).unwrap();
+        assert_eq!(r.state, RunState::Failed);
+        assert_eq!(r.elapsed_us, Some(7));
+        assert!(r.error.unwrap().ends_with('…'), "long errors are clipped");
+        assert_eq!(p.through_seq(), 4);
+        let order: Vec<String> = p.runs().into_iter().map(|r| r.run).collect();
+        assert_eq!(order, [RunId(1), RunId(2), RunId(3)].map(|r| r.to_string()));
+    }
+
+    #[test]
+    fn pending_batches_leave_once_every_lane_has_them() {
+        let p = Projection::new();
+        let kind_started = EntryKind::StreamStarted {
+            stream: "s".into(),
+            partition: None,
+            source: "src".into(),
+            destinations: vec!["a".into(), "b".into()],
+            mode: "incremental".into(),
+            resume_cursor: None,
+        };
+        p.apply(1, 1, None, "p", &kind_started);
+        for seq in [2, 3] {
+            p.apply(
+                seq,
+                seq as i64,
+                None,
+                "p",
+                &EntryKind::BatchRead {
+                    stream: "s".into(),
+                    partition: None,
+                    schema_id: 0,
+                    rows: 10,
+                    bytes: 100,
+                    cursor_low: None,
+                    cursor_high: Some(format!("int:{}", 10 - seq)),
+                    digest: Digest::default(),
+                },
+            );
+        }
+        let lane = |d: &str| LaneKey {
+            part: PartKey {
+                pipeline: "p".into(),
+                stream: "s".into(),
+                partition: None,
+            },
+            destination: d.into(),
+        };
+        let applied = |seq: u64, batch_seq: u64, d: &str| {
+            p.apply(
+                seq,
+                seq as i64,
+                None,
+                "p",
+                &EntryKind::WriteApplied {
+                    stream: "s".into(),
+                    partition: None,
+                    destination: d.into(),
+                    batch_seq,
+                    rows: 10,
+                    attempt: 1,
+                    elapsed_us: 1,
+                },
+            )
+        };
+        applied(4, 2, "a");
+        applied(5, 3, "a");
+        assert!(p.pending(&lane("a")).is_empty());
+        assert_eq!(p.pending(&lane("b")).len(), 2);
+        applied(6, 2, "b");
+        let part = p.part(&lane("b").part).unwrap();
+        assert_eq!(part.pending.iter().map(|b| b.seq).collect::<Vec<_>>(), [3]);
+        // The cursor is the highest journaled, not the latest.
+        assert_eq!(part.last_cursor.as_deref(), Some("int:8"));
+    }
+}

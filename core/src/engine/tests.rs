@@ -870,3 +870,35 @@ fn a_source_that_is_down_is_read_again_and_one_that_is_wrong_is_not() {
     assert_eq!(started("ventas"), 2);
     assert_eq!(started("missing"), 2);
 }
+
+#[test]
+fn a_new_snapshot_supersedes_one_that_could_not_be_written() {
+    let f = Fixture::new();
+    put(&f.world, "src", "items", sales("a", 0..300));
+    let p = f.pipeline(&format!(
+        "{TWO_DBS}[[streams]]\nfrom = \"src\"\ntable = \"items\"\nto = \"wh\"\nchunk_rows = 100\n\
+         [retry]\nmax_attempts = 1\n"
+    ));
+    f.world.db("wh").reject_writes = Some("no space left".into());
+    assert!(!f.engine(&p).run(&opts()).unwrap().succeeded());
+    let lane = LaneKey {
+        part: PartKey {
+            pipeline: "p".into(),
+            stream: "items".into(),
+            partition: None,
+        },
+        destination: "wh".into(),
+    };
+    assert_eq!(
+        Projection::load(&f.journal()).unwrap().pending(&lane).len(),
+        3
+    );
+    // The next run reads a new snapshot; the old one's batches are not written any more.
+    f.world.db("wh").reject_writes = None;
+    put(&f.world, "src", "items", sales("a", 0..150));
+    assert!(f.engine(&p).run(&opts()).unwrap().succeeded());
+    assert_eq!(f.rows("wh", "items"), 150);
+    let projection = Projection::load(&f.journal()).unwrap();
+    assert!(projection.pending(&lane).is_empty());
+    assert!(projection.lane(&lane).unwrap().failure.is_none());
+}
