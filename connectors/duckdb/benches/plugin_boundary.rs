@@ -8,13 +8,16 @@
 //! cargo bench -p caudal-duckdb --bench plugin_boundary
 //! ```
 //!
+//! Criterion reports each variant's throughput; then both run alternately (7 pairs) and the
+//! medians and their ratio are printed, which is the figure to read on a shared machine.
+//!
 //! Both variants open the same files with the same settings, read in chunks of 20 000 rows and
 //! write each chunk in its own transaction with its offset row; the difference is the boundary:
 //! encoding each chunk in the source plugin, decoding it in the sink plugin, and the calls.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use caudal::host::{Plugin, plugin_file_name};
 use caudal_connector::{
@@ -22,7 +25,7 @@ use caudal_connector::{
     WriteOutcome, WriteRequest,
 };
 use caudal_duckdb::{DuckDb, DuckDbConfig};
-use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use criterion::{Criterion, Throughput};
 
 const ROWS: u64 = 1_000_000;
 
@@ -168,19 +171,77 @@ fn copy_through_plugin(s: &Setup) -> u64 {
     rows
 }
 
-fn bench(c: &mut Criterion) {
-    let s = setup();
-    assert_eq!(copy_in_process(&s), ROWS);
-    assert_eq!(copy_through_plugin(&s), ROWS);
+fn bench(c: &mut Criterion, s: &Setup) {
+    assert_eq!(copy_in_process(s), ROWS);
+    assert_eq!(copy_through_plugin(s), ROWS);
     let mut group = c.benchmark_group("duckdb 1M rows x 12 columns, source -> sink");
     group.throughput(Throughput::Elements(ROWS));
     group.sample_size(10);
     group.warm_up_time(Duration::from_secs(1));
     group.measurement_time(Duration::from_secs(40));
-    group.bench_function("in-process (rlib)", |b| b.iter(|| copy_in_process(&s)));
-    group.bench_function("plugin (dlopen)", |b| b.iter(|| copy_through_plugin(&s)));
+    group.bench_function("in-process (rlib)", |b| b.iter(|| copy_in_process(s)));
+    group.bench_function("plugin (dlopen)", |b| b.iter(|| copy_through_plugin(s)));
     group.finish();
 }
 
-criterion_group!(benches, bench);
-criterion_main!(benches);
+/// The two variants run alternately, so that load from other processes on a shared machine
+/// falls on both alike; prints each run and the medians.
+fn interleaved(s: &Setup, pairs: usize) {
+    let (mut local, mut plugin) = (Vec::new(), Vec::new());
+    for i in 0..pairs {
+        // Alternate which goes first, so neither always runs on a warmer cache.
+        let order: [bool; 2] = if i % 2 == 0 {
+            [false, true]
+        } else {
+            [true, false]
+        };
+        for through_plugin in order {
+            let start = Instant::now();
+            let rows = if through_plugin {
+                copy_through_plugin(s)
+            } else {
+                copy_in_process(s)
+            };
+            let secs = start.elapsed().as_secs_f64();
+            assert_eq!(rows, ROWS);
+            let what = if through_plugin {
+                "plugin    "
+            } else {
+                "in-process"
+            };
+            println!(
+                "interleaved run {i}: {what} {secs:.3} s, {:.0} rows/s",
+                ROWS as f64 / secs
+            );
+            if through_plugin {
+                plugin.push(secs)
+            } else {
+                local.push(secs)
+            }
+        }
+    }
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let (l, p) = (median(&mut local), median(&mut plugin));
+    println!(
+        "interleaved medians over {pairs} pairs: in-process {:.0} rows/s, plugin {:.0} rows/s, \
+         plugin/in-process time {:.3} (overhead {:+.1}%)",
+        ROWS as f64 / l,
+        ROWS as f64 / p,
+        p / l,
+        (p / l - 1.0) * 100.0
+    );
+}
+
+fn main() {
+    let s = setup();
+    let mut c = Criterion::default().configure_from_args();
+    bench(&mut c, &s);
+    c.final_summary();
+    // `cargo bench` passes `--bench`; a test run of the benches (`--test`) skips this part.
+    if std::env::args().any(|a| a == "--bench") && !std::env::args().any(|a| a == "--test") {
+        interleaved(&s, 7);
+    }
+}
