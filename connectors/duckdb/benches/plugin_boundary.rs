@@ -8,8 +8,10 @@
 //! cargo bench -p caudal-duckdb --bench plugin_boundary
 //! ```
 //!
-//! Criterion reports each variant's throughput; then both run alternately (7 pairs) and the
-//! medians and their ratio are printed, which is the figure to read on a shared machine.
+//! Two shapes: *sequential* (one thread alternates read and write) and *pipelined* (the source
+//! on its own thread, two chunks ahead, as the engine drives a stream). Criterion reports each
+//! variant's throughput; then both variants run alternately (7 pairs per shape) and the medians
+//! and their ratio are printed, which is the figure to read on a shared machine.
 //!
 //! Both variants open the same files with the same settings, read in chunks of 20 000 rows and
 //! write each chunk in its own transaction with its offset row; the difference is the boundary:
@@ -17,6 +19,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::sync_channel;
 use std::time::{Duration, Instant};
 
 use caudal::host::{Plugin, plugin_file_name};
@@ -118,24 +121,75 @@ fn prepare(schema: &caudal_connector::Schema) -> PrepareTable {
     }
 }
 
+/// How source and sink calls are driven.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Shape {
+    /// One thread alternates: read a chunk, write it.
+    Sequential,
+    /// The source runs on its own thread, two chunks ahead of the sink, as the engine runs a
+    /// stream (reading the next chunk overlaps writing this one).
+    Pipelined,
+}
+
+impl Shape {
+    fn name(self) -> &'static str {
+        match self {
+            Shape::Sequential => "sequential",
+            Shape::Pipelined => "pipelined",
+        }
+    }
+}
+
+/// Feeds every chunk `next` yields to `write`, in the given shape; returns the rows written.
+fn drive<C: Send>(
+    shape: Shape,
+    mut next: impl FnMut() -> Option<C> + Send,
+    mut write: impl FnMut(C) -> u64,
+) -> u64 {
+    match shape {
+        Shape::Sequential => {
+            let mut rows = 0;
+            while let Some(chunk) = next() {
+                rows += write(chunk);
+            }
+            rows
+        }
+        Shape::Pipelined => std::thread::scope(|scope| {
+            let (tx, rx) = sync_channel(2);
+            scope.spawn(move || {
+                while let Some(chunk) = next() {
+                    if tx.send(chunk).is_err() {
+                        break;
+                    }
+                }
+            });
+            rx.into_iter().map(&mut write).sum()
+        }),
+    }
+}
+
+fn applied(outcome: WriteOutcome) -> u64 {
+    match outcome {
+        WriteOutcome::Applied { rows } => rows,
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
 /// The connector linked in: source reader -> sink write, batches passed by reference.
-fn copy_in_process(s: &Setup) -> u64 {
+fn copy_in_process(s: &Setup, shape: Shape) -> u64 {
     let mut source = open_in_process("source", &s.base, "source.duckdb");
     let mut sink = open_in_process("sink", &s.base, "sink_in_process.duckdb");
     let mut reader = source.read(&read_request()).expect("read");
     sink.prepare_table(&prepare(reader.schema()))
         .expect("prepare");
-    let mut rows = 0;
-    while let Some(chunk) = reader.next_chunk().expect("next chunk") {
-        let seq = s.seq.fetch_add(1, Ordering::Relaxed) + 1;
-        match sink
-            .write(&write_request(seq), &chunk.batch)
-            .expect("write")
-        {
-            WriteOutcome::Applied { rows: n } => rows += n,
-            other => panic!("unexpected {other:?}"),
-        }
-    }
+    let rows = drive(
+        shape,
+        || reader.next_chunk().expect("next chunk").map(|c| c.batch),
+        |batch| {
+            let seq = s.seq.fetch_add(1, Ordering::Relaxed) + 1;
+            applied(sink.write(&write_request(seq), &batch).expect("write"))
+        },
+    );
     drop(reader);
     source.close().expect("close");
     sink.close().expect("close");
@@ -143,7 +197,7 @@ fn copy_in_process(s: &Setup) -> u64 {
 }
 
 /// The same connector as a plugin: encoded bytes cross from the source to the sink.
-fn copy_through_plugin(s: &Setup) -> u64 {
+fn copy_through_plugin(s: &Setup, shape: Shape) -> u64 {
     let open = |name: &str, file: &str| {
         s.plugin
             .open(&ctx(name, &s.base), &format!(r#"{{"path": "{file}"}}"#))
@@ -154,39 +208,51 @@ fn copy_through_plugin(s: &Setup) -> u64 {
     let mut reader = source.read(&read_request()).expect("read");
     sink.prepare_table(&prepare(reader.schema()))
         .expect("prepare");
-    let mut rows = 0;
-    while let Some(chunk) = reader.next_raw().expect("next chunk") {
-        let seq = s.seq.fetch_add(1, Ordering::Relaxed) + 1;
-        match sink
-            .write_encoded(&write_request(seq), &chunk.batch)
-            .expect("write")
-        {
-            WriteOutcome::Applied { rows: n } => rows += n,
-            other => panic!("unexpected {other:?}"),
-        }
-    }
+    let rows = drive(
+        shape,
+        || reader.next_raw().expect("next chunk"),
+        |chunk| {
+            let seq = s.seq.fetch_add(1, Ordering::Relaxed) + 1;
+            applied(
+                sink.write_encoded(&write_request(seq), &chunk.batch)
+                    .expect("write"),
+            )
+        },
+    );
     drop(reader);
     source.close().expect("close");
     sink.close().expect("close");
     rows
 }
 
+fn copy(s: &Setup, through_plugin: bool, shape: Shape) -> u64 {
+    if through_plugin {
+        copy_through_plugin(s, shape)
+    } else {
+        copy_in_process(s, shape)
+    }
+}
+
 fn bench(c: &mut Criterion, s: &Setup) {
-    assert_eq!(copy_in_process(s), ROWS);
-    assert_eq!(copy_through_plugin(s), ROWS);
     let mut group = c.benchmark_group("duckdb 1M rows x 12 columns, source -> sink");
     group.throughput(Throughput::Elements(ROWS));
     group.sample_size(10);
     group.warm_up_time(Duration::from_secs(1));
     group.measurement_time(Duration::from_secs(40));
-    group.bench_function("in-process (rlib)", |b| b.iter(|| copy_in_process(s)));
-    group.bench_function("plugin (dlopen)", |b| b.iter(|| copy_through_plugin(s)));
+    for shape in [Shape::Sequential, Shape::Pipelined] {
+        for (through_plugin, what) in [(false, "in-process (rlib)"), (true, "plugin (dlopen)")] {
+            assert_eq!(copy(s, through_plugin, shape), ROWS);
+            group.bench_function(format!("{what}, {}", shape.name()), |b| {
+                b.iter(|| copy(s, through_plugin, shape))
+            });
+        }
+    }
     group.finish();
 }
 
 /// The two variants run alternately, so that load from other processes on a shared machine
 /// falls on both alike; prints each run and the medians.
-fn interleaved(s: &Setup, pairs: usize) {
+fn interleaved(s: &Setup, shape: Shape, pairs: usize) {
     let (mut local, mut plugin) = (Vec::new(), Vec::new());
     for i in 0..pairs {
         // Alternate which goes first, so neither always runs on a warmer cache.
@@ -197,11 +263,7 @@ fn interleaved(s: &Setup, pairs: usize) {
         };
         for through_plugin in order {
             let start = Instant::now();
-            let rows = if through_plugin {
-                copy_through_plugin(s)
-            } else {
-                copy_in_process(s)
-            };
+            let rows = copy(s, through_plugin, shape);
             let secs = start.elapsed().as_secs_f64();
             assert_eq!(rows, ROWS);
             let what = if through_plugin {
@@ -210,7 +272,8 @@ fn interleaved(s: &Setup, pairs: usize) {
                 "in-process"
             };
             println!(
-                "interleaved run {i}: {what} {secs:.3} s, {:.0} rows/s",
+                "{} run {i}: {what} {secs:.3} s, {:.0} rows/s",
+                shape.name(),
                 ROWS as f64 / secs
             );
             if through_plugin {
@@ -226,8 +289,9 @@ fn interleaved(s: &Setup, pairs: usize) {
     };
     let (l, p) = (median(&mut local), median(&mut plugin));
     println!(
-        "interleaved medians over {pairs} pairs: in-process {:.0} rows/s, plugin {:.0} rows/s, \
+        "{} medians over {pairs} interleaved pairs: in-process {:.0} rows/s, plugin {:.0} rows/s, \
          plugin/in-process time {:.3} (overhead {:+.1}%)",
+        shape.name(),
         ROWS as f64 / l,
         ROWS as f64 / p,
         p / l,
@@ -242,6 +306,8 @@ fn main() {
     c.final_summary();
     // `cargo bench` passes `--bench`; a test run of the benches (`--test`) skips this part.
     if std::env::args().any(|a| a == "--bench") && !std::env::args().any(|a| a == "--test") {
-        interleaved(&s, 7);
+        for shape in [Shape::Sequential, Shape::Pipelined] {
+            interleaved(&s, shape, 7);
+        }
     }
 }

@@ -218,7 +218,7 @@ fn table_exists(conn: &Connection, table: &TableName) -> Result<bool> {
             [table.schema.as_str(), table.table.as_str()],
             |r| r.get(0),
         )
-        .map_err(|e| db_error(&format!("looking for table `{table}`"), e))?;
+        .map_err(|e| db_error(format!("looking for table `{table}`"), e))?;
     Ok(n > 0)
 }
 
@@ -661,6 +661,16 @@ mod tests {
         assert_eq!(db.discover().unwrap()[0].schema.primary_key(), &[0]);
         let err = db.replace_table("missing", "kv").unwrap_err();
         assert!(matches!(err, Error::NotFound(_)), "{err:?}");
+        // A staging table of caudal's own (hidden from discovery) is found for the swap.
+        db.prepare_table(&PrepareTable {
+            table: "_caudal_staging_kv".into(),
+            schema: (*kv_schema()).clone(),
+            replace: true,
+        })
+        .unwrap();
+        assert_eq!(db.discover().unwrap().len(), 1);
+        db.replace_table("_caudal_staging_kv", "kv").unwrap();
+        assert!(kv_rows(&db).is_empty());
     }
 
     #[test]
