@@ -1,4 +1,13 @@
-//! The mssql connector plugin: source and sink, loaded by the caudal host at run time.
+//! The `mssql` connector plugin: a source and a sink for SQL Server, on tiberius.
 //!
-//! Its implementation arrives with its own issue; until then the crate only holds its place in
-//! the workspace layout.
+//! Where to start reading:
+//! - [`sql`]: every T-SQL statement the connector sends (the TDS test server supports exactly
+//!   these shapes);
+//! - [`types`]: the type mapping both ways, with its table.
+
+pub mod sql;
+pub mod types;
+
+mod error;
+
+pub use error::{Error, Result};
