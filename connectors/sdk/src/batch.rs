@@ -724,15 +724,64 @@ mod raw {
     /// A plain value with a fixed little-endian encoding of `SIZE` bytes.
     pub trait Plain: Sized {
         const SIZE: usize;
+        /// True when the in-memory representation *is* the encoding on this target (a
+        /// little-endian number of `SIZE` bytes, no padding, every bit pattern valid): whole
+        /// vectors are then copied in one `memcpy` each way.
+        const BULK: bool = false;
         fn put(&self, out: &mut Vec<u8>);
         /// `None` when the bytes are not a valid value (a bool that is not 0 or 1).
         fn take(b: &[u8]) -> Option<Self>;
+    }
+
+    /// Marks the types [`Plain::BULK`] may be true for.
+    ///
+    /// # Safety
+    ///
+    /// Implementors are `Copy`, have no padding and no invalid bit patterns.
+    unsafe trait Pod: Copy {}
+    unsafe impl Pod for i8 {}
+    unsafe impl Pod for i16 {}
+    unsafe impl Pod for i32 {}
+    unsafe impl Pod for i64 {}
+    unsafe impl Pod for i128 {}
+    unsafe impl Pod for u8 {}
+    unsafe impl Pod for u16 {}
+    unsafe impl Pod for u32 {}
+    unsafe impl Pod for u64 {}
+    unsafe impl Pod for f32 {}
+    unsafe impl Pod for f64 {}
+    unsafe impl Pod for [u8; 16] {}
+
+    /// The bytes of a slice of plain numbers.
+    fn pod_bytes<T: Pod>(v: &[T]) -> &[u8] {
+        // SAFETY: `T: Pod` has no padding, so every byte of the slice is initialised; the
+        // length is the slice's size in bytes and u8 has alignment 1.
+        unsafe { std::slice::from_raw_parts(v.as_ptr().cast::<u8>(), std::mem::size_of_val(v)) }
+    }
+
+    /// A vector of plain numbers from their bytes (`b.len()` a multiple of the size).
+    fn pod_vec<T: Pod>(b: &[u8]) -> Vec<T> {
+        let n = b.len() / std::mem::size_of::<T>();
+        let mut v: Vec<T> = Vec::with_capacity(n);
+        // SAFETY: the destination has room for `n` values = `n * size_of::<T>()` bytes, the
+        // source holds at least that many, the two do not overlap (fresh allocation), and
+        // every bit pattern is a valid `T` (`Pod`), so the `n` values are initialised.
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                b.as_ptr(),
+                v.as_mut_ptr().cast::<u8>(),
+                n * std::mem::size_of::<T>(),
+            );
+            v.set_len(n);
+        }
+        v
     }
 
     macro_rules! plain_num {
         ($($t:ty),*) => {$(
             impl Plain for $t {
                 const SIZE: usize = std::mem::size_of::<$t>();
+                const BULK: bool = cfg!(target_endian = "little");
                 #[inline]
                 fn put(&self, out: &mut Vec<u8>) {
                     out.extend_from_slice(&self.to_le_bytes());
@@ -742,12 +791,27 @@ mod raw {
                     Some(<$t>::from_le_bytes(b.try_into().ok()?))
                 }
             }
+            impl BulkCopy for $t {
+                fn bulk_bytes(v: &[Self]) -> &[u8] { pod_bytes(v) }
+                fn bulk_vec(b: &[u8]) -> Vec<Self> { pod_vec(b) }
+            }
         )*};
     }
     plain_num!(i8, i16, i32, i64, i128, u16, u32, u64, f32, f64);
 
+    /// The bulk path of a [`Plain`] type; only called when [`Plain::BULK`] is true.
+    pub trait BulkCopy: Sized {
+        fn bulk_bytes(_v: &[Self]) -> &[u8] {
+            &[]
+        }
+        fn bulk_vec(_b: &[u8]) -> Vec<Self> {
+            Vec::new()
+        }
+    }
+
     impl Plain for u8 {
         const SIZE: usize = 1;
+        const BULK: bool = true;
         #[inline]
         fn put(&self, out: &mut Vec<u8>) {
             out.push(*self);
@@ -755,6 +819,26 @@ mod raw {
         #[inline]
         fn take(b: &[u8]) -> Option<Self> {
             b.first().copied()
+        }
+    }
+
+    impl BulkCopy for u8 {
+        fn bulk_bytes(v: &[Self]) -> &[u8] {
+            v
+        }
+        fn bulk_vec(b: &[u8]) -> Vec<Self> {
+            b.to_vec()
+        }
+    }
+    impl BulkCopy for bool {}
+    impl BulkCopy for OffsetTimestamp {}
+    impl BulkCopy for Interval {}
+    impl BulkCopy for [u8; 16] {
+        fn bulk_bytes(v: &[Self]) -> &[u8] {
+            pod_bytes(v)
+        }
+        fn bulk_vec(b: &[u8]) -> Vec<Self> {
+            pod_vec(b)
         }
     }
 
@@ -776,6 +860,7 @@ mod raw {
 
     impl Plain for [u8; 16] {
         const SIZE: usize = 16;
+        const BULK: bool = true;
         #[inline]
         fn put(&self, out: &mut Vec<u8>) {
             out.extend_from_slice(self);
@@ -816,7 +901,10 @@ mod raw {
         }
     }
 
-    pub fn serialize<T: Plain, S: Serializer>(v: &[T], s: S) -> Result<S::Ok, S::Error> {
+    pub fn serialize<T: Plain + BulkCopy, S: Serializer>(v: &[T], s: S) -> Result<S::Ok, S::Error> {
+        if T::BULK {
+            return s.serialize_bytes(T::bulk_bytes(v));
+        }
         let mut out = Vec::with_capacity(v.len() * T::SIZE);
         for x in v {
             x.put(&mut out);
@@ -824,13 +912,16 @@ mod raw {
         s.serialize_bytes(&out)
     }
 
-    fn from_bytes<T: Plain, E: serde::de::Error>(b: &[u8]) -> Result<Vec<T>, E> {
+    fn from_bytes<T: Plain + BulkCopy, E: serde::de::Error>(b: &[u8]) -> Result<Vec<T>, E> {
         if !b.len().is_multiple_of(T::SIZE) {
             return Err(E::custom(format!(
                 "{} bytes is not a whole number of {}-byte values",
                 b.len(),
                 T::SIZE
             )));
+        }
+        if T::BULK {
+            return Ok(T::bulk_vec(b));
         }
         b.chunks_exact(T::SIZE)
             .map(|c| T::take(c).ok_or_else(|| E::custom("invalid value in a fixed-width column")))
@@ -839,7 +930,7 @@ mod raw {
 
     struct RawVisitor<T>(std::marker::PhantomData<T>);
 
-    impl<'de, T: Plain> Visitor<'de> for RawVisitor<T> {
+    impl<'de, T: Plain + BulkCopy> Visitor<'de> for RawVisitor<T> {
         type Value = Vec<T>;
         fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
             f.write_str("a byte string of fixed-width values")
@@ -862,7 +953,9 @@ mod raw {
         }
     }
 
-    pub fn deserialize<'de, T: Plain, D: Deserializer<'de>>(d: D) -> Result<Vec<T>, D::Error> {
+    pub fn deserialize<'de, T: Plain + BulkCopy, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Vec<T>, D::Error> {
         // `bytes`, not `byte_buf`: from a slice, bincode hands out a borrowed, bounds-checked
         // sub-slice instead of allocating the length the input claims.
         d.deserialize_bytes(RawVisitor(std::marker::PhantomData))
@@ -931,6 +1024,39 @@ mod tests {
         columns.pop();
         columns.push(sample(5).into_parts().1.pop().unwrap());
         assert!(Batch::try_new(schema, columns).is_err());
+    }
+
+    #[test]
+    fn bulk_copies_are_the_element_encoding() {
+        use raw::{BulkCopy, Plain};
+        fn same<T: Plain + BulkCopy + PartialEq + std::fmt::Debug>(v: &[T]) {
+            assert_eq!(T::BULK, cfg!(target_endian = "little") || T::SIZE == 1);
+            let mut one_by_one = Vec::new();
+            for x in v {
+                x.put(&mut one_by_one);
+            }
+            assert_eq!(T::bulk_bytes(v), &one_by_one[..]);
+            assert_eq!(T::bulk_vec(&one_by_one), v);
+        }
+        same(&[i8::MIN, -1, 0, 1, i8::MAX]);
+        same(&[i16::MIN, -2, 300, i16::MAX]);
+        same(&[i32::MIN, -3, 70_000, i32::MAX]);
+        same(&[i64::MIN, -4, 1 << 40, i64::MAX]);
+        same(&[i128::MIN, -5, 1 << 100, i128::MAX]);
+        same(&[0u8, 7, 255]);
+        same(&[0u16, 7, u16::MAX]);
+        same(&[0u32, 7, u32::MAX]);
+        same(&[0u64, 7, u64::MAX]);
+        same(&[0.5f32, -1.25, f32::MAX]);
+        same(&[0.5f64, -1.25, f64::MIN_POSITIVE]);
+        same(&[[1u8; 16], [0xAB; 16]]);
+        // Types with a layout that is not their encoding keep the element path.
+        let element_path = [
+            <bool as Plain>::BULK,
+            <OffsetTimestamp as Plain>::BULK,
+            <Interval as Plain>::BULK,
+        ];
+        assert_eq!(element_path, [false; 3]);
     }
 
     #[test]
