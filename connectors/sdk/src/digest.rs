@@ -202,7 +202,7 @@ fn instant(h: &mut Vec<u8>, micros: i64) {
 fn bytes(h: &mut Vec<u8>, tag: u8, b: &[u8]) {
     h.extend_from_slice(&[tag]);
     h.extend_from_slice(&(b.len() as u64).to_le_bytes());
-    h.extend_from_slice(&b);
+    h.extend_from_slice(b);
 }
 
 /// `(unscaled, scale)` with trailing zeros removed; zero is `(0, 0)`.
