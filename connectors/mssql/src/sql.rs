@@ -3,6 +3,9 @@
 //!
 //! The statements are plain T-SQL that SQL Server 2019 and later accept; the TDS test server
 //! (`tests/tds-server`) supports exactly these shapes, so a new shape belongs here first.
+//! A bulk load is sent by tiberius as `SELECT TOP 0 [a], [b] FROM <table>` (for the column
+//! types) then `INSERT BULK <table> ([a] int, [b] nvarchar(max)) WITH (KEEP_NULLS)` and the
+//! rows ([`bulk_load_shapes`]).
 //! Identifiers are bracket-quoted (`[a]]b]`), values travel as `sp_executesql` parameters
 //! `@P1, @P2, ...` in the order they appear in the text, each typed as the column it is
 //! compared with ([`Param::sql_type`]): a `datetime` cursor is bound as `datetime` with the
@@ -20,7 +23,7 @@
 //! | keyset page | `SELECT TOP (@P1) [a], CAST([m] AS decimal(19,4)) AS [m] FROM [s].[t] WHERE <bounds> AND <after key> ORDER BY [k1], [k2]` ([`keyset_page`]) |
 //! | page without key | `SELECT ... FROM [s].[t] WHERE <bounds> ORDER BY [c1], [c2] OFFSET @Pn ROWS FETCH NEXT @Pm ROWS ONLY` ([`offset_page`]) |
 //! | query, describe | `SELECT TOP 0 * FROM (<query with @from/@to as CAST(NULL AS sql_variant)>) AS [_caudal_q]` ([`describe_query`], sent by tiberius' `column_metadata`) |
-//! | query, read | `DECLARE @from <type> = @P1; DECLARE @to <type> = @P2; <query>` ([`query_read`]) |
+//! | query, read | `DECLARE @from <type> = @P1; DECLARE @to <type> = @P2; SELECT <columns> FROM (<query>) AS [_caudal_q] ORDER BY [cursor]` ([`query_read`]) |
 //! | offsets table | [`create_offsets_table`]; [`table_exists`] first |
 //! | create | `CREATE TABLE [s].[t] ([a] int NOT NULL, [b] nvarchar(max) NULL, PRIMARY KEY ([a]))` ([`create_table`]), `DROP TABLE IF EXISTS [s].[t]` ([`drop_table_if_exists`]) |
 //! | write | `BEGIN TRANSACTION`, [`lock_offset`], bulk load, [`insert_from_stage`] / [`merge_from_stage`] / [`delete_from_stage`], [`update_offset`] / [`insert_offset`], `COMMIT TRANSACTION` (or `ROLLBACK TRANSACTION`) |
@@ -510,16 +513,31 @@ pub fn describe_query(query: &str) -> String {
     format!("({flat}) AS {}", ident(QUERY_ALIAS))
 }
 
-/// `DECLARE @from <t> = @P1; DECLARE @to <t> = @P2; <query>`: the stream's query with its
-/// cursor bounds, of the cursor column's type `t`.
-pub fn query_read(query: &str, cursor_type: SqlType, from: Value, to: Value) -> Statement {
-    let t = cursor_type.exact();
+/// `DECLARE @from <t> = @P1; DECLARE @to <t> = @P2; SELECT <columns> FROM (<query>) AS
+/// [_caudal_q] ORDER BY [cursor]`: the stream's query with its cursor bounds as variables of
+/// the cursor column's type `t`, read in cursor order (so the query itself has no `ORDER BY`,
+/// as any derived table).
+pub fn query_read(
+    query: &str,
+    columns: &[SqlColumn],
+    cursor: Option<&SqlColumn>,
+    from: Value,
+    to: Value,
+) -> Statement {
+    let t = cursor.map_or(SqlType::BigInt, |c| c.sql_type.exact());
     let mut s = Statement::new(format!("DECLARE @from {t} = "));
     s.bind(from, t);
     s.push(&format!("; DECLARE @to {t} = "));
     s.bind(to, t);
-    s.push("; ");
-    s.push(query_body(query));
+    s.push(&format!(
+        "; SELECT {} FROM ({}) AS {}",
+        select_list(columns),
+        query_body(query),
+        ident(QUERY_ALIAS)
+    ));
+    if let Some(c) = cursor {
+        push_order(&mut s, &[c]);
+    }
     s
 }
 
@@ -752,17 +770,28 @@ pub fn rename_table(from: &TableName, to: &str) -> String {
     format!("EXEC sp_rename {}, {}", nstring(&from.sql()), nstring(to))
 }
 
+/// The bracketed column names a bulk load is started with ([`bulk_load_shapes`]).
+pub fn bulk_columns(columns: &[SqlColumn]) -> Vec<String> {
+    columns.iter().map(|c| ident(&c.name)).collect()
+}
+
 /// The statements tiberius itself sends for a bulk load into `table` (`[s].[t]` or
-/// `[#caudal_stage]`), for the record: the column types come from the first, the rows follow
-/// the second as a bulk-load message (COLMETADATA, ROW..., DONE).
+/// `[#caudal_stage]`) of [`bulk_columns`], for the record: the column types come from the
+/// first, the rows follow the second as a bulk-load message (COLMETADATA, ROW..., DONE).
 pub fn bulk_load_shapes(table: &str, columns: &[SqlColumn]) -> [String; 2] {
-    let cols: Vec<String> = columns
+    let types: Vec<String> = columns
         .iter()
         .map(|c| format!("{} {}", ident(&c.name), c.sql_type))
         .collect();
     [
-        format!("SELECT TOP 0 * FROM {table}"),
-        format!("INSERT BULK {table} ({})", cols.join(", ")),
+        format!(
+            "SELECT TOP 0 {} FROM {table}",
+            bulk_columns(columns).join(", ")
+        ),
+        format!(
+            "INSERT BULK {table} ({}) WITH (KEEP_NULLS)",
+            types.join(", ")
+        ),
     ]
 }
 
@@ -892,11 +921,20 @@ mod tests {
             replace_bound_variables("@fromage @to_x x@to", "?"),
             "@fromage @to_x x@to"
         );
-        let s = query_read(q, SqlType::Date, Value::Date(1), Value::Date(2));
+        let fecha = col("fecha", SqlType::Date, false);
+        let m = col("m", SqlType::SmallMoney, true);
+        let s = query_read(
+            q,
+            &[fecha.clone(), m],
+            Some(&fecha),
+            Value::Date(1),
+            Value::Date(2),
+        );
         assert_eq!(
             s.sql,
-            "DECLARE @from date = @P1; DECLARE @to date = @P2; SELECT * FROM ventas\nWHERE \
-             fecha >= @from AND fecha < @TO"
+            "DECLARE @from date = @P1; DECLARE @to date = @P2; SELECT [fecha], \
+             CAST([m] AS decimal(10,4)) AS [m] FROM (SELECT * FROM ventas\nWHERE \
+             fecha >= @from AND fecha < @TO) AS [_caudal_q] ORDER BY [fecha]"
         );
     }
 
@@ -954,8 +992,11 @@ mod tests {
             "EXEC sp_rename N'[dbo].[ventas]', N'_caudal_old_ventas'"
         );
         let [probe, bulk] = bulk_load_shapes(&table().sql(), &columns);
-        assert_eq!(probe, "SELECT TOP 0 * FROM [dbo].[ventas]");
-        assert_eq!(bulk, "INSERT BULK [dbo].[ventas] ([id] bigint, [v] int)");
+        assert_eq!(probe, "SELECT TOP 0 [id], [v] FROM [dbo].[ventas]");
+        assert_eq!(
+            bulk,
+            "INSERT BULK [dbo].[ventas] ([id] bigint, [v] int) WITH (KEEP_NULLS)"
+        );
         let s = update_offset(&table().sibling(OFFSETS_TABLE), "p", "s", 9);
         assert!(s.sql.contains("SET [seq] = @P1"), "{}", s.sql);
         assert_eq!(s.params.len(), 3);

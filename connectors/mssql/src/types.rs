@@ -227,6 +227,91 @@ impl SqlType {
         })
     }
 
+    /// The type of a result column as the server describes it in its COLMETADATA (a query's
+    /// columns, through tiberius' `column_metadata`).
+    pub fn from_type_info(info: &tiberius::TypeInfo) -> Result<SqlType> {
+        use tiberius::{FixedLenType as F, TypeInfo as T, VarLenType as V};
+        let chars = |bytes: usize, per: usize| -> Option<u32> {
+            (bytes != 0xffff && bytes <= 8000).then_some((bytes / per) as u32)
+        };
+        let scale = |len: usize| u8::try_from(len).unwrap_or(7).min(7);
+        Ok(match info {
+            T::FixedLen(f) => match f {
+                F::Null | F::Int4 => SqlType::Int,
+                F::Int1 => SqlType::TinyInt,
+                F::Bit => SqlType::Bit,
+                F::Int2 => SqlType::SmallInt,
+                F::Datetime4 => SqlType::SmallDateTime,
+                F::Float4 => SqlType::Real,
+                F::Money => SqlType::Money,
+                F::Datetime => SqlType::DateTime,
+                F::Float8 => SqlType::Float,
+                F::Money4 => SqlType::SmallMoney,
+                F::Int8 => SqlType::BigInt,
+            },
+            T::VarLenSized(ctx) => {
+                let len = ctx.len();
+                match ctx.r#type() {
+                    V::Bitn => SqlType::Bit,
+                    V::Guid => SqlType::UniqueIdentifier,
+                    V::Intn => match len {
+                        1 => SqlType::TinyInt,
+                        2 => SqlType::SmallInt,
+                        4 => SqlType::Int,
+                        _ => SqlType::BigInt,
+                    },
+                    V::Floatn if len == 4 => SqlType::Real,
+                    V::Floatn => SqlType::Float,
+                    V::Money if len == 4 => SqlType::SmallMoney,
+                    V::Money => SqlType::Money,
+                    V::Datetimen if len == 4 => SqlType::SmallDateTime,
+                    V::Datetimen => SqlType::DateTime,
+                    V::Daten => SqlType::Date,
+                    V::Timen => SqlType::Time { scale: scale(len) },
+                    V::Datetime2 => SqlType::DateTime2 { scale: scale(len) },
+                    V::DatetimeOffsetn => SqlType::DateTimeOffset { scale: scale(len) },
+                    V::BigVarBin => SqlType::VarBinary {
+                        length: chars(len, 1),
+                    },
+                    V::BigBinary => SqlType::Binary { length: len as u32 },
+                    V::BigVarChar => SqlType::VarChar {
+                        length: chars(len, 1),
+                    },
+                    V::BigChar => SqlType::Char { length: len as u32 },
+                    V::NVarchar => SqlType::NVarChar {
+                        length: chars(len, 2),
+                    },
+                    V::NChar => SqlType::NChar {
+                        length: (len / 2) as u32,
+                    },
+                    V::Text => SqlType::Text,
+                    V::NText => SqlType::NText,
+                    V::Image => SqlType::Image,
+                    V::Xml => SqlType::Xml,
+                    other => {
+                        return Err(Error::Schema(format!(
+                            "result column type {other:?} has no logical type; CAST it in the query"
+                        )));
+                    }
+                }
+            }
+            T::VarLenSizedPrecision {
+                precision, scale, ..
+            } => SqlType::Decimal {
+                precision: (*precision).clamp(1, 38),
+                scale: *scale,
+            },
+            T::Xml { .. } => SqlType::Xml,
+            T::Udt(_) => {
+                return Err(Error::Schema(
+                    "a result column of a user-defined type (geography, hierarchyid, ...) has no \
+                     logical type; CAST it in the query"
+                        .into(),
+                ));
+            }
+        })
+    }
+
     /// The logical type of a column of this type.
     pub fn logical(&self) -> LogicalType {
         use LogicalType as L;
