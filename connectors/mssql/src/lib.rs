@@ -126,8 +126,22 @@ pub(crate) async fn fetch(
         .map_err(|e| error::tds(what, e))
 }
 
-/// Runs a statement without parameters (a plain batch) and returns the rows it affected.
-pub(crate) async fn execute(client: &mut TdsClient, sql: &str, what: &str) -> Result<u64> {
+/// Runs statements without parameters as a plain SQL batch (transaction control, DDL, the
+/// session's `#caudal_stage` table): not through `sp_executesql`, whose scope would drop a
+/// temporary table at its end and refuses to leave a transaction open.
+pub(crate) async fn execute(client: &mut TdsClient, sql: &str, what: &str) -> Result<()> {
+    client
+        .simple_query(sql)
+        .await
+        .map_err(|e| error::tds(what, e))?
+        .into_results()
+        .await
+        .map_err(|e| error::tds(what, e))?;
+    Ok(())
+}
+
+/// Runs a data statement without parameters and returns the rows it affected.
+pub(crate) async fn execute_count(client: &mut TdsClient, sql: &str, what: &str) -> Result<u64> {
     let done = client
         .execute(sql, &[])
         .await

@@ -31,7 +31,7 @@ use crate::error::{self, Error, Result};
 use crate::source::describe_tables;
 use crate::sql::{self, Condition, SqlColumn, TableName, ident};
 use crate::types::SqlType;
-use crate::{MsSqlConnector, Shared, TdsClient, execute, fetch, query};
+use crate::{MsSqlConnector, Shared, TdsClient, execute, execute_count, fetch, query};
 
 /// Rows per batch when a digest reads a table back.
 const DIGEST_BATCH_ROWS: usize = 8192;
@@ -138,8 +138,12 @@ async fn table_exists(client: &mut TdsClient, table: &TableName) -> Result<bool>
 
 /// Runs a `CREATE TABLE`; a table created meanwhile by another connection is no error.
 async fn create_tolerant(client: &mut TdsClient, ddl: &str, table: &TableName) -> Result<()> {
-    match client.execute(ddl, &[]).await {
-        Ok(_) => Ok(()),
+    let created = match client.simple_query(ddl).await {
+        Ok(stream) => stream.into_results().await.map(|_| ()),
+        Err(e) => Err(e),
+    };
+    match created {
+        Ok(()) => Ok(()),
         Err(e) if error::number(&e) == Some(ALREADY_EXISTS) => Ok(()),
         Err(e) => Err(error::tds(format!("creating {table}"), e)),
     }
@@ -331,7 +335,7 @@ async fn apply(
         }
         WriteOp::Insert => {
             stage(client, cols, batch, &all, &every_row).await?;
-            execute(
+            execute_count(
                 client,
                 &sql::insert_from_stage(table, cols),
                 "inserting the rows",
@@ -342,7 +346,7 @@ async fn apply(
         }
         WriteOp::Upsert => {
             stage(client, cols, batch, &all, &last_of_each_key(batch)).await?;
-            execute(
+            execute_count(
                 client,
                 &sql::merge_from_stage(table, cols, key),
                 "merging the rows",
@@ -354,7 +358,7 @@ async fn apply(
         WriteOp::Delete => {
             let key_cols: Vec<SqlColumn> = key.iter().map(|&k| cols[k].clone()).collect();
             stage(client, &key_cols, batch, key, &every_row).await?;
-            let deleted = execute(
+            let deleted = execute_count(
                 client,
                 &sql::delete_from_stage(table, &key_cols),
                 "deleting the rows",
