@@ -376,19 +376,20 @@ fn extreme(t: SqlType, largest: bool) -> Result<Value> {
 
 async fn plan_query(client: &mut TdsClient, text: &str, request: &ReadRequest) -> Result<ReadPlan> {
     let label = "reading the stream's query".to_owned();
-    let described = client
-        .column_metadata(&sql::describe_query(text), &["*"])
-        .await
-        .map_err(|e| error::tds(format!("{label}: describing its columns"), e))?;
+    let described = fetch(client, &sql::describe_query(text), &label).await?;
+    if described.is_empty() {
+        return Err(Error::Schema(format!(
+            "{label}: the server describes no result columns (is it a SELECT?)"
+        )));
+    }
     let mut columns = Vec::with_capacity(described.len());
-    for c in &described {
-        let t = SqlType::from_type_info(&c.base.ty)
-            .map_err(|e| e.context(format!("{label}: column `{}`", c.col_name)))?;
-        columns.push(SqlColumn::new(
-            c.col_name.to_string(),
-            t,
-            c.base.is_nullable(),
-        ));
+    for row in &described {
+        let name = cell_text(row, 0).unwrap_or_default();
+        let type_name = cell_text(row, 1).unwrap_or_default();
+        let t = SqlType::parse(&type_name)
+            .map_err(|e| e.context(format!("{label}: column `{name}`")))?;
+        let nullable = row.try_get::<bool, _>(2).ok().flatten().unwrap_or(true);
+        columns.push(SqlColumn::new(name, t, nullable));
     }
     let fields: Vec<Field> = columns
         .iter()

@@ -22,7 +22,7 @@
 //! | discovery | [`list_tables`], [`list_columns`], [`list_primary_keys`] |
 //! | keyset page | `SELECT TOP (@P1) [a], CAST([m] AS decimal(19,4)) AS [m] FROM [s].[t] WHERE <bounds> AND <after key> ORDER BY [k1], [k2]` ([`keyset_page`]) |
 //! | page without key | `SELECT ... FROM [s].[t] WHERE <bounds> ORDER BY [c1], [c2] OFFSET @Pn ROWS FETCH NEXT @Pm ROWS ONLY` ([`offset_page`]) |
-//! | query, describe | `SELECT TOP 0 * FROM (<query with @from/@to as CAST(NULL AS sql_variant)>) AS [_caudal_q]` ([`describe_query`], sent by tiberius' `column_metadata`) |
+//! | query, describe | `SELECT name, system_type_name, is_nullable FROM sys.dm_exec_describe_first_result_set(@P1, N'@from sql_variant, @to sql_variant', 0) ORDER BY column_ordinal` ([`describe_query`]) |
 //! | query, read | `DECLARE @from <type> = @P1; DECLARE @to <type> = @P2; SELECT <columns> FROM (<query>) AS [_caudal_q] ORDER BY [cursor]` ([`query_read`]) |
 //! | offsets table | [`create_offsets_table`]; [`table_exists`] first |
 //! | create | `CREATE TABLE [s].[t] ([a] int NOT NULL, [b] nvarchar(max) NULL, PRIMARY KEY ([a]))` ([`create_table`]), `DROP TABLE IF EXISTS [s].[t]` ([`drop_table_if_exists`]) |
@@ -473,44 +473,21 @@ fn query_body(query: &str) -> &str {
     query.trim().trim_end_matches(';').trim_end()
 }
 
-/// Replaces the whole-word variables `@from` and `@to` (any case) by `replacement`.
-fn replace_bound_variables(query: &str, replacement: &str) -> String {
-    let bytes = query.as_bytes();
-    let mut out = String::with_capacity(query.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'@' && (i == 0 || !is_word(bytes[i - 1])) {
-            let rest = &query[i + 1..];
-            let word_len = rest.bytes().take_while(|b| is_word(*b)).count();
-            let word = &rest[..word_len];
-            if word.eq_ignore_ascii_case("from") || word.eq_ignore_ascii_case("to") {
-                out.push_str(replacement);
-                i += 1 + word_len;
-                continue;
-            }
-        }
-        let c = query[i..].chars().next().unwrap_or(' ');
-        out.push(c);
-        i += c.len_utf8();
-    }
-    out
-}
-
-fn is_word(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b == b'_' || b == b'@' || b == b'#' || b == b'$'
-}
-
-/// The derived table tiberius' `column_metadata` describes a query through: its result
-/// columns with their exact types come from `SELECT TOP 0 * FROM <this>`. `@from` and `@to`
-/// become `CAST(NULL AS sql_variant)`, comparable with any column; line breaks become spaces
-/// (tiberius refuses control characters in the name it is given).
-pub fn describe_query(query: &str) -> String {
-    let body = replace_bound_variables(query_body(query), "CAST(NULL AS sql_variant)");
-    let flat: String = body
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect();
-    format!("({flat}) AS {}", ident(QUERY_ALIAS))
+/// `SELECT name, system_type_name, is_nullable FROM sys.dm_exec_describe_first_result_set(
+/// @P1, N'@from sql_variant, @to sql_variant', 0) ORDER BY column_ordinal`: the result columns
+/// of a stream's query (`@P1`, its text) with their exact types (`decimal(12,2)`,
+/// `nvarchar(50)`, `datetime2(7)`, ...), without running it.
+pub fn describe_query(query: &str) -> Statement {
+    let mut s = Statement::new(
+        "SELECT name, system_type_name, is_nullable \
+         FROM sys.dm_exec_describe_first_result_set(",
+    );
+    s.bind(
+        Value::Text(query_body(query).to_owned()),
+        SqlType::NVarChar { length: None },
+    );
+    s.push(", N'@from sql_variant, @to sql_variant', 0) ORDER BY column_ordinal");
+    s
 }
 
 /// `DECLARE @from <t> = @P1; DECLARE @to <t> = @P2; SELECT <columns> FROM (<query>) AS
@@ -912,14 +889,16 @@ mod tests {
     #[test]
     fn queries_get_their_bounds_as_variables() {
         let q = "SELECT * FROM ventas\nWHERE fecha >= @from AND fecha < @TO;";
+        let d = describe_query(q);
         assert_eq!(
-            describe_query(q),
-            "(SELECT * FROM ventas WHERE fecha >= CAST(NULL AS sql_variant) AND fecha < \
-             CAST(NULL AS sql_variant)) AS [_caudal_q]"
+            d.sql,
+            "SELECT name, system_type_name, is_nullable FROM \
+             sys.dm_exec_describe_first_result_set(@P1, N'@from sql_variant, @to sql_variant', 0) \
+             ORDER BY column_ordinal"
         );
         assert_eq!(
-            replace_bound_variables("@fromage @to_x x@to", "?"),
-            "@fromage @to_x x@to"
+            d.params[0].value,
+            Value::Text("SELECT * FROM ventas\nWHERE fecha >= @from AND fecha < @TO".into())
         );
         let fecha = col("fecha", SqlType::Date, false);
         let m = col("m", SqlType::SmallMoney, true);

@@ -227,89 +227,49 @@ impl SqlType {
         })
     }
 
-    /// The type of a result column as the server describes it in its COLMETADATA (a query's
-    /// columns, through tiberius' `column_metadata`).
-    pub fn from_type_info(info: &tiberius::TypeInfo) -> Result<SqlType> {
-        use tiberius::{FixedLenType as F, TypeInfo as T, VarLenType as V};
-        let chars = |bytes: usize, per: usize| -> Option<u32> {
-            (bytes != 0xffff && bytes <= 8000).then_some((bytes / per) as u32)
+    /// The type of a type name as SQL Server prints it in `system_type_name`
+    /// (`decimal(12,2)`, `nvarchar(50)`, `varchar(max)`, `datetime2(7)`, `int`).
+    pub fn parse(text: &str) -> Result<SqlType> {
+        let text = text.trim();
+        let (name, args) = match text.split_once('(') {
+            Some((n, rest)) => {
+                let inner = rest.strip_suffix(')').ok_or_else(|| {
+                    Error::Schema(format!("type `{text}`: unbalanced parentheses"))
+                })?;
+                (
+                    n.trim(),
+                    inner.split(',').map(str::trim).collect::<Vec<_>>(),
+                )
+            }
+            None => (text, Vec::new()),
         };
-        let scale = |len: usize| u8::try_from(len).unwrap_or(7).min(7);
-        Ok(match info {
-            T::FixedLen(f) => match f {
-                F::Null | F::Int4 => SqlType::Int,
-                F::Int1 => SqlType::TinyInt,
-                F::Bit => SqlType::Bit,
-                F::Int2 => SqlType::SmallInt,
-                F::Datetime4 => SqlType::SmallDateTime,
-                F::Float4 => SqlType::Real,
-                F::Money => SqlType::Money,
-                F::Datetime => SqlType::DateTime,
-                F::Float8 => SqlType::Float,
-                F::Money4 => SqlType::SmallMoney,
-                F::Int8 => SqlType::BigInt,
-            },
-            T::VarLenSized(ctx) => {
-                let len = ctx.len();
-                match ctx.r#type() {
-                    V::Bitn => SqlType::Bit,
-                    V::Guid => SqlType::UniqueIdentifier,
-                    V::Intn => match len {
-                        1 => SqlType::TinyInt,
-                        2 => SqlType::SmallInt,
-                        4 => SqlType::Int,
-                        _ => SqlType::BigInt,
-                    },
-                    V::Floatn if len == 4 => SqlType::Real,
-                    V::Floatn => SqlType::Float,
-                    V::Money if len == 4 => SqlType::SmallMoney,
-                    V::Money => SqlType::Money,
-                    V::Datetimen if len == 4 => SqlType::SmallDateTime,
-                    V::Datetimen => SqlType::DateTime,
-                    V::Daten => SqlType::Date,
-                    V::Timen => SqlType::Time { scale: scale(len) },
-                    V::Datetime2 => SqlType::DateTime2 { scale: scale(len) },
-                    V::DatetimeOffsetn => SqlType::DateTimeOffset { scale: scale(len) },
-                    V::BigVarBin => SqlType::VarBinary {
-                        length: chars(len, 1),
-                    },
-                    V::BigBinary => SqlType::Binary { length: len as u32 },
-                    V::BigVarChar => SqlType::VarChar {
-                        length: chars(len, 1),
-                    },
-                    V::BigChar => SqlType::Char { length: len as u32 },
-                    V::NVarchar => SqlType::NVarChar {
-                        length: chars(len, 2),
-                    },
-                    V::NChar => SqlType::NChar {
-                        length: (len / 2) as u32,
-                    },
-                    V::Text => SqlType::Text,
-                    V::NText => SqlType::NText,
-                    V::Image => SqlType::Image,
-                    V::Xml => SqlType::Xml,
-                    other => {
-                        return Err(Error::Schema(format!(
-                            "result column type {other:?} has no logical type; CAST it in the query"
-                        )));
-                    }
-                }
+        let number = |i: usize| -> Result<Option<i64>> {
+            match args.get(i) {
+                None => Ok(None),
+                Some(a) if a.eq_ignore_ascii_case("max") => Ok(Some(-1)),
+                Some(a) => a.parse().map(Some).map_err(|_| {
+                    Error::Schema(format!("type `{text}`: argument `{a}` is not a number"))
+                }),
             }
-            T::VarLenSizedPrecision {
-                precision, scale, ..
-            } => SqlType::Decimal {
-                precision: (*precision).clamp(1, 38),
-                scale: *scale,
-            },
-            T::Xml { .. } => SqlType::Xml,
-            T::Udt(_) => {
-                return Err(Error::Schema(
-                    "a result column of a user-defined type (geography, hierarchyid, ...) has no \
-                     logical type; CAST it in the query"
-                        .into(),
-                ));
+        };
+        let name = name.to_ascii_lowercase();
+        match name.as_str() {
+            "char" | "varchar" | "nchar" | "nvarchar" | "binary" | "varbinary" => {
+                SqlType::from_catalog(&name, Some(number(0)?.unwrap_or(1)), None, None, None)
             }
-        })
+            "decimal" | "numeric" => SqlType::from_catalog(
+                &name,
+                None,
+                number(0)?.or(Some(18)),
+                number(1)?.or(Some(0)),
+                None,
+            ),
+            "time" | "datetime2" | "datetimeoffset" => {
+                SqlType::from_catalog(&name, None, None, None, number(0)?.or(Some(7)))
+            }
+            "float" => SqlType::from_catalog(&name, None, number(0)?.or(Some(53)), None, None),
+            _ => SqlType::from_catalog(&name, None, None, None, None),
+        }
     }
 
     /// The logical type of a column of this type.
@@ -666,6 +626,34 @@ mod tests {
         assert_eq!(t(L::Blob { max_bytes: None }, true), "varbinary(900)");
         assert_eq!(t(L::Interval, false), "varchar(64)");
         assert_eq!(t(L::Json, false), "nvarchar(max)");
+    }
+
+    #[test]
+    fn system_type_names() {
+        let cases = [
+            (
+                "decimal(12,2)",
+                SqlType::Decimal {
+                    precision: 12,
+                    scale: 2,
+                },
+            ),
+            ("nvarchar(50)", SqlType::NVarChar { length: Some(50) }),
+            ("varchar(max)", SqlType::VarChar { length: None }),
+            ("datetime2(7)", SqlType::DateTime2 { scale: 7 }),
+            ("int", SqlType::Int),
+            ("datetime", SqlType::DateTime),
+            ("float", SqlType::Float),
+            ("char(4)", SqlType::Char { length: 4 }),
+            ("time(3)", SqlType::Time { scale: 3 }),
+            ("uniqueidentifier", SqlType::UniqueIdentifier),
+        ];
+        for (text, t) in cases {
+            assert_eq!(SqlType::parse(text).unwrap(), t, "{text}");
+            assert_eq!(SqlType::parse(&t.to_string()).unwrap(), t, "{t}");
+        }
+        assert!(SqlType::parse("decimal(12,2").is_err());
+        assert!(SqlType::parse("geography").is_err());
     }
 
     #[test]
