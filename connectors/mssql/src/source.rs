@@ -454,10 +454,9 @@ impl Chunker<'_> {
             Some(c) => Some(cell_value(row, c, &self.plan.schema)?),
             None => None,
         };
-        if self.builder.is_full(&self.plan.limits)
-            && cursor != self.last_cursor
-            && !self.send(tx).await?
-        {
+        // Without a cursor column any row boundary is a safe place to cut.
+        let moved = self.plan.cursor.is_none() || cursor != self.last_cursor;
+        if self.builder.is_full(&self.plan.limits) && moved && !self.send(tx).await? {
             return Ok(false);
         }
         decode::push_row(&mut self.builder, row.cells().map(|(_, d)| d))?;
