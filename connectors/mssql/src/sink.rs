@@ -403,7 +403,11 @@ async fn write(
         {
             return Ok(WriteOutcome::AlreadyApplied { last_seq: last });
         }
-        let rows = apply(client, &table, &cols, request, batch).await?;
+        let rows = if batch.num_rows() == 0 {
+            0
+        } else {
+            apply(client, &table, &cols, request, batch).await?
+        };
         let offset = match last {
             Some(_) => {
                 sql::update_offset(&offsets, &request.pipeline, &request.stream, request.seq)
