@@ -116,10 +116,10 @@ pub(crate) fn tds(what: impl std::fmt::Display, e: tiberius::error::Error) -> Er
         T::Server(token) => {
             let number = token.code();
             let message = format!("{what}: server error {number}: {}", token.message());
-            // A refused login (18456) is reported as a connection failure: the server may
-            // accept it later (it is starting, the login is being created), and the retry
-            // policy bounds the attempts.
-            if number == 18456 {
+            // A refused login (18456) or a database the login cannot open yet (4060) is a
+            // connection failure: the server may accept it later (it is starting, the
+            // database is being restored), and the retry policy bounds the attempts.
+            if number == 18456 || number == 4060 {
                 return Error::Connection(message);
             }
             Error::Statement {

@@ -434,14 +434,17 @@ async fn write(
     }
 }
 
-/// Rolls the open transaction back after `e` and returns `e`; if the rollback fails too, the
-/// connection's state is unknown: the error becomes a connection error, which closes it.
+/// Rolls the open transaction back after `e` and returns `e`. A server error of the rollback
+/// (no transaction left: the failed statement already ended it, as under `XACT_ABORT`) is no
+/// news; any other failure leaves the connection's state unknown: the error becomes a
+/// connection error, which closes it.
 async fn rollback<T>(client: &mut TdsClient, e: Error) -> Result<T> {
-    match client.simple_query(sql::ROLLBACK).await {
-        Ok(stream) => {
-            let _ = stream.into_results().await;
-            Err(e)
-        }
+    let rolled = match client.simple_query(sql::ROLLBACK).await {
+        Ok(stream) => stream.into_results().await.map(|_| ()),
+        Err(rb) => Err(rb),
+    };
+    match rolled {
+        Ok(()) | Err(tiberius::error::Error::Server(_)) => Err(e),
         Err(rb) => Err(Error::Connection(format!(
             "{e}; rolling back failed too ({rb}), the connection is closed"
         ))),
