@@ -2,6 +2,9 @@
 //! limit it is bounded by (measured in the same run), so a figure reads as a ratio.
 
 mod journal;
+mod mysql;
+mod redis;
+mod verify;
 
 use std::process::ExitCode;
 
@@ -18,10 +21,20 @@ pub struct BenchArgs {
 enum BenchCommand {
     /// Journal appends under each durability policy, verify speed, and this machine's limits.
     Journal(journal::JournalBenchArgs),
+    /// MySQL -> DuckDB and DuckDB -> MySQL through the engine, against a bare driver read
+    /// and `LOAD DATA LOCAL INFILE`, with peak RSS.
+    Mysql(mysql::MySqlBenchArgs),
+    /// `caudal project redis --rebuild` of 1M keys against `redis-benchmark -P 64 -t set`.
+    Redis(redis::RedisBenchArgs),
+    /// `caudal verify` of a 1M-row DuckDB table against a plain full scan of it.
+    Verify(verify::VerifyBenchArgs),
 }
 
 pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     match args.command {
         BenchCommand::Journal(a) => journal::run(a),
+        BenchCommand::Mysql(a) => mysql::run(a),
+        BenchCommand::Redis(a) => redis::run(a),
+        BenchCommand::Verify(a) => verify::run(a),
     }
 }

@@ -1,0 +1,591 @@
+//! `caudal bench mysql`: rows/s of MySQL -> DuckDB and DuckDB -> MySQL through the real
+//! engine, each set against the limit it is bounded by, measured in the same run.
+//!
+//! The table has the 12 columns of a typical fact table (integers of several widths, a date, a
+//! `datetime(6)`, a varchar, a nullable varchar(200), two decimals, a nullable double, a
+//! boolean). Its rows are generated here as a tab-separated file and loaded into a scratch
+//! database with `LOAD DATA LOCAL INFILE` (the `mariadb` or `mysql` client). Then, in order:
+//!
+//! 1. the read limit: the whole table read through sqlx, the driver the connector uses,
+//!    every row fetched and dropped;
+//! 2. `caudal run` of a generated pipeline, MySQL -> DuckDB (snapshot, journal policy
+//!    `batch`), as a child process: wall time and peak RSS (`wait4`);
+//! 3. `caudal run` DuckDB -> MySQL, from the file step 2 wrote into another scratch database;
+//! 4. the write limit: `LOAD DATA LOCAL INFILE` of the same rows into a table of the DDL the
+//!    sink created in step 3.
+//!
+//! The url's password never reaches the generated pipeline files (they name it as
+//! `${CAUDAL_BENCH_*_URL}`, so the journal masks it) nor the client's command line
+//! (`MYSQL_PWD`). The scratch databases are dropped at the end, also after an error.
+
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode, Stdio};
+use std::time::Instant;
+
+use anyhow::{Context, bail};
+use clap::Args;
+use serde_json::json;
+use sqlx::mysql::MySqlConnection;
+use sqlx::{Connection as _, Executor as _};
+
+/// Options of `caudal bench mysql`.
+#[derive(Debug, Args)]
+pub struct MySqlBenchArgs {
+    /// Server to measure, without a database: the bench creates and drops its own
+    /// (`caudal_bench_<pid>_src`, `_dst`), so the user needs CREATE and DROP.
+    #[arg(
+        long,
+        env = "CAUDAL_BENCH_MYSQL_URL",
+        default_value = "mysql://root@127.0.0.1:3306",
+        hide_env_values = true
+    )]
+    url: String,
+    /// Rows of the generated table.
+    #[arg(long, default_value_t = 1_000_000)]
+    rows: u64,
+    /// Directory for the scratch files (the data file, the DuckDB file, two journals): about
+    /// 600 bytes a row.
+    #[arg(long, value_name = "DIR", default_value = ".")]
+    dir: PathBuf,
+    /// The MySQL / MariaDB command-line client that runs `LOAD DATA LOCAL INFILE`.
+    #[arg(long, default_value = "mariadb")]
+    client: String,
+    /// One JSON object per figure instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+/// The source table. `CREATE TABLE ... LIKE` copies it for nothing else: the write limit
+/// loads into the DDL the sink created.
+const TABLE_DDL: &str = "CREATE TABLE t (id BIGINT NOT NULL PRIMARY KEY, \
+    small SMALLINT NOT NULL, medium INT NOT NULL, tiny TINYINT UNSIGNED NOT NULL, \
+    day DATE NOT NULL, at DATETIME(6) NOT NULL, name VARCHAR(40) NOT NULL, \
+    note VARCHAR(200) NULL, price DECIMAL(12,2) NOT NULL, rate DECIMAL(18,6) NOT NULL, \
+    score DOUBLE NULL, active BOOL NOT NULL) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4";
+
+/// What one measured step did.
+struct Figure {
+    name: &'static str,
+    rows: u64,
+    seconds: f64,
+    /// Peak resident set of the process that did the work, in KiB.
+    peak_rss_kib: Option<u64>,
+}
+
+impl Figure {
+    fn rows_per_s(&self) -> f64 {
+        self.rows as f64 / self.seconds
+    }
+}
+
+pub fn run(args: MySqlBenchArgs) -> anyhow::Result<ExitCode> {
+    if args.rows == 0 {
+        bail!("--rows must be at least 1");
+    }
+    let server = Server::parse(&args.url)?;
+    let scratch = tempfile::Builder::new()
+        .prefix("caudal-bench-mysql-")
+        .tempdir_in(&args.dir)
+        .with_context(|| {
+            format!(
+                "cannot create a scratch directory in {}",
+                args.dir.display()
+            )
+        })?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let mut admin = runtime
+        .block_on(MySqlConnection::connect(&server.url))
+        .with_context(|| format!("cannot connect to {}", server.redacted()))?;
+    let prefix = format!("caudal_bench_{}", std::process::id());
+    let (src, dst) = (format!("{prefix}_src"), format!("{prefix}_dst"));
+    let result = (|| {
+        for db in [&src, &dst] {
+            exec(
+                &runtime,
+                &mut admin,
+                &format!("DROP DATABASE IF EXISTS `{db}`"),
+            )?;
+            exec(
+                &runtime,
+                &mut admin,
+                &format!("CREATE DATABASE `{db}` CHARACTER SET utf8mb4"),
+            )?;
+        }
+        let version = scalar(&runtime, &mut admin, "SELECT VERSION()")?;
+        let bench = Bench {
+            args: &args,
+            server: &server,
+            dir: scratch.path(),
+            src: &src,
+            dst: &dst,
+        };
+        bench.measure(&runtime, &mut admin, &version)
+    })();
+    for db in [&src, &dst] {
+        if let Err(e) = exec(
+            &runtime,
+            &mut admin,
+            &format!("DROP DATABASE IF EXISTS `{db}`"),
+        ) {
+            eprintln!("could not drop the scratch database {db}: {e:#}");
+        }
+    }
+    runtime.block_on(admin.close()).ok();
+    result
+}
+
+/// The parts of the server url the bench needs.
+struct Server {
+    /// The url as given, without a trailing `/`.
+    url: String,
+    host: String,
+    port: u16,
+    user: String,
+    /// Percent-decoded.
+    password: Option<String>,
+}
+
+impl Server {
+    fn parse(url: &str) -> anyhow::Result<Server> {
+        let url = url.trim_end_matches('/').to_owned();
+        let bad = || {
+            anyhow::anyhow!(
+                "--url: expected mysql://user[:password]@host[:port] without a database"
+            )
+        };
+        let rest = url
+            .strip_prefix("mysql://")
+            .or_else(|| url.strip_prefix("mariadb://"))
+            .ok_or_else(bad)?;
+        if rest.contains('/') || rest.contains('?') {
+            return Err(bad());
+        }
+        let (userinfo, hostport) = rest.rsplit_once('@').ok_or_else(bad)?;
+        let (user, password) = match userinfo.split_once(':') {
+            Some((u, p)) => (u, Some(percent_decode(p))),
+            None => (userinfo, None),
+        };
+        let (host, port) = match hostport.rsplit_once(':') {
+            Some((h, p)) => (h, p.parse().map_err(|_| bad())?),
+            None => (hostport, 3306),
+        };
+        if user.is_empty() || host.is_empty() {
+            return Err(bad());
+        }
+        let (host, user) = (host.to_owned(), percent_decode(user));
+        // sqlx knows the `mysql` scheme only.
+        let url = format!("mysql://{rest}");
+        Ok(Server {
+            url,
+            host,
+            port,
+            user,
+            password,
+        })
+    }
+
+    /// The url without its password, for messages.
+    fn redacted(&self) -> String {
+        let pass = if self.password.is_some() { ":***" } else { "" };
+        format!("mysql://{}{pass}@{}:{}", self.user, self.host, self.port)
+    }
+
+    /// The url of database `db` (holds the password: only ever passed through the
+    /// environment).
+    fn database_url(&self, db: &str) -> String {
+        format!("{}/{db}", self.url)
+    }
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let hex = |b: u8| (b as char).to_digit(16);
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%'
+            && i + 2 < bytes.len()
+            && let (Some(h), Some(l)) = (hex(bytes[i + 1]), hex(bytes[i + 2]))
+        {
+            out.push((h * 16 + l) as u8);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+struct Bench<'a> {
+    args: &'a MySqlBenchArgs,
+    server: &'a Server,
+    dir: &'a Path,
+    src: &'a str,
+    dst: &'a str,
+}
+
+impl Bench<'_> {
+    fn measure(
+        &self,
+        runtime: &tokio::runtime::Runtime,
+        admin: &mut MySqlConnection,
+        version: &str,
+    ) -> anyhow::Result<ExitCode> {
+        let rows = self.args.rows;
+        let data = self.dir.join("rows.tsv");
+        let started = Instant::now();
+        write_rows(&data, rows)?;
+        let generated = started.elapsed().as_secs_f64();
+        exec(runtime, admin, &format!("USE `{}`", self.src))?;
+        exec(runtime, admin, TABLE_DDL)?;
+        ensure_local_infile(runtime, admin)?;
+        let fill = self.load_data(&data, self.src, "t", rows)?;
+        if !self.args.json {
+            println!(
+                "caudal bench mysql: {rows} rows x 12 columns, server {version} at {}, journal durability batch, scratch in {}",
+                self.server.redacted(),
+                self.dir.display()
+            );
+            println!(
+                "  generated {:.0} MB of rows in {generated:.1} s; loaded into the source in {:.1} s",
+                std::fs::metadata(&data).map(|m| m.len()).unwrap_or(0) as f64 / 1e6,
+                fill.seconds
+            );
+        }
+
+        let bare = bare_read(runtime, admin, self.src, rows)?;
+        let to_duckdb = self.engine_run(
+            "MySQL -> DuckDB (caudal run)",
+            "mysql_to_duckdb",
+            "[connections.source]\nconnector = \"mysql\"\nurl = \"${CAUDAL_BENCH_SOURCE_URL}\"\n\n\
+                 [connections.warehouse]\nconnector = \"duckdb\"\npath = \"bench.duckdb\"\n\n\
+                 [[streams]]\nfrom = \"source\"\ntable = \"t\"\nto = \"warehouse\"\n",
+            rows,
+        )?;
+        let to_mysql = self.engine_run(
+            "DuckDB -> MySQL (caudal run)",
+            "duckdb_to_mysql",
+            "[connections.warehouse]\nconnector = \"duckdb\"\npath = \"bench.duckdb\"\n\n\
+                 [connections.destination]\nconnector = \"mysql\"\nurl = \"${CAUDAL_BENCH_DEST_URL}\"\n\n\
+                 [[streams]]\nfrom = \"warehouse\"\ntable = \"t\"\nto = \"destination\"\n",
+            rows,
+        )?;
+        // The write limit loads into the table the sink made, emptied: same DDL, same server
+        // state, no engine.
+        exec(
+            runtime,
+            admin,
+            &format!(
+                "CREATE TABLE `{}`.`load_limit` LIKE `{}`.`t`",
+                self.dst, self.dst
+            ),
+        )?;
+        exec(runtime, admin, &format!("DROP TABLE `{}`.`t`", self.dst))?;
+        let load = self.load_data(&data, self.dst, "load_limit", rows)?;
+        let load = Figure {
+            name: "LOAD DATA LOCAL INFILE (write limit)",
+            ..load
+        };
+
+        let figures = [&bare, &to_duckdb, &to_mysql, &load];
+        let read_ratio = to_duckdb.rows_per_s() / bare.rows_per_s();
+        let write_ratio = to_mysql.rows_per_s() / load.rows_per_s();
+        if self.args.json {
+            for f in figures {
+                println!(
+                    "{}",
+                    json!({"figure": f.name, "rows": f.rows, "seconds": f.seconds, "rows_per_s": f.rows_per_s(),
+                           "peak_rss_kib": f.peak_rss_kib})
+                );
+            }
+            println!(
+                "{}",
+                json!({"figure": "ratios", "mysql_to_duckdb_vs_bare_read": read_ratio,
+                       "duckdb_to_mysql_vs_load_data": write_ratio,
+                       "bench_peak_rss_kib": own_peak_rss_kib()})
+            );
+        } else {
+            println!(
+                "  {:<38}  {:>12}  {:>9}  {:>10}",
+                "", "rows/s", "seconds", "peak RSS"
+            );
+            for f in figures {
+                println!(
+                    "  {:<38}  {:>12.0}  {:>9.2}  {:>10}",
+                    f.name,
+                    f.rows_per_s(),
+                    f.seconds,
+                    f.peak_rss_kib
+                        .map_or("-".to_owned(), |k| format!("{:.1} MB", k as f64 / 1024.0))
+                );
+            }
+            println!(
+                "  MySQL -> DuckDB / bare read = {read_ratio:.2}; DuckDB -> MySQL / LOAD DATA = {write_ratio:.2}; \
+                 bench process peak RSS {:.1} MB",
+                own_peak_rss_kib().unwrap_or(0) as f64 / 1024.0
+            );
+        }
+        Ok(ExitCode::SUCCESS)
+    }
+
+    /// `LOAD DATA LOCAL INFILE` of `data` into `db.table` through the command-line client.
+    fn load_data(&self, data: &Path, db: &str, table: &str, rows: u64) -> anyhow::Result<Figure> {
+        let path = data
+            .display()
+            .to_string()
+            .replace('\\', "\\\\")
+            .replace('\'', "\\'");
+        let sql = format!(
+            "LOAD DATA LOCAL INFILE '{path}' INTO TABLE `{db}`.`{table}` CHARACTER SET utf8mb4 \
+             FIELDS TERMINATED BY '\\t' LINES TERMINATED BY '\\n'"
+        );
+        let mut client = Command::new(&self.args.client);
+        client
+            .args(["--local-infile=1", "--batch", "--protocol=TCP"])
+            .arg(format!("--host={}", self.server.host))
+            .arg(format!("--port={}", self.server.port))
+            .arg(format!("--user={}", self.server.user))
+            .args(["-e", &sql]);
+        match &self.server.password {
+            Some(p) => client.env("MYSQL_PWD", p),
+            None => client.env_remove("MYSQL_PWD"),
+        };
+        let started = Instant::now();
+        let out = client.stdin(Stdio::null()).output().with_context(|| {
+            format!(
+                "cannot run `{}` (choose the client with --client)",
+                self.args.client
+            )
+        })?;
+        let seconds = started.elapsed().as_secs_f64();
+        if !out.status.success() {
+            bail!(
+                "`{}` could not load {}: {}",
+                self.args.client,
+                data.display(),
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        Ok(Figure {
+            name: "LOAD DATA LOCAL INFILE",
+            rows,
+            seconds,
+            peak_rss_kib: None,
+        })
+    }
+
+    /// `caudal run` of a pipeline of `streams` in its own directory, as a child process.
+    fn engine_run(
+        &self,
+        name: &'static str,
+        pipeline: &str,
+        streams: &str,
+        rows: u64,
+    ) -> anyhow::Result<Figure> {
+        let file = self.dir.join(format!("{pipeline}.toml"));
+        std::fs::write(
+            &file,
+            format!(
+                "[pipeline]\nname = \"{pipeline}\"\n\n[journal]\ndir = \"journal-{pipeline}\"\ndurability = \"batch\"\n\n{streams}"
+            ),
+        )?;
+        let exe = std::env::current_exe().context("cannot find the caudal binary")?;
+        let stderr_path = self.dir.join(format!("{pipeline}.log"));
+        let stdout_path = self.dir.join(format!("{pipeline}.json"));
+        let started = Instant::now();
+        let child = Command::new(exe)
+            .args(["run", "--progress", "none", "--json"])
+            .arg(&file)
+            .env(
+                "CAUDAL_BENCH_SOURCE_URL",
+                self.server.database_url(self.src),
+            )
+            .env("CAUDAL_BENCH_DEST_URL", self.server.database_url(self.dst))
+            .stdin(Stdio::null())
+            .stdout(File::create(&stdout_path)?)
+            .stderr(File::create(&stderr_path)?)
+            .spawn()
+            .context("cannot start caudal run")?;
+        let (status, peak_rss_kib) = wait_with_rusage(child.id())?;
+        let seconds = started.elapsed().as_secs_f64();
+        let report = std::fs::read_to_string(&stdout_path).unwrap_or_default();
+        if status != 0 {
+            let log = std::fs::read_to_string(&stderr_path).unwrap_or_default();
+            bail!("{name}: caudal run exited {status}\n{report}{log}");
+        }
+        let report: serde_json::Value = serde_json::from_str(report.trim())
+            .with_context(|| format!("{name}: caudal run printed no report"))?;
+        if report["rows"].as_u64() != Some(rows) {
+            bail!(
+                "{name}: {rows} rows expected, the run read {}",
+                report["rows"]
+            );
+        }
+        Ok(Figure {
+            name,
+            rows,
+            seconds,
+            peak_rss_kib: Some(peak_rss_kib),
+        })
+    }
+}
+
+/// Waits for child `pid`; returns its exit status (128 + signal when killed) and peak RSS in
+/// KiB.
+fn wait_with_rusage(pid: u32) -> anyhow::Result<(i32, u64)> {
+    let pid = libc::pid_t::try_from(pid)?;
+    let mut status = 0;
+    // SAFETY: an all-zero rusage is a valid value for wait4 to overwrite.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    loop {
+        // SAFETY: valid pointers to locals; `pid` is our own child, not yet waited for.
+        let r = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+        if r == pid {
+            break;
+        }
+        let e = std::io::Error::last_os_error();
+        if e.kind() != std::io::ErrorKind::Interrupted {
+            return Err(e).context("waiting for caudal run");
+        }
+    }
+    let code = if libc::WIFEXITED(status) {
+        libc::WEXITSTATUS(status)
+    } else {
+        128 + libc::WTERMSIG(status)
+    };
+    Ok((code, u64::try_from(usage.ru_maxrss).unwrap_or(0)))
+}
+
+/// This process's peak resident set (`VmHWM`), in KiB.
+fn own_peak_rss_kib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// The table read through sqlx (binary protocol, as the connector reads), rows fetched and
+/// dropped.
+fn bare_read(
+    runtime: &tokio::runtime::Runtime,
+    admin: &mut MySqlConnection,
+    db: &str,
+    rows: u64,
+) -> anyhow::Result<Figure> {
+    let sql = format!("SELECT * FROM `{db}`.`t`");
+    let started = Instant::now();
+    // `execute` fetches every row of the result and drops it.
+    runtime
+        .block_on(sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&mut *admin))
+        .context("bare read")?;
+    let seconds = started.elapsed().as_secs_f64();
+    Ok(Figure {
+        name: "bare sqlx read (read limit)",
+        rows,
+        seconds,
+        peak_rss_kib: None,
+    })
+}
+
+fn ensure_local_infile(
+    runtime: &tokio::runtime::Runtime,
+    admin: &mut MySqlConnection,
+) -> anyhow::Result<()> {
+    let on = scalar(runtime, admin, "SELECT @@GLOBAL.local_infile")?;
+    if on != "1" {
+        exec(runtime, admin, "SET GLOBAL local_infile = 1").context(
+            "the server refuses LOAD DATA LOCAL INFILE (local_infile = 0) and cannot be changed",
+        )?;
+    }
+    Ok(())
+}
+
+fn exec(
+    runtime: &tokio::runtime::Runtime,
+    conn: &mut MySqlConnection,
+    sql: &str,
+) -> anyhow::Result<()> {
+    runtime
+        .block_on(conn.execute(sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned()))))
+        .with_context(|| format!("`{sql}`"))?;
+    Ok(())
+}
+
+fn scalar(
+    runtime: &tokio::runtime::Runtime,
+    conn: &mut MySqlConnection,
+    sql: &str,
+) -> anyhow::Result<String> {
+    let row = runtime
+        .block_on(conn.fetch_one(sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned()))))
+        .with_context(|| format!("`{sql}`"))?;
+    let value = sqlx::Row::try_get_raw(&row, 0)?;
+    let bytes = <&[u8] as sqlx::Decode<sqlx::MySql>>::decode(value)
+        .map_err(|e| anyhow::anyhow!("`{sql}`: {e}"))?;
+    Ok(String::from_utf8_lossy(bytes).into_owned())
+}
+
+/// Writes `rows` rows as `LOAD DATA`'s default text format (tabs, `\N` for NULL).
+fn write_rows(path: &Path, rows: u64) -> anyhow::Result<()> {
+    let mut out = BufWriter::with_capacity(1 << 20, File::create(path)?);
+    let day0 = time::macros::date!(2000 - 01 - 01).to_julian_day();
+    let days: Vec<String> = (0..9000)
+        .map(|d| {
+            let date = time::Date::from_julian_day(day0 + d).expect("in range");
+            format!(
+                "{:04}-{:02}-{:02}",
+                date.year(),
+                u8::from(date.month()),
+                date.day()
+            )
+        })
+        .collect();
+    let at0 = time::macros::date!(2020 - 01 - 01).to_julian_day();
+    let note = "n".repeat(200);
+    for n in 0..rows {
+        let micros = n * 1_234_567;
+        let (day, in_day) = (micros / 86_400_000_000, micros % 86_400_000_000);
+        let at = time::Date::from_julian_day(at0 + i32::try_from(day)?)?;
+        let secs = in_day / 1_000_000;
+        write!(
+            out,
+            "{n}\t{}\t{}\t{}\t{}\t{:04}-{:02}-{:02} {:02}:{:02}:{:02}.{:06}\tname {n}\t",
+            (n % 65_536) as i64 - 32_768,
+            (n * 7) % 2_147_483_647,
+            n % 256,
+            days[(n % 9000) as usize],
+            at.year(),
+            u8::from(at.month()),
+            at.day(),
+            secs / 3600,
+            secs / 60 % 60,
+            secs % 60,
+            in_day % 1_000_000,
+        )?;
+        if n % 3 == 0 {
+            out.write_all(b"\\N")?;
+        } else {
+            out.write_all(&note.as_bytes()[..(n % 200) as usize])?;
+        }
+        write!(
+            out,
+            "\t{}.{:02}\t{}.{:06}\t",
+            n % 100_000 / 100,
+            n % 100,
+            n / 1_000_000,
+            n % 1_000_000
+        )?;
+        if n % 5 == 0 {
+            out.write_all(b"\\N")?;
+        } else {
+            write!(out, "{}", n as f64 / 7.0)?;
+        }
+        writeln!(out, "\t{}", n % 2)?;
+    }
+    out.flush()?;
+    Ok(())
+}
