@@ -1,0 +1,115 @@
+//! Rows per second of the Redis sink on this machine, for comparison with
+//! `redis-benchmark -P 64 -t set -n 1000000 -q` against the same server.
+//!
+//! `cargo run --release -p caudal-redis --example cache_write_rate -- [ROWS] [hash|json] [URL]`
+//!
+//! Writes ROWS (default 200000) rows of a four-column table in batches of 20000 (the engine's
+//! default chunk), then computes the table digest by scanning the keys, and deletes its keys.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use caudal_connector::{
+    BatchBuilder, Connector, DigestRequest, Field, KeyRange, LogicalType, OpenContext,
+    PrepareTable, Schema, Sink, WriteOp, WriteRequest,
+};
+use caudal_redis::{Format, Redis, RedisConfig};
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let args: Vec<String> = std::env::args().collect();
+    let rows: usize = args.get(1).map_or(Ok(200_000), |a| a.parse())?;
+    let format = match args.get(2).map(String::as_str) {
+        Some("json") => Format::Json,
+        _ => Format::Hash,
+    };
+    let url = args
+        .get(3)
+        .cloned()
+        .unwrap_or_else(|| "redis://127.0.0.1:6379".into());
+    let mut config = RedisConfig::new(url.clone());
+    config.prefix = format!("caudal_rate_{}", std::process::id());
+    config.format = format;
+    let prefix = config.prefix.clone();
+    let context = OpenContext {
+        connection: "cache".into(),
+        base_dir: None,
+    };
+    let mut redis = Redis::open(config, &context)?;
+    let schema = Arc::new(Schema::new(
+        vec![
+            Field::new("id", LogicalType::Int64, false),
+            Field::new(
+                "name",
+                LogicalType::Varchar {
+                    max_length: Some(40),
+                },
+                true,
+            ),
+            Field::new(
+                "amount",
+                LogicalType::Decimal {
+                    precision: 12,
+                    scale: 2,
+                },
+                true,
+            ),
+            Field::new("at", LogicalType::Timestamp { precision: 6 }, true),
+        ],
+        &["id"],
+    )?);
+    redis.prepare_table(&PrepareTable {
+        table: "ventas".into(),
+        schema: (*schema).clone(),
+        replace: false,
+    })?;
+    let chunk = 20_000;
+    let mut batches = Vec::new();
+    for start in (0..rows).step_by(chunk) {
+        let mut b = BatchBuilder::with_capacity(Arc::clone(&schema), chunk);
+        for id in start..(start + chunk).min(rows) {
+            b.push(0, id as i64)?;
+            b.push(1, format!("cliente {}", id % 977).as_str())?;
+            b.push(2, (id as i128 * 37) % 1_000_000)?;
+            b.push(3, 1_700_000_000_000_000i64 + id as i64 * 1_000)?;
+        }
+        batches.push(b.finish()?);
+    }
+    let started = Instant::now();
+    for (i, batch) in batches.iter().enumerate() {
+        redis.write(
+            &WriteRequest {
+                pipeline: "rate".into(),
+                stream: "ventas".into(),
+                table: "ventas".into(),
+                seq: i as u64 + 1,
+                op: WriteOp::Upsert,
+            },
+            batch,
+        )?;
+    }
+    let write = started.elapsed();
+    let started = Instant::now();
+    let digest = redis.table_digest(&DigestRequest {
+        table: "ventas".into(),
+        schema: (*schema).clone(),
+        range: KeyRange::all(),
+    })?;
+    let scan = started.elapsed();
+    println!(
+        "{format:?}: wrote {rows} rows in {:.2} s = {:.0} rows/s; digest scan {:.2} s = {:.0} rows/s ({} rows)",
+        write.as_secs_f64(),
+        rows as f64 / write.as_secs_f64(),
+        scan.as_secs_f64(),
+        rows as f64 / scan.as_secs_f64(),
+        digest.rows()
+    );
+    let client = redis::Client::open(url.as_str())?;
+    let mut conn = client.get_connection()?;
+    let keys: Vec<Vec<u8>> = redis::cmd("KEYS")
+        .arg(format!("{prefix}:*"))
+        .query(&mut conn)?;
+    for part in keys.chunks(1000) {
+        let _: i64 = redis::cmd("UNLINK").arg(part).query(&mut conn)?;
+    }
+    Ok(())
+}

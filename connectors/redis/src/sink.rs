@@ -1,0 +1,689 @@
+//! Writing the cache: schema keys, transactional writes with the offset and the digest key,
+//! snapshot swaps, offsets and digests.
+//!
+//! # A write
+//!
+//! 1. `WATCH` the offsets hash and the table's digest key.
+//! 2. Read the stream's offset: at or past the batch's seq, `UNWATCH` and report
+//!    `AlreadyApplied` (a replay changes nothing).
+//! 3. Read the digest key and, with one `HMGET` of `{prefix}:{table}:rowdigests`, the digests of
+//!    the rows the batch replaces or deletes. The new digest is the old one minus those rows
+//!    plus the batch's rows (the table digest is homomorphic), so no row value is read back.
+//! 4. `MULTI`; per row `DEL` + `HSET` (hash: the `DEL` drops fields that became NULL) or `SET`
+//!    (JSON), or `DEL` for a delete; the new row digests; the digest key; the offset; `EXEC`.
+//!    If a watched key changed meanwhile, `EXEC` does nothing and the write starts over.
+//!
+//! Insert and upsert are the same operation here: a key holds one row.
+//!
+//! # A snapshot swap
+//!
+//! The engine writes a snapshot into a staging table, then calls `replace_table`. Readers of
+//! the cache address rows by key, so the swap must happen under the table's own key names:
+//! one `MULTI`/`EXEC` deletes the table's old row keys, `RENAME`s every staging row key to the
+//! table's key, and installs the schema, row digests and digest key (recomputed as rows of the
+//! table: a row digest includes the table name). Readers see the old rows or the new ones,
+//! never a mix. The transaction runs under `WATCH` of both digest keys and starts over if
+//! another writer changed either.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use caudal_connector::{
+    Batch, ChunkLimits, DigestRequest, Error, PrepareTable, Result, RowDigest, Schema, Sink,
+    TableDigest, WriteOp, WriteOutcome, WriteRequest,
+};
+use redis::aio::MultiplexedConnection;
+
+use crate::config::{Format, KeyTemplate};
+use crate::keys::{self, glob_escape, is_row_suffix};
+use crate::source::{self, RowScanner, TableDoc, load_doc};
+use crate::types::{encode_json, encode_text};
+use crate::{Redis, redis_error};
+
+/// How often a transaction starts over when a watched key keeps changing.
+const MAX_ATTEMPTS: usize = 50;
+/// Keys or hash fields per command in long argument lists.
+const ARGS_PER_COMMAND: usize = 4096;
+/// Bytes of an encoded table digest: row count (i64 LE) then the LtHash state.
+const DIGEST_BYTES: usize = 8 + caudal_connector::digest::STATE_BYTES;
+
+/// The digest key's value for `digest`.
+pub(crate) fn encode_digest(digest: &TableDigest) -> Vec<u8> {
+    let mut out = Vec::with_capacity(DIGEST_BYTES);
+    out.extend_from_slice(&digest.rows().to_le_bytes());
+    out.extend_from_slice(&digest.state_bytes());
+    out
+}
+
+/// A digest key's value as a digest.
+pub(crate) fn decode_digest(bytes: &[u8]) -> Result<TableDigest> {
+    if bytes.len() != DIGEST_BYTES {
+        return Err(Error::Decode(format!(
+            "digest key of {} bytes, expected {DIGEST_BYTES}",
+            bytes.len()
+        )));
+    }
+    let (rows, state) = bytes.split_at(8);
+    let rows = i64::from_le_bytes(rows.try_into().unwrap_or_default());
+    TableDigest::from_state_bytes(state, rows)
+}
+
+fn decode_row_digest(bytes: &[u8]) -> Result<RowDigest> {
+    let d: [u8; 32] = bytes
+        .try_into()
+        .map_err(|_| Error::Decode(format!("row digest of {} bytes, expected 32", bytes.len())))?;
+    Ok(RowDigest(d))
+}
+
+/// The digest of every row of `batch` as a row of `table`, on up to 8 threads for large
+/// batches (each row costs a SHA-256).
+fn row_digests(table: &str, batch: &Batch) -> Vec<RowDigest> {
+    let n = batch.num_rows();
+    let one = |rows: std::ops::Range<usize>| -> Vec<RowDigest> {
+        rows.filter_map(|r| RowDigest::of_row(table, batch, r))
+            .collect()
+    };
+    let threads = if n >= caudal_connector::digest::PARALLEL_ROWS {
+        std::thread::available_parallelism().map_or(1, |t| t.get().min(8))
+    } else {
+        1
+    };
+    if threads <= 1 {
+        return one(0..n);
+    }
+    let per = n.div_ceil(threads);
+    std::thread::scope(|scope| {
+        let parts: Vec<_> = (0..threads)
+            .map(|t| scope.spawn(move || one((t * per).min(n)..((t + 1) * per).min(n))))
+            .collect();
+        parts
+            .into_iter()
+            .flat_map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+            .collect()
+    })
+}
+
+/// Checks a batch against the table's stored schema: the same primary key, and (unless a
+/// delete, which carries keys only) no column the table does not have.
+fn check_batch(table: &str, stored: &Schema, batch: &Batch, op: WriteOp) -> Result<()> {
+    let names = |s: &Schema| -> Vec<String> {
+        s.primary_key()
+            .iter()
+            .map(|&k| s.fields()[k].name.clone())
+            .collect()
+    };
+    let (want, got) = (names(stored), names(batch.schema()));
+    if got.is_empty() {
+        return Err(Error::Schema(format!(
+            "table `{table}`: the batch has no primary key, and Redis keys are named by it; set \
+             `primary_key` on the stream"
+        )));
+    }
+    if want != got {
+        return Err(Error::Schema(format!(
+            "table `{table}` is keyed by ({}) but the batch by ({})",
+            want.join(", "),
+            got.join(", ")
+        )));
+    }
+    if op != WriteOp::Delete {
+        let missing: Vec<&str> = batch
+            .schema()
+            .fields()
+            .iter()
+            .filter(|f| stored.index_of(&f.name).is_none())
+            .map(|f| f.name.as_str())
+            .collect();
+        if !missing.is_empty() {
+            return Err(Error::Schema(format!(
+                "table `{table}` has no column(s) {}; prepare it again with `replace` or write \
+                 to a new table",
+                missing.join(", ")
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// The row commands of a write (they do not depend on what the transaction reads).
+fn row_commands(
+    pipe: &mut redis::Pipeline,
+    batch: &Batch,
+    op: WriteOp,
+    format: Format,
+    row_prefix: &str,
+    pks: &[Vec<u8>],
+) {
+    let schema = batch.schema();
+    let mut key = Vec::with_capacity(row_prefix.len() + 32);
+    let mut text = Vec::with_capacity(64);
+    for (row, pk) in pks.iter().enumerate() {
+        key.clear();
+        key.extend_from_slice(row_prefix.as_bytes());
+        key.extend_from_slice(pk);
+        match (op, format) {
+            (WriteOp::Delete, _) => {
+                pipe.cmd("DEL").arg(&key[..]);
+            }
+            (_, Format::Hash) => {
+                pipe.cmd("DEL").arg(&key[..]).ignore();
+                let mut hset = redis::cmd("HSET");
+                hset.arg(&key[..]);
+                for (col, f) in schema.fields().iter().enumerate() {
+                    let column = &batch.columns()[col];
+                    if !column.is_null(row) {
+                        text.clear();
+                        encode_text(column, &f.logical_type, row, &mut text);
+                        hset.arg(f.name.as_str()).arg(&text[..]);
+                    }
+                }
+                pipe.add_command(hset).ignore();
+            }
+            (_, Format::Json) => {
+                text.clear();
+                text.push(b'{');
+                for (col, f) in schema.fields().iter().enumerate() {
+                    if col > 0 {
+                        text.push(b',');
+                    }
+                    // Serializing a &str into a Vec cannot fail.
+                    let _ = serde_json::to_writer(&mut text, f.name.as_str());
+                    text.push(b':');
+                    encode_json(&batch.columns()[col], &f.logical_type, row, &mut text);
+                }
+                text.push(b'}');
+                pipe.cmd("SET").arg(&key[..]).arg(&text[..]).ignore();
+            }
+        }
+    }
+}
+
+/// What one write transaction needs besides the connection.
+struct WritePlan<'a> {
+    offsets: String,
+    field: String,
+    digest_key: String,
+    row_digests_key: String,
+    seq: u64,
+    pks: &'a [Vec<u8>],
+    /// The new rows' digests; empty for a delete.
+    new_digests: &'a [RowDigest],
+    rows: &'a redis::Pipeline,
+    delete: bool,
+}
+
+/// One attempt: `None` when a watched key changed and the transaction did nothing.
+async fn try_write(
+    conn: &mut MultiplexedConnection,
+    plan: &WritePlan<'_>,
+) -> Result<Option<WriteOutcome>> {
+    let redis = |what: &str| {
+        let what = what.to_owned();
+        move |e| redis_error(what, e)
+    };
+    redis::cmd("WATCH")
+        .arg(&plan.offsets)
+        .arg(&plan.digest_key)
+        .exec_async(conn)
+        .await
+        .map_err(redis("WATCH"))?;
+    let result = transact(conn, plan).await;
+    if !matches!(result, Ok(Some(_))) {
+        // After EXEC the watch is gone; on every other path drop it so that it cannot abort
+        // a later transaction on this connection. Best effort: the error that matters is the
+        // first one.
+        let _ = redis::cmd("UNWATCH").exec_async(conn).await;
+    }
+    result
+}
+
+async fn transact(
+    conn: &mut MultiplexedConnection,
+    plan: &WritePlan<'_>,
+) -> Result<Option<WriteOutcome>> {
+    let last: Option<u64> = redis::cmd("HGET")
+        .arg(&plan.offsets)
+        .arg(&plan.field)
+        .query_async(conn)
+        .await
+        .map_err(|e| redis_error(format!("reading the offset in `{}`", plan.offsets), e))?;
+    if let Some(last_seq) = last
+        && last_seq >= plan.seq
+    {
+        return Ok(Some(WriteOutcome::AlreadyApplied { last_seq }));
+    }
+    let state: Option<Vec<u8>> = redis::cmd("GET")
+        .arg(&plan.digest_key)
+        .query_async(conn)
+        .await
+        .map_err(|e| redis_error(format!("reading `{}`", plan.digest_key), e))?;
+    let mut digest = match state {
+        Some(bytes) => decode_digest(&bytes)
+            .map_err(|e| e.context(format!("digest key `{}`", plan.digest_key)))?,
+        None => TableDigest::new(),
+    };
+    let old: Vec<Option<Vec<u8>>> = if plan.pks.is_empty() {
+        Vec::new()
+    } else {
+        let mut hmget = redis::cmd("HMGET");
+        hmget.arg(&plan.row_digests_key);
+        for pk in plan.pks {
+            hmget.arg(&pk[..]);
+        }
+        hmget
+            .query_async(conn)
+            .await
+            .map_err(|e| redis_error(format!("reading `{}`", plan.row_digests_key), e))?
+    };
+    // Apply the rows in order; a key may appear twice in one batch.
+    let mut current: HashMap<&[u8], Option<RowDigest>> = HashMap::with_capacity(plan.pks.len());
+    for (i, pk) in plan.pks.iter().enumerate() {
+        let before = match current.get(pk.as_slice()) {
+            Some(d) => *d,
+            None => old
+                .get(i)
+                .and_then(Option::as_deref)
+                .map(decode_row_digest)
+                .transpose()
+                .map_err(|e| e.context(format!("`{}`", plan.row_digests_key)))?,
+        };
+        if let Some(d) = before {
+            digest.remove_row(&d);
+        }
+        let after = plan.new_digests.get(i).copied();
+        if let Some(d) = &after {
+            digest.add_row(d);
+        }
+        current.insert(pk, after);
+    }
+    let mut pipe = plan.rows.clone();
+    let (set, gone): (Vec<_>, Vec<_>) = current.iter().partition(|(_, d)| d.is_some());
+    for chunk in set.chunks(ARGS_PER_COMMAND) {
+        let mut hset = redis::cmd("HSET");
+        hset.arg(&plan.row_digests_key);
+        for (pk, d) in chunk {
+            hset.arg(*pk)
+                .arg(d.map(|d| d.0).unwrap_or_default().as_slice());
+        }
+        pipe.add_command(hset).ignore();
+    }
+    for chunk in gone.chunks(ARGS_PER_COMMAND) {
+        let mut hdel = redis::cmd("HDEL");
+        hdel.arg(&plan.row_digests_key);
+        for (pk, _) in chunk {
+            hdel.arg(*pk);
+        }
+        pipe.add_command(hdel).ignore();
+    }
+    pipe.cmd("SET")
+        .arg(&plan.digest_key)
+        .arg(encode_digest(&digest))
+        .ignore();
+    pipe.cmd("HSET")
+        .arg(&plan.offsets)
+        .arg(&plan.field)
+        .arg(plan.seq)
+        .ignore();
+    let replies: Option<Vec<i64>> = pipe
+        .query_async(conn)
+        .await
+        .map_err(|e| redis_error("MULTI/EXEC", e))?;
+    Ok(replies.map(|deleted| WriteOutcome::Applied {
+        rows: if plan.delete {
+            deleted.iter().map(|&n| n.max(0) as u64).sum()
+        } else {
+            plan.pks.len() as u64
+        },
+    }))
+}
+
+impl Redis {
+    /// Every row key of `table` (as `template` names them), found by SCAN.
+    fn row_keys(&mut self, table: &str, template: &KeyTemplate) -> Result<Vec<Vec<u8>>> {
+        let row_prefix = template.row_prefix(&self.config.prefix, table);
+        let pattern = format!("{}*", glob_escape(&row_prefix));
+        let mut seen = HashSet::new();
+        let mut cursor = 0u64;
+        loop {
+            let (next, found): (u64, Vec<Vec<u8>>) = self
+                .runtime
+                .block_on(
+                    redis::cmd("SCAN")
+                        .arg(cursor)
+                        .arg("MATCH")
+                        .arg(&pattern)
+                        .arg("COUNT")
+                        .arg(1000)
+                        .query_async(&mut self.conn),
+                )
+                .map_err(|e| redis_error(format!("scanning the keys of `{table}`"), e))?;
+            seen.extend(
+                found
+                    .into_iter()
+                    .filter(|k| is_row_suffix(&k[row_prefix.len().min(k.len())..])),
+            );
+            if next == 0 {
+                return Ok(seen.into_iter().collect());
+            }
+            cursor = next;
+        }
+    }
+
+    fn exec(&mut self, pipe: &redis::Pipeline, what: &str) -> Result<Option<()>> {
+        let done: Option<redis::Value> = self
+            .runtime
+            .block_on(pipe.query_async(&mut self.conn))
+            .map_err(|e| redis_error(what, e))?;
+        Ok(done.map(|_| ()))
+    }
+
+    fn doc_for(&self, request: &PrepareTable) -> TableDoc {
+        TableDoc {
+            format: self.config.format,
+            key: self.template.as_str().to_owned(),
+            schema: request.schema.clone(),
+        }
+    }
+
+    fn prepare(&mut self, request: &PrepareTable) -> Result<()> {
+        let table = request.table.as_str();
+        keys::check_table_name(table)?;
+        if request.schema.primary_key().is_empty() {
+            return Err(Error::Schema(
+                "the stream's schema has no primary key, and Redis keys are named by it; set \
+                 `primary_key` on the stream"
+                    .into(),
+            ));
+        }
+        let prefix = self.config.prefix.clone();
+        let doc = self.doc_for(request);
+        let text = serde_json::to_vec(&doc)
+            .map_err(|e| Error::Encode(format!("the schema document: {e}")))?;
+        let existing = load_doc(self, table)?;
+        let mut pipe = redis::pipe();
+        pipe.atomic();
+        match existing {
+            Some(old) if request.replace => {
+                let rows = self.row_keys(table, &old.template()?)?;
+                for chunk in rows.chunks(ARGS_PER_COMMAND) {
+                    pipe.cmd("UNLINK").arg(chunk).ignore();
+                }
+                pipe.cmd("DEL")
+                    .arg(keys::row_digests_key(&prefix, table))
+                    .ignore();
+            }
+            Some(old) => return check_existing(table, &old, &doc),
+            None => {}
+        }
+        pipe.cmd("SET")
+            .arg(keys::schema_key(&prefix, table))
+            .arg(text)
+            .ignore();
+        pipe.cmd("SET")
+            .arg(keys::digest_key(&prefix, table))
+            .arg(encode_digest(&TableDigest::new()))
+            .ignore();
+        self.exec(&pipe, "creating the table's keys")?;
+        Ok(())
+    }
+
+    fn write_batch(&mut self, request: &WriteRequest, batch: &Batch) -> Result<WriteOutcome> {
+        let table = request.table.as_str();
+        keys::check_table_name(table)?;
+        let prefix = self.config.prefix.clone();
+        let doc = load_doc(self, table)?.ok_or_else(|| {
+            Error::NotFound(format!(
+                "table `{table}` has no schema key `{}`: prepare the table first",
+                keys::schema_key(&prefix, table)
+            ))
+        })?;
+        check_batch(table, &doc.schema, batch, request.op)?;
+        let pks = keys::encoded_keys(batch)?;
+        let delete = request.op == WriteOp::Delete;
+        let new_digests = if delete {
+            Vec::new()
+        } else {
+            row_digests(table, batch)
+        };
+        let row_prefix = doc.template()?.row_prefix(&prefix, table);
+        let mut rows = redis::pipe();
+        rows.atomic();
+        row_commands(&mut rows, batch, request.op, doc.format, &row_prefix, &pks);
+        let plan = WritePlan {
+            offsets: keys::offsets_key(&prefix),
+            field: keys::offset_field(&request.pipeline, &request.stream),
+            digest_key: keys::digest_key(&prefix, table),
+            row_digests_key: keys::row_digests_key(&prefix, table),
+            seq: request.seq,
+            pks: &pks,
+            new_digests: &new_digests,
+            rows: &rows,
+            delete,
+        };
+        for _ in 0..MAX_ATTEMPTS {
+            if let Some(outcome) = self.runtime.block_on(try_write(&mut self.conn, &plan))? {
+                return Ok(outcome);
+            }
+        }
+        Err(Error::retryable_database(format!(
+            "the table's digest key changed under {MAX_ATTEMPTS} attempts in a row (another \
+             writer is busy on `{table}`); try again"
+        )))
+    }
+
+    fn swap(&mut self, staging: &str, table: &str) -> Result<()> {
+        keys::check_table_name(staging)?;
+        keys::check_table_name(table)?;
+        if staging == table {
+            return Err(Error::Schema(format!(
+                "cannot replace table `{table}` by itself"
+            )));
+        }
+        let prefix = self.config.prefix.clone();
+        for _ in 0..MAX_ATTEMPTS {
+            let watch = [
+                keys::digest_key(&prefix, staging),
+                keys::digest_key(&prefix, table),
+            ];
+            self.runtime
+                .block_on(
+                    redis::cmd("WATCH")
+                        .arg(&watch[..])
+                        .exec_async(&mut self.conn),
+                )
+                .map_err(|e| redis_error("WATCH", e))?;
+            let result = self.try_swap(staging, table);
+            if !matches!(result, Ok(true)) {
+                let _ = self
+                    .runtime
+                    .block_on(redis::cmd("UNWATCH").exec_async(&mut self.conn));
+            }
+            if result? {
+                return Ok(());
+            }
+        }
+        Err(Error::retryable_database(format!(
+            "`{staging}` or `{table}` changed under {MAX_ATTEMPTS} attempts in a row; try again"
+        )))
+    }
+
+    /// One attempt of the swap, under WATCH; `false` when a watched key changed.
+    fn try_swap(&mut self, staging: &str, table: &str) -> Result<bool> {
+        let prefix = self.config.prefix.clone();
+        let doc = load_doc(self, staging)?.ok_or_else(|| {
+            Error::NotFound(format!(
+                "staging table `{staging}` does not exist (no key `{}`)",
+                keys::schema_key(&prefix, staging)
+            ))
+        })?;
+        let template = doc.template()?;
+        let (from, to) = (
+            template.row_prefix(&prefix, staging),
+            template.row_prefix(&prefix, table),
+        );
+        // Read the staging rows: their keys, and their digests as rows of `table`.
+        let mut scanner = RowScanner::new(self, staging, &doc, Arc::new(doc.schema.clone()))?;
+        let mut suffixes: Vec<Vec<u8>> = Vec::new();
+        let mut digests: Vec<RowDigest> = Vec::new();
+        let mut total = TableDigest::new();
+        let mut batch_keys = Vec::new();
+        while let Some(batch) =
+            scanner.next_batch_with_keys(&ChunkLimits::default(), &mut batch_keys)?
+        {
+            let part = row_digests(table, &batch);
+            for d in &part {
+                total.add_row(d);
+            }
+            digests.extend(part);
+            suffixes.extend(batch_keys.drain(..).map(|k| k[from.len()..].to_vec()));
+        }
+        let old_rows = match load_doc(self, table)? {
+            Some(old) => self.row_keys(table, &old.template()?)?,
+            None => Vec::new(),
+        };
+        let mut pipe = redis::pipe();
+        pipe.atomic();
+        for chunk in old_rows.chunks(ARGS_PER_COMMAND) {
+            pipe.cmd("UNLINK").arg(chunk).ignore();
+        }
+        let mut target = Vec::new();
+        for suffix in &suffixes {
+            target.clear();
+            target.extend_from_slice(to.as_bytes());
+            target.extend_from_slice(suffix);
+            let source: Vec<u8> = [from.as_bytes(), suffix].concat();
+            pipe.cmd("RENAME").arg(source).arg(&target[..]).ignore();
+        }
+        let row_digests_key = keys::row_digests_key(&prefix, table);
+        pipe.cmd("DEL").arg(&row_digests_key).ignore();
+        let pairs: Vec<(&Vec<u8>, &RowDigest)> = suffixes.iter().zip(&digests).collect();
+        for chunk in pairs.chunks(ARGS_PER_COMMAND) {
+            let mut hset = redis::cmd("HSET");
+            hset.arg(&row_digests_key);
+            for (suffix, d) in chunk {
+                hset.arg(&suffix[..]).arg(&d.0[..]);
+            }
+            pipe.add_command(hset).ignore();
+        }
+        let text = serde_json::to_vec(&doc)
+            .map_err(|e| Error::Encode(format!("the schema document: {e}")))?;
+        pipe.cmd("SET")
+            .arg(keys::schema_key(&prefix, table))
+            .arg(text)
+            .ignore();
+        pipe.cmd("SET")
+            .arg(keys::digest_key(&prefix, table))
+            .arg(encode_digest(&total))
+            .ignore();
+        pipe.cmd("DEL")
+            .arg(keys::schema_key(&prefix, staging))
+            .arg(keys::digest_key(&prefix, staging))
+            .arg(keys::row_digests_key(&prefix, staging))
+            .ignore();
+        Ok(self.exec(&pipe, "swapping the tables")?.is_some())
+    }
+}
+
+/// An existing table is kept as it is, if it can take the stream's rows.
+fn check_existing(table: &str, old: &TableDoc, new: &TableDoc) -> Result<()> {
+    if old.format != new.format || old.key != new.key {
+        return Err(Error::Config(format!(
+            "table `{table}` is stored with format {:?} and key \"{}\", but this connection says \
+             format {:?} and key \"{}\"; change the connection back, or rebuild the table \
+             (snapshot mode replaces it)",
+            old.format, old.key, new.format, new.key
+        )));
+    }
+    let missing: Vec<&str> = new
+        .schema
+        .fields()
+        .iter()
+        .filter(|f| old.schema.index_of(&f.name).is_none())
+        .map(|f| f.name.as_str())
+        .collect();
+    if !missing.is_empty() {
+        return Err(Error::Schema(format!(
+            "the existing table `{table}` has no column(s) {}; rebuild it (snapshot mode \
+             replaces it) or write to a new table",
+            missing.join(", ")
+        )));
+    }
+    let pk = |s: &Schema| -> Vec<String> {
+        s.primary_key()
+            .iter()
+            .map(|&k| s.fields()[k].name.clone())
+            .collect()
+    };
+    if pk(&old.schema) != pk(&new.schema) {
+        return Err(Error::Schema(format!(
+            "the existing table `{table}` is keyed by ({}), the stream by ({})",
+            pk(&old.schema).join(", "),
+            pk(&new.schema).join(", ")
+        )));
+    }
+    Ok(())
+}
+
+impl Sink for Redis {
+    fn prepare_table(&mut self, request: &PrepareTable) -> Result<()> {
+        let ctx = format!("{}: preparing table `{}`", self.describe(), request.table);
+        self.prepare(request).map_err(|e| e.context(ctx))
+    }
+
+    fn write(&mut self, request: &WriteRequest, batch: &Batch) -> Result<WriteOutcome> {
+        let ctx = format!(
+            "{}: writing seq {} of stream `{}` of pipeline `{}` to table `{}`",
+            self.describe(),
+            request.seq,
+            request.stream,
+            request.pipeline,
+            request.table
+        );
+        self.write_batch(request, batch).map_err(|e| e.context(ctx))
+    }
+
+    fn last_applied_seq(&mut self, pipeline: &str, stream: &str) -> Result<Option<u64>> {
+        let key = keys::offsets_key(&self.config.prefix);
+        let ctx = format!(
+            "{}: reading the offset of stream `{stream}` of pipeline `{pipeline}` in `{key}`",
+            self.describe()
+        );
+        self.runtime
+            .block_on(
+                redis::cmd("HGET")
+                    .arg(&key)
+                    .arg(keys::offset_field(pipeline, stream))
+                    .query_async(&mut self.conn),
+            )
+            .map_err(|e| redis_error(ctx, e))
+    }
+
+    fn table_digest(&mut self, request: &DigestRequest) -> Result<TableDigest> {
+        let ctx = format!("{}: digest of table `{}`", self.describe(), request.table);
+        source::table_digest(self, request).map_err(|e| e.context(ctx))
+    }
+
+    fn replace_table(&mut self, staging: &str, table: &str) -> Result<()> {
+        let ctx = format!(
+            "{}: replacing table `{table}` by `{staging}`",
+            self.describe()
+        );
+        self.swap(staging, table).map_err(|e| e.context(ctx))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn digest_values_round_trip_and_bad_lengths_are_named() {
+        let mut d = TableDigest::new();
+        d.add_row(&RowDigest([7; 32]));
+        d.add_row(&RowDigest([9; 32]));
+        assert_eq!(decode_digest(&encode_digest(&d)).unwrap(), d);
+        let err = decode_digest(&[0; 10]).unwrap_err();
+        assert!(err.to_string().contains("10 bytes"), "{err}");
+        assert!(decode_row_digest(&[1; 31]).is_err());
+    }
+}
