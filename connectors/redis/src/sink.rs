@@ -75,32 +75,60 @@ fn decode_row_digest(bytes: &[u8]) -> Result<RowDigest> {
     Ok(RowDigest(d))
 }
 
-/// The digest of every row of `batch` as a row of `table`, on up to 8 threads for large
-/// batches (each row costs a SHA-256).
-fn row_digests(table: &str, batch: &Batch) -> Vec<RowDigest> {
-    let n = batch.num_rows();
-    let one = |rows: std::ops::Range<usize>| -> Vec<RowDigest> {
-        rows.filter_map(|r| RowDigest::of_row(table, batch, r))
-            .collect()
-    };
+/// Runs `work` over `0..n` split in parts, on up to 8 threads when `n` is large (each row
+/// costs a SHA-256 and a 2 KiB XOF expansion, a few microseconds).
+fn in_parts<T: Send>(n: usize, work: impl Fn(std::ops::Range<usize>) -> T + Sync) -> Vec<T> {
     let threads = if n >= caudal_connector::digest::PARALLEL_ROWS {
         std::thread::available_parallelism().map_or(1, |t| t.get().min(8))
     } else {
         1
     };
     if threads <= 1 {
-        return one(0..n);
+        return vec![work(0..n)];
     }
     let per = n.div_ceil(threads);
     std::thread::scope(|scope| {
+        let work = &work;
         let parts: Vec<_> = (0..threads)
-            .map(|t| scope.spawn(move || one((t * per).min(n)..((t + 1) * per).min(n))))
+            .map(|t| scope.spawn(move || work((t * per).min(n)..((t + 1) * per).min(n))))
             .collect();
         parts
             .into_iter()
-            .flat_map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+            .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
             .collect()
     })
+}
+
+/// The digest of every row of `batch` as a row of `table`, and their sum.
+fn row_digests(table: &str, batch: &Batch) -> (Vec<RowDigest>, TableDigest) {
+    let parts = in_parts(batch.num_rows(), |rows| {
+        let mut sum = TableDigest::new();
+        let digests: Vec<RowDigest> = rows
+            .filter_map(|r| RowDigest::of_row(table, batch, r))
+            .inspect(|d| sum.add_row(d))
+            .collect();
+        (digests, sum)
+    });
+    let mut all = Vec::with_capacity(batch.num_rows());
+    let mut total = TableDigest::new();
+    for (digests, sum) in parts {
+        all.extend(digests);
+        total.combine(&sum);
+    }
+    (all, total)
+}
+
+/// The sum of `digests` as a table digest.
+fn sum_of(digests: &[RowDigest]) -> TableDigest {
+    let mut total = TableDigest::new();
+    for part in in_parts(digests.len(), |rows| {
+        let mut sum = TableDigest::new();
+        digests[rows].iter().for_each(|d| sum.add_row(d));
+        sum
+    }) {
+        total.combine(&part);
+    }
+    total
 }
 
 /// Checks a batch against the table's stored schema: the same primary key, and (unless a
@@ -208,6 +236,8 @@ struct WritePlan<'a> {
     pks: &'a [Vec<u8>],
     /// The new rows' digests; empty for a delete.
     new_digests: &'a [RowDigest],
+    /// The sum of `new_digests`.
+    added: &'a TableDigest,
     rows: &'a redis::Pipeline,
     delete: bool,
 }
@@ -275,8 +305,10 @@ async fn transact(
             .await
             .map_err(|e| redis_error(format!("reading `{}`", plan.row_digests_key), e))?
     };
-    // Apply the rows in order; a key may appear twice in one batch.
+    // Apply the rows in order; a key may appear twice in one batch. Every row a row of the
+    // batch replaces or deletes leaves the digest, every row of the batch enters it.
     let mut current: HashMap<&[u8], Option<RowDigest>> = HashMap::with_capacity(plan.pks.len());
+    let mut removed = Vec::new();
     for (i, pk) in plan.pks.iter().enumerate() {
         let before = match current.get(pk.as_slice()) {
             Some(d) => *d,
@@ -287,15 +319,11 @@ async fn transact(
                 .transpose()
                 .map_err(|e| e.context(format!("`{}`", plan.row_digests_key)))?,
         };
-        if let Some(d) = before {
-            digest.remove_row(&d);
-        }
-        let after = plan.new_digests.get(i).copied();
-        if let Some(d) = &after {
-            digest.add_row(d);
-        }
-        current.insert(pk, after);
+        removed.extend(before);
+        current.insert(pk, plan.new_digests.get(i).copied());
     }
+    digest.combine(plan.added);
+    digest.subtract(&sum_of(&removed));
     let mut pipe = plan.rows.clone();
     let (set, gone): (Vec<_>, Vec<_>) = current.iter().partition(|(_, d)| d.is_some());
     for chunk in set.chunks(ARGS_PER_COMMAND) {
@@ -440,8 +468,8 @@ impl Redis {
         check_batch(table, &doc.schema, batch, request.op)?;
         let pks = keys::encoded_keys(batch)?;
         let delete = request.op == WriteOp::Delete;
-        let new_digests = if delete {
-            Vec::new()
+        let (new_digests, added) = if delete {
+            (Vec::new(), TableDigest::new())
         } else {
             row_digests(table, batch)
         };
@@ -457,6 +485,7 @@ impl Redis {
             seq: request.seq,
             pks: &pks,
             new_digests: &new_digests,
+            added: &added,
             rows: &rows,
             delete,
         };
@@ -530,10 +559,8 @@ impl Redis {
         while let Some(batch) =
             scanner.next_batch_with_keys(&ChunkLimits::default(), &mut batch_keys)?
         {
-            let part = row_digests(table, &batch);
-            for d in &part {
-                total.add_row(d);
-            }
+            let (part, sum) = row_digests(table, &batch);
+            total.combine(&sum);
             digests.extend(part);
             suffixes.extend(batch_keys.drain(..).map(|k| k[from.len()..].to_vec()));
         }

@@ -433,3 +433,57 @@ proptest! {
         prop_assert_eq!(read_rows(&mut conn, "t", 5).1.len(), model.len());
     }
 }
+
+#[test]
+fn server_large_batches_with_repeated_keys_keep_the_digest_key_exact() {
+    // Batches above the SDK's parallel threshold: digests are computed on several threads.
+    let prefix = TestPrefix::new("large");
+    let mut conn = prefix.open();
+    let schema = people_schema();
+    prepare(&mut conn, "t", &schema, false);
+    let mut model = BTreeMap::new();
+    for (seq, (start, len)) in [(0i64, 9000i64), (4000, 9000), (0, 5000)]
+        .iter()
+        .enumerate()
+    {
+        let names: Vec<String> = (0..*len).map(|i| format!("n{seq}-{i}")).collect();
+        // Ids repeat inside each batch (i % 6000): the last row of an id wins.
+        let rows: Vec<(i64, Option<&str>, Option<f64>)> = (0..*len)
+            .map(|i| {
+                (
+                    (start + i) % 6000 + start,
+                    Some(names[i as usize].as_str()),
+                    None,
+                )
+            })
+            .collect();
+        write(
+            &mut conn,
+            "t",
+            seq as u64 + 1,
+            WriteOp::Upsert,
+            &people(&rows),
+        );
+        for (id, name, _) in &rows {
+            model.insert(*id, name.map(str::to_owned));
+        }
+    }
+    let deleted: Vec<i64> = (0..12_000).step_by(3).collect();
+    write(&mut conn, "t", 4, WriteOp::Delete, &keys_only(&deleted));
+    for id in &deleted {
+        model.remove(id);
+    }
+    let want = {
+        let rows: Vec<(i64, Option<&str>, Option<f64>)> = model
+            .iter()
+            .map(|(id, n)| (*id, n.as_deref(), None))
+            .collect();
+        digest_of(&rows, "t")
+    };
+    assert_eq!(want.rows(), model.len() as i64);
+    assert_eq!(conn.stored_digest("t").unwrap(), Some(want.clone()));
+    assert_eq!(
+        scanned_digest(&mut conn, "t", &schema, KeyRange::all()),
+        want
+    );
+}
