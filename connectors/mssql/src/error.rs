@@ -189,7 +189,7 @@ mod tests {
         let s = Secret::new(["p%40ss".to_owned(), "p@ss".to_owned(), String::new()]);
         assert_eq!(
             s.redact("url mssql://u:p%40ss@h, password p@ss"),
-            "url mysql://u:***@h, password ***"
+            "url mssql://u:***@h, password ***"
         );
         assert_eq!(format!("{s:?}"), "Secret(***)");
     }

@@ -360,7 +360,7 @@ fn extreme(t: SqlType, largest: bool) -> Result<Value> {
         // 1900-01-01 .. 2079-06-06 23:59.
         S::SmallDateTime => pick(
             Value::DateTime(-25_567 * day),
-            Value::DateTime(39_969 * day + 1439 * 60_000_000),
+            Value::DateTime(39_968 * day + 1439 * 60_000_000),
         ),
         S::Time { .. } => pick(Value::Time(0), Value::Time(day - 1)),
         S::Char { .. } | S::VarChar { .. } | S::NChar { .. } | S::NVarChar { .. } if !largest => {
