@@ -2,9 +2,13 @@
 //! chunks (HGETALL or GET, pipelined), decoded with a schema into batches; table digests over a
 //! key range computed from those batches with the SDK's canonical encoding.
 //!
-//! Redis keeps no order, so a read has no cursor: it returns every row once, in SCAN order.
-//! SCAN may return a key twice; the scanner remembers the keys it has returned. Rows changed
-//! while a scan runs may or may not be seen (SCAN's own guarantee).
+//! Redis keeps no order: a plain read returns every row once, in SCAN order; a read with a
+//! cursor column (what `caudal verify` uses to list the rows of a key range) reads every row,
+//! keeps those within the cursor bounds and returns them sorted by the cursor, so it holds
+//! them in memory. A digest over one whole key (`lower == upper`, both included) reads that
+//! one key instead of scanning. SCAN may return a key twice; the scanner remembers the keys
+//! it has returned. Rows changed while a scan runs may or may not be seen (SCAN's own
+//! guarantee).
 
 use std::cmp::Ordering;
 use std::collections::{HashMap, HashSet};
@@ -150,11 +154,6 @@ impl RowScanner {
             seen: HashSet::new(),
             pending: Vec::new(),
         })
-    }
-
-    /// The schema rows are decoded with.
-    pub fn schema(&self) -> &Arc<Schema> {
-        &self.schema
     }
 
     /// Scans until `want` keys are pending or the scan is complete.
@@ -314,23 +313,84 @@ fn row_context(table: &str, key: &[u8]) -> String {
     format!("table `{table}`, key `{}`", String::from_utf8_lossy(key))
 }
 
-/// A running read of one table.
+/// A running read of one table: in SCAN order, or (with a cursor column) every row in the
+/// cursor range, sorted by the cursor.
 pub struct RedisReader {
-    scanner: RowScanner,
+    schema: Arc<Schema>,
     limits: ChunkLimits,
+    rows: Rows,
+}
+
+enum Rows {
+    Scan(Box<RowScanner>),
+    /// Rows sorted by the cursor: (cursor value, batch, row), consumed from the front.
+    Sorted {
+        cursor: usize,
+        batches: Vec<Batch>,
+        order: std::vec::IntoIter<(Value, usize, usize)>,
+        next: Option<(Value, usize, usize)>,
+    },
 }
 
 impl BatchReader for RedisReader {
     fn schema(&self) -> &Arc<Schema> {
-        self.scanner.schema()
+        &self.schema
     }
 
     fn next_chunk(&mut self) -> Result<Option<Chunk>> {
-        Ok(self.scanner.next_batch(&self.limits)?.map(|batch| Chunk {
-            batch,
-            cursor: None,
-        }))
+        match &mut self.rows {
+            Rows::Scan(scanner) => Ok(scanner.next_batch(&self.limits)?.map(|batch| Chunk {
+                batch,
+                cursor: None,
+            })),
+            Rows::Sorted {
+                cursor,
+                batches,
+                order,
+                next,
+            } => {
+                let mut b = BatchBuilder::with_capacity(Arc::clone(&self.schema), 1024);
+                let mut last: Option<Value> = None;
+                while let Some((value, batch, row)) = next.take().or_else(|| order.next()) {
+                    // End a chunk only between different cursor values.
+                    if b.is_full(&self.limits) && last.as_ref() != Some(&value) {
+                        *next = Some((value, batch, row));
+                        break;
+                    }
+                    for col in 0..self.schema.len() {
+                        let cell = batches[batch].value(row, col).unwrap_or(Value::Null);
+                        b.push_value(col, &cell)?;
+                    }
+                    last = Some(value);
+                }
+                if b.num_rows() == 0 {
+                    return Ok(None);
+                }
+                let batch = b.finish()?;
+                let cursor = batch.value(batch.num_rows() - 1, *cursor);
+                Ok(Some(Chunk { batch, cursor }))
+            }
+        }
     }
+}
+
+/// Whether a cursor value passes a lower (`lower`) or upper bound.
+fn bound_allows(value: &Value, bound: &Bound<Value>, lower: bool) -> Result<bool> {
+    let (b, inclusive) = match bound {
+        Bound::Unbounded => return Ok(true),
+        Bound::Included(b) => (b, true),
+        Bound::Excluded(b) => (b, false),
+    };
+    let o = compare_values(value, b).ok_or_else(|| {
+        Error::Schema(format!(
+            "cursor value {value:?} cannot be compared with {b:?}"
+        ))
+    })?;
+    Ok(match (o, lower) {
+        (Ordering::Equal, _) => inclusive,
+        (Ordering::Greater, true) | (Ordering::Less, false) => true,
+        _ => false,
+    })
 }
 
 pub(crate) fn read(redis: &mut Redis, request: &ReadRequest) -> Result<RedisReader> {
@@ -342,12 +402,6 @@ pub(crate) fn read(redis: &mut Redis, request: &ReadRequest) -> Result<RedisRead
             ));
         }
     };
-    if let Some(c) = &request.cursor_column {
-        return Err(Error::Unsupported(format!(
-            "table `{table}`: Redis keeps no order, so it cannot be read by cursor `{c}`; read \
-             the whole table (snapshot mode)"
-        )));
-    }
     keys::check_table_name(table)?;
     let doc = load_doc(redis, table)?.ok_or_else(|| {
         Error::NotFound(format!(
@@ -356,9 +410,41 @@ pub(crate) fn read(redis: &mut Redis, request: &ReadRequest) -> Result<RedisRead
         ))
     })?;
     let schema = Arc::new(doc.schema.clone());
+    let mut scanner = RowScanner::new(redis, table, &doc, Arc::clone(&schema))?;
+    let Some(name) = &request.cursor_column else {
+        return Ok(RedisReader {
+            schema,
+            limits: request.limits,
+            rows: Rows::Scan(Box::new(scanner)),
+        });
+    };
+    // Redis keeps no order: read every row, keep those in the cursor range, sort them.
+    let cursor = schema
+        .index_of(name)
+        .ok_or_else(|| Error::NotFound(format!("table `{table}` has no cursor column `{name}`")))?;
+    let mut batches = Vec::new();
+    let mut order = Vec::new();
+    while let Some(batch) = scanner.next_batch(&ChunkLimits::default())? {
+        for row in 0..batch.num_rows() {
+            let value = batch.value(row, cursor).unwrap_or(Value::Null);
+            if bound_allows(&value, &request.from, true)?
+                && bound_allows(&value, &request.to, false)?
+            {
+                order.push((value, batches.len(), row));
+            }
+        }
+        batches.push(batch);
+    }
+    order.sort_by(|a, b| compare_values(&a.0, &b.0).unwrap_or(Ordering::Equal));
     Ok(RedisReader {
-        scanner: RowScanner::new(redis, table, &doc, schema)?,
+        schema,
         limits: request.limits,
+        rows: Rows::Sorted {
+            cursor,
+            batches,
+            order: order.into_iter(),
+            next: None,
+        },
     })
 }
 
@@ -372,6 +458,14 @@ pub(crate) fn table_digest(redis: &mut Redis, request: &DigestRequest) -> Result
     let schema = Arc::new(request.schema.clone());
     let mut scanner = RowScanner::new(redis, table, &doc, Arc::clone(&schema))?;
     let mut digest = TableDigest::new();
+    if let Some(pk) = point(&request.range, &doc.schema) {
+        // One whole key: read that one row instead of scanning the table.
+        let key = [scanner.row_prefix.as_bytes(), &pk].concat();
+        let mut b = BatchBuilder::new(Arc::clone(&schema));
+        scanner.fetch(&[key], &mut b, None)?;
+        digest.add_batch(table, &b.finish()?);
+        return Ok(digest);
+    }
     let limits = ChunkLimits::default();
     while let Some(batch) = scanner.next_batch(&limits)? {
         if request.range.is_all() {
@@ -392,6 +486,25 @@ pub(crate) fn table_digest(redis: &mut Redis, request: &DigestRequest) -> Result
         }
     }
     Ok(digest)
+}
+
+/// The encoded `{pk}` of a range that holds one whole key (lower and upper bound the same,
+/// both included), written in the key column types of the table's stored schema.
+fn point(range: &KeyRange, stored: &Schema) -> Option<Vec<u8>> {
+    let (Bound::Included(lower), Bound::Included(upper)) = (&range.lower, &range.upper) else {
+        return None;
+    };
+    let key = stored.primary_key();
+    if lower != upper || lower.len() != key.len() {
+        return None;
+    }
+    let fields = key.iter().map(|&k| stored.fields()[k].clone()).collect();
+    let key_schema = Schema::from_parts(fields, (0..key.len()).collect()).ok()?;
+    let mut b = BatchBuilder::new(Arc::new(key_schema));
+    for (col, v) in lower.iter().enumerate() {
+        b.push_value(col, v).ok()?;
+    }
+    keys::encoded_keys(&b.finish().ok()?).ok()?.pop()
 }
 
 /// Whether a key tuple lies in `range` (tuples compare column by column; NULL first; text and

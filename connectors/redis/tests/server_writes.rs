@@ -263,6 +263,68 @@ fn server_digests_cover_key_ranges() {
         scanned_digest(&mut conn, "people", &schema, range),
         digest_of(&rows[46..], "people")
     );
+    // One whole key: read directly; a key that is not there digests as nothing.
+    let point = |id: i64| KeyRange {
+        lower: Bound::Included(vec![Value::Int(id)]),
+        upper: Bound::Included(vec![Value::Int(id)]),
+    };
+    assert_eq!(
+        scanned_digest(&mut conn, "people", &schema, point(7)),
+        digest_of(&rows[7..8], "people")
+    );
+    assert_eq!(
+        scanned_digest(&mut conn, "people", &schema, point(70)),
+        TableDigest::new()
+    );
+}
+
+#[test]
+fn server_reads_by_cursor_are_sorted_and_bounded() {
+    let prefix = TestPrefix::new("cursor");
+    let mut conn = prefix.open();
+    let schema = people_schema();
+    prepare(&mut conn, "people", &schema, false);
+    // Scores repeat (i / 3) so that chunks must end between different cursor values.
+    let rows: Vec<(i64, Option<&str>, Option<f64>)> = (0..40)
+        .map(|i| ((i * 17) % 40, Some("x"), Some(((i * 17) % 40 / 3) as f64)))
+        .collect();
+    write(&mut conn, "people", 1, WriteOp::Insert, &people(&rows));
+    let request = caudal_connector::ReadRequest {
+        target: caudal_connector::ReadTarget::Table("people".into()),
+        cursor_column: Some("score".into()),
+        from: Bound::Excluded(Value::Float(2.0)),
+        to: Bound::Included(Value::Float(9.0)),
+        limits: caudal_connector::ChunkLimits {
+            max_rows: 4,
+            max_bytes: 1 << 20,
+        },
+    };
+    let mut reader = conn.read(&request).unwrap();
+    let mut scores = Vec::new();
+    let mut previous_cursor = None;
+    while let Some(chunk) = reader.next_chunk().unwrap() {
+        let batch = chunk.batch;
+        let last = batch.value(batch.num_rows() - 1, 2);
+        assert_eq!(chunk.cursor, last);
+        // A chunk never splits one cursor value.
+        if let (Some(Value::Float(p)), Some(Value::Float(first))) =
+            (previous_cursor.as_ref(), batch.value(0, 2))
+        {
+            assert!(first > *p, "{first} after {p}");
+        }
+        previous_cursor = chunk.cursor;
+        scores.extend((0..batch.num_rows()).map(|r| match batch.value(r, 2) {
+            Some(Value::Float(f)) => f,
+            other => panic!("{other:?}"),
+        }));
+    }
+    let mut want: Vec<f64> = rows
+        .iter()
+        .filter_map(|r| r.2)
+        .filter(|s| *s > 2.0 && *s <= 9.0)
+        .collect();
+    want.sort_by(f64::total_cmp);
+    assert_eq!(scores, want);
 }
 
 #[test]
