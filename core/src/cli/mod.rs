@@ -11,11 +11,13 @@ mod history;
 mod journal;
 mod location;
 mod plugins;
+mod project;
 mod replay;
 mod retry;
 mod run;
 mod status;
 mod validate;
+mod verify;
 mod when;
 
 use std::process::ExitCode;
@@ -54,6 +56,10 @@ enum Command {
     Plugins(plugins::PluginsArgs),
     /// Measure throughput on this machine against its limits.
     Bench(bench::BenchArgs),
+    /// Compare destination tables with the journal; name (and repair) the rows that differ.
+    Verify(verify::VerifyArgs),
+    /// Build a destination from the journal alone (`project redis`: the cache).
+    Project(project::ProjectArgs),
 }
 
 /// Runs one parsed command line and returns the process exit status.
@@ -70,6 +76,8 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Journal(args) => journal::run(args),
         Command::Plugins(args) => plugins::run(args),
         Command::Bench(args) => bench::run(args),
+        Command::Verify(args) => verify::run(args),
+        Command::Project(args) => project::run(args),
     };
     match result {
         Ok(code) => code,

@@ -30,6 +30,7 @@ pub mod retry;
 pub mod run;
 pub mod session;
 pub mod shape;
+pub mod verify;
 
 #[cfg(test)]
 mod testing;
@@ -43,3 +44,4 @@ pub use projection::{LaneKey, PartKey, Projection};
 pub use replay::{ReplayOptions, ReplayPart, ReplayReport};
 pub use retry::{LaneRetry, RetryOptions, RetryReport};
 pub use run::{Engine, PartOutcome, PartReport, RunOptions, RunReport};
+pub use verify::{DigestSummary, TableCheck, VerifyOptions, VerifyReport};

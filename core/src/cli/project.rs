@@ -1,0 +1,237 @@
+//! `caudal project redis [--file PIPELINE | --pipeline P] [--connection C] [--stream S]
+//! [--rebuild] [--json]`: builds a Redis cache from the journal alone; the sources are never
+//! contacted.
+//!
+//! First the journaled batches the cache lacks are written, in seq order, with the offsets a
+//! run uses (a replay, [`crate::engine::replay`]). With `--rebuild`, the cache is then
+//! compared with the state the journal implies and made equal to it
+//! ([`crate::engine::verify`] with repair): rows whose keys were flushed are written again
+//! even when the offset key survived, and keys under the table's prefix that the journal does
+//! not imply are deleted. Exit status 0 when the cache ends equal to the journal, 1 otherwise,
+//! 2 for usage errors.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use caudal_config::Pipeline;
+use clap::{Args, Subcommand};
+use serde_json::json;
+
+use super::location::JournalLocation;
+use super::retry::pipeline_for;
+use super::run::{EXIT_USAGE, OutputArgs, engine_error};
+use crate::engine::{Engine, PluginEndpoints, ReplayOptions, VerifyOptions};
+
+/// `caudal project`
+#[derive(Debug, Args)]
+pub struct ProjectArgs {
+    #[command(subcommand)]
+    target: ProjectTarget,
+}
+
+#[derive(Debug, Subcommand)]
+enum ProjectTarget {
+    /// Build the Redis cache of a pipeline from its journal.
+    Redis(RedisArgs),
+}
+
+/// `caudal project redis`
+#[derive(Debug, Args)]
+pub struct RedisArgs {
+    #[command(flatten)]
+    location: JournalLocation,
+    /// The pipeline, when the journal holds several (its file is the one its last run was
+    /// started from; or give the file with --file).
+    #[arg(long)]
+    pipeline: Option<String>,
+    /// The Redis connection [default: the one the pipeline's streams write to].
+    #[arg(long, value_name = "CONNECTION")]
+    connection: Option<String>,
+    /// Only this stream.
+    #[arg(long)]
+    stream: Option<String>,
+    /// Make the cache equal to the journal: write every row it implies, delete stale keys.
+    #[arg(long)]
+    rebuild: bool,
+    /// A JSON summary instead of text.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    output: OutputArgs,
+}
+
+/// Runs `caudal project`.
+pub fn run(args: ProjectArgs) -> anyhow::Result<ExitCode> {
+    match args.target {
+        ProjectTarget::Redis(args) => redis(args),
+    }
+}
+
+/// The Redis connection to build: `--connection`, else the only `redis` connection a stream
+/// writes to.
+fn redis_connection(pipeline: &Pipeline, asked: Option<&str>) -> Result<String, String> {
+    let path = pipeline.path().display();
+    if let Some(name) = asked {
+        return match pipeline.connection(name) {
+            Some(c) if c.connector() == "redis" => Ok(name.to_owned()),
+            Some(c) => Err(format!(
+                "--connection {name}: a `{}` connection, not a Redis one",
+                c.connector()
+            )),
+            None => Err(format!("--connection {name}: no such connection in {path}")),
+        };
+    }
+    let mut written: Vec<&str> = pipeline
+        .streams()
+        .iter()
+        .flat_map(|s| s.destinations())
+        .map(String::as_str)
+        .filter(|d| {
+            pipeline
+                .connection(d)
+                .is_some_and(|c| c.connector() == "redis")
+        })
+        .collect();
+    written.sort_unstable();
+    written.dedup();
+    match written.as_slice() {
+        [one] => Ok((*one).to_owned()),
+        [] => Err(format!(
+            "no stream of {path} writes into a Redis connection"
+        )),
+        many => Err(format!(
+            "streams of {path} write into several Redis connections ({}): choose one with \
+             --connection",
+            many.join(", ")
+        )),
+    }
+}
+
+fn redis(args: RedisArgs) -> anyhow::Result<ExitCode> {
+    let pipeline = match pipeline_for(&args.location, args.pipeline.as_deref())? {
+        Ok(p) => p,
+        Err(code) => return Ok(code),
+    };
+    let connection = match redis_connection(&pipeline, args.connection.as_deref()) {
+        Ok(c) => c,
+        Err(message) => {
+            eprintln!("error: {message}");
+            return Ok(ExitCode::from(EXIT_USAGE));
+        }
+    };
+    let table = match &args.stream {
+        Some(s) => match pipeline.stream(s) {
+            Some(stream) => Some(stream.table().to_owned()),
+            None => {
+                eprintln!(
+                    "error: --stream {s}: no such stream in {}",
+                    pipeline.path().display()
+                );
+                return Ok(ExitCode::from(EXIT_USAGE));
+            }
+        },
+        None => None,
+    };
+    let progress = args.output.init();
+    let endpoints = Arc::new(PluginEndpoints::for_pipeline(&pipeline));
+    let engine = Engine::new(Arc::clone(&pipeline), endpoints, progress);
+    let replay = match engine.replay(&ReplayOptions {
+        to: connection.clone(),
+        pipeline: None,
+        stream: args.stream.clone(),
+        from_seq: None,
+        to_seq: None,
+        dry_run: false,
+    }) {
+        Ok(r) => r,
+        Err(e) => return Ok(engine_error(&pipeline, &e)),
+    };
+    let verified = if args.rebuild {
+        match engine.verify(&VerifyOptions {
+            connection: Some(connection.clone()),
+            table,
+            repair: true,
+        }) {
+            Ok(r) => Some(r),
+            Err(e) => return Ok(engine_error(&pipeline, &e)),
+        }
+    } else {
+        None
+    };
+    let ok = replay.succeeded() && verified.as_ref().is_none_or(|v| v.passes());
+    if args.json {
+        let streams: Vec<_> = replay
+            .parts
+            .iter()
+            .map(|p| {
+                json!({
+                    "stream": p.label,
+                    "table": p.table,
+                    "batches": p.batches,
+                    "applied": p.applied,
+                    "skipped": p.skipped,
+                    "error": p.error,
+                })
+            })
+            .collect();
+        let tables: Vec<_> = verified
+            .iter()
+            .flat_map(|v| &v.tables)
+            .map(|t| {
+                json!({
+                    "table": t.table,
+                    "expected": { "digest": t.expected.digest, "rows": t.expected.rows },
+                    "written": t.missing.len() + t.changed.len(),
+                    "deleted": t.extra.len(),
+                    "ok": t.passes(),
+                    "error": t.error,
+                })
+            })
+            .collect();
+        println!(
+            "{}",
+            json!({ "connection": connection, "ok": ok, "streams": streams, "rebuilt": tables })
+        );
+    } else {
+        for p in &replay.parts {
+            println!(
+                "{} -> {connection}.{}: {} batches written, {} already there{}",
+                p.label,
+                p.table,
+                p.applied,
+                p.skipped,
+                p.error
+                    .as_ref()
+                    .map(|e| format!("; FAILED: {e}"))
+                    .unwrap_or_default()
+            );
+        }
+        for t in verified.iter().flat_map(|v| &v.tables) {
+            let after = t.repaired.as_ref().map_or(&t.actual, |(after, _)| after);
+            println!(
+                "{connection}.{}: {} rows written, {} stale keys deleted; {} rows, digest {}: {}",
+                t.table,
+                t.missing.len() + t.changed.len(),
+                t.extra.len(),
+                after.rows,
+                after.digest.get(..16).unwrap_or(&after.digest),
+                if t.passes() {
+                    "equal to the journal".to_owned()
+                } else {
+                    format!(
+                        "DIFFERENT{}",
+                        t.error
+                            .as_ref()
+                            .map(|e| format!(" ({e})"))
+                            .unwrap_or_default()
+                    )
+                }
+            );
+        }
+    }
+    Ok(if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}

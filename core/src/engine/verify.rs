@@ -1,0 +1,1432 @@
+//! `caudal verify`: compares, for each destination table of a pipeline, the digest the journal
+//! implies with the digest of what the destination holds, names the rows that differ, and
+//! (`--repair`) writes back only those rows from the journal.
+//!
+//! **Expected state.** A fold over the journal's `BatchRead` payloads of the streams that write
+//! the table, in seq order: for a keyed table, primary key -> row digest (upserts replace,
+//! delete batches remove); for a keyless one, the multiset of rows. A snapshot stream
+//! contributes only its last snapshot that finished reading (the one a run or a replay swaps
+//! in), as in [`super::replay`]. The table digest is kept incrementally (LtHash: remove the
+//! old row, add the new one), and the destination's digest is computed on another thread
+//! while the journal is folded, so a verify that passes costs about one scan of each side.
+//!
+//! **Bisection.** On a mismatch, ranges over the sorted expected keys are halved: the sink
+//! digests the left half (`Sink::table_digest` with a [`KeyRange`]), the right half is the
+//! parent minus the left (the digest is homomorphic). Ranges whose digests agree are done; a
+//! range the destination has no row in is all missing; a small range is read back through
+//! the connector's source side and compared row by row: missing, extra and changed keys.
+//! Ranges cover the whole key space (the first is unbounded below, the last above), so an
+//! extra row anywhere falls in one of them. Keys are compared with an order-preserving
+//! encoding of their logical values, which is the order of the databases' binary collations.
+//!
+//! **Repair.** The expected rows of missing and changed keys are upserted and extra keys
+//! deleted, through `Sink::write` under the offset streams `_caudal_repair` and
+//! `_caudal_repair_deletes`, with the seq of the mismatch's `VerifyResult` entry or, when a
+//! larger repair went past it, the seqs after that repair's offset: the real lanes' offsets
+//! do not move, and every repair write is newer than the last.
+//!
+//! Every table checked is journaled as a `VerifyResult` (after a repair: one for the mismatch,
+//! one for the state after it).
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::ops::Bound;
+use std::sync::Arc;
+
+use caudal_config::Mode;
+use caudal_connector::{
+    Batch, BatchBuilder, DigestRequest, ErrorCode, KeyRange, PrepareTable, ReadRequest, ReadTarget,
+    RowDigest, Schema, TableDigest, Value, WriteOp, WriteRequest,
+};
+use caudal_journal::{Digest, EntryKind, Payload, Reader};
+
+use super::endpoint::{CallError, ConnectionPool, Endpoint};
+use super::error::{EngineError, Result};
+use super::run::Engine;
+use super::session::Session;
+use super::shape::{delete_schema, is_delete_schema};
+use crate::host::HostError;
+
+/// Offset stream of repair upserts.
+pub const REPAIR_STREAM: &str = "_caudal_repair";
+/// Offset stream of repair deletes.
+pub const REPAIR_DELETES_STREAM: &str = "_caudal_repair_deletes";
+
+/// Ranges with at most this many expected keys are compared row by row.
+const LEAF_KEYS: usize = 64;
+/// At most this many keys of each kind are kept in a `VerifyResult` entry.
+const JOURNALED_KEYS: usize = 1000;
+/// Batches at least this large are digested on two threads.
+const PARALLEL_ROWS: usize = 4096;
+/// Rows per repair write.
+const REPAIR_CHUNK: usize = 10_000;
+
+/// What to verify.
+#[derive(Debug, Clone, Default)]
+pub struct VerifyOptions {
+    /// Only this destination connection.
+    pub connection: Option<String>,
+    /// Only this destination table.
+    pub table: Option<String>,
+    /// Write the differing rows back from the journal.
+    pub repair: bool,
+}
+
+/// The state of one side of a comparison.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DigestSummary {
+    /// SHA-256 of the LtHash state, hex.
+    pub digest: String,
+    /// Rows.
+    pub rows: i64,
+}
+
+impl DigestSummary {
+    fn of(d: &TableDigest) -> DigestSummary {
+        DigestSummary {
+            digest: d.hex(),
+            rows: d.rows(),
+        }
+    }
+}
+
+/// One destination table checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TableCheck {
+    /// Destination connection.
+    pub connection: String,
+    /// Table.
+    pub table: String,
+    /// What the journal implies.
+    pub expected: DigestSummary,
+    /// What the destination holds (before any repair).
+    pub actual: DigestSummary,
+    /// Whether they were equal.
+    pub ok: bool,
+    /// Keys the destination lacks, as text (`v1,v2` for composite keys), sorted.
+    pub missing: Vec<String>,
+    /// Keys the destination has and the journal does not.
+    pub extra: Vec<String>,
+    /// Keys whose row differs.
+    pub changed: Vec<String>,
+    /// Rows in excess whose keys could not be listed (a destination without a source side).
+    pub unlisted_extra: u64,
+    /// After `--repair`: the destination's digest then, and whether it equals the expected.
+    pub repaired: Option<(DigestSummary, bool)>,
+    /// Why the table could not be checked or repaired.
+    pub error: Option<String>,
+}
+
+impl TableCheck {
+    /// Whether the table ends equal to the journal (after the repair, if one was made).
+    pub fn passes(&self) -> bool {
+        self.error.is_none()
+            && match &self.repaired {
+                Some((_, ok)) => *ok,
+                None => self.ok,
+            }
+    }
+}
+
+/// The result of a verify.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifyReport {
+    /// One per destination table, sorted by connection then table.
+    pub tables: Vec<TableCheck>,
+}
+
+impl VerifyReport {
+    /// Whether every table ends equal to the journal.
+    pub fn passes(&self) -> bool {
+        self.tables.iter().all(TableCheck::passes)
+    }
+}
+
+/// A destination table and the streams that write it.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct Target {
+    connection: String,
+    table: String,
+}
+
+/// Where an expected row is in the journal, and its digest.
+#[derive(Debug, Clone, Copy)]
+struct ExpectedRow {
+    digest: RowDigest,
+    seq: u64,
+    row: u32,
+}
+
+/// The fold of one table.
+struct Expected {
+    /// Whether the table has a primary key (true until a batch of rows says otherwise).
+    keyed: bool,
+    /// Key -> row, for a keyed table; empty while only the digest was loaded.
+    rows: HashMap<Vec<u8>, ExpectedRow>,
+    /// Whether `rows` holds every expected row (false: only the digest is known).
+    complete: bool,
+    digest: TableDigest,
+    /// Rows of a batch seen yet (the first one decides `keyed`).
+    seen_rows: bool,
+}
+
+impl Expected {
+    fn new() -> Expected {
+        Expected {
+            keyed: true,
+            rows: HashMap::new(),
+            complete: true,
+            digest: TableDigest::new(),
+            seen_rows: false,
+        }
+    }
+}
+
+#[derive(Default)]
+struct Instance {
+    seqs: Vec<u64>,
+    complete: bool,
+}
+
+impl Engine {
+    /// Verifies (and with `options.repair`, repairs) the pipeline's destination tables. See
+    /// the module documentation.
+    pub fn verify(&self, options: &VerifyOptions) -> Result<VerifyReport> {
+        let targets = self.verify_targets(options)?;
+        let session = Session::open(Arc::clone(&self.pipeline), Arc::clone(&self.endpoints))?;
+        let result = self.verify_targets_in(&session, &targets, options);
+        let closed = session.close();
+        let report = result?;
+        closed?;
+        Ok(report)
+    }
+
+    /// The destination tables to check, with the streams writing each.
+    fn verify_targets(&self, options: &VerifyOptions) -> Result<BTreeMap<Target, Vec<String>>> {
+        let path = self.pipeline.path().display();
+        if let Some(c) = &options.connection
+            && self.pipeline.connection(c).is_none()
+        {
+            return Err(EngineError::Usage(format!(
+                "--connection {c}: no such connection in {path}"
+            )));
+        }
+        let mut targets: BTreeMap<Target, Vec<String>> = BTreeMap::new();
+        for stream in self.pipeline.streams() {
+            if options.table.as_ref().is_some_and(|t| t != stream.table()) {
+                continue;
+            }
+            for d in stream.destinations() {
+                if options.connection.as_ref().is_some_and(|c| c != d) {
+                    continue;
+                }
+                targets
+                    .entry(Target {
+                        connection: d.clone(),
+                        table: stream.table().to_owned(),
+                    })
+                    .or_default()
+                    .push(stream.name().to_owned());
+            }
+        }
+        if targets.is_empty() {
+            return Err(EngineError::Usage(format!(
+                "no stream of {path} writes{}{}",
+                options
+                    .table
+                    .as_ref()
+                    .map(|t| format!(" table `{t}`"))
+                    .unwrap_or_else(|| " any table".into()),
+                options
+                    .connection
+                    .as_ref()
+                    .map(|c| format!(" into connection `{c}`"))
+                    .unwrap_or_default()
+            )));
+        }
+        Ok(targets)
+    }
+
+    fn verify_targets_in(
+        &self,
+        session: &Session,
+        targets: &BTreeMap<Target, Vec<String>>,
+        options: &VerifyOptions,
+    ) -> Result<VerifyReport> {
+        let selected = self.expected_batches(&session.reader)?;
+        let mut report = VerifyReport { tables: Vec::new() };
+        for (target, streams) in targets {
+            let mut seqs: Vec<u64> = selected
+                .iter()
+                .filter(|((stream, _), _)| streams.contains(stream))
+                .flat_map(|(_, s)| s.iter().copied())
+                .collect();
+            seqs.sort_unstable();
+            let check = self.verify_table(session, target, &seqs, options.repair)?;
+            report.tables.push(check);
+        }
+        Ok(report)
+    }
+
+    /// Per part (`(stream, partition)`), the seqs of the batches its destinations should
+    /// hold: every batch, or for a snapshot stream those of its last finished snapshot.
+    fn expected_batches(
+        &self,
+        reader: &Reader,
+    ) -> Result<BTreeMap<(String, Option<String>), Vec<u64>>> {
+        let mut parts: BTreeMap<(String, Option<String>), Vec<Instance>> = BTreeMap::new();
+        for stored in reader.entries_from(1)? {
+            let e = stored?.entry;
+            if e.pipeline != self.pipeline.name() {
+                continue;
+            }
+            let (stream, partition) = match &e.kind {
+                EntryKind::StreamStarted {
+                    stream, partition, ..
+                }
+                | EntryKind::BatchRead {
+                    stream, partition, ..
+                }
+                | EntryKind::StreamCompleted {
+                    stream, partition, ..
+                } => (stream, partition),
+                _ => continue,
+            };
+            let instances = parts
+                .entry((stream.clone(), partition.clone()))
+                .or_default();
+            match &e.kind {
+                EntryKind::StreamStarted { .. } => instances.push(Instance::default()),
+                EntryKind::BatchRead { .. } => {
+                    if instances.is_empty() {
+                        instances.push(Instance::default());
+                    }
+                    if let Some(i) = instances.last_mut() {
+                        i.seqs.push(e.seq);
+                    }
+                }
+                EntryKind::StreamCompleted { .. } => {
+                    if let Some(i) = instances.last_mut() {
+                        i.complete = true;
+                    }
+                }
+                _ => {}
+            }
+        }
+        let mut out = BTreeMap::new();
+        for (part, instances) in parts {
+            let snapshot = self
+                .pipeline
+                .stream(&part.0)
+                .is_some_and(|s| s.mode() == Mode::Snapshot);
+            let seqs: Vec<u64> = if snapshot {
+                instances
+                    .into_iter()
+                    .rev()
+                    .find(|i| i.complete && !i.seqs.is_empty())
+                    .map(|i| i.seqs)
+                    .unwrap_or_default()
+            } else {
+                instances.into_iter().flat_map(|i| i.seqs).collect()
+            };
+            out.insert(part, seqs);
+        }
+        Ok(out)
+    }
+
+    fn verify_table(
+        &self,
+        session: &Session,
+        target: &Target,
+        seqs: &[u64],
+        repair: bool,
+    ) -> Result<TableCheck> {
+        let mut batches = BatchCache::new(&session.reader);
+        let schema = destination_schema(&mut batches, seqs)?;
+        let request = schema.as_ref().map(|schema| DigestRequest {
+            table: target.table.clone(),
+            schema: (**schema).clone(),
+            range: KeyRange::all(),
+        });
+        // The destination digests its table while the journal is folded.
+        let pool = &session.pool;
+        let (expected, actual) = std::thread::scope(|s| {
+            let actual = request.as_ref().map(|request| {
+                s.spawn(|| pool.with(&target.connection, |c| c.table_digest(request)))
+            });
+            let expected = expected_state(&session.reader, target, seqs, &batches, false);
+            let actual = actual.map(|h| {
+                h.join().unwrap_or_else(|_| {
+                    Err(CallError {
+                        message: "the digest thread panicked".into(),
+                        retryable: false,
+                        code: None,
+                    })
+                })
+            });
+            (expected, actual)
+        });
+        let mut expected = expected?;
+        let mut check = TableCheck {
+            connection: target.connection.clone(),
+            table: target.table.clone(),
+            expected: DigestSummary::of(&expected.digest),
+            actual: DigestSummary::of(&TableDigest::new()),
+            ok: false,
+            missing: Vec::new(),
+            extra: Vec::new(),
+            changed: Vec::new(),
+            unlisted_extra: 0,
+            repaired: None,
+            error: None,
+        };
+        let Some(schema) = schema else {
+            // Nothing journaled for this table: there is no schema to read it in.
+            check.ok = true;
+            check.error = None;
+            self.journal_result(session, &check, &expected.digest, &TableDigest::new())?;
+            return Ok(check);
+        };
+        let mut table_missing = false;
+        let actual = match actual {
+            Some(Ok(d)) => d,
+            Some(Err(e)) if e.code == Some(ErrorCode::NotFound) => {
+                table_missing = true;
+                TableDigest::new()
+            }
+            Some(Err(e)) => {
+                check.error = Some(format!(
+                    "digest of `{}` in `{}`: {}",
+                    target.table, target.connection, e.message
+                ));
+                return Ok(check);
+            }
+            None => TableDigest::new(),
+        };
+        check.actual = DigestSummary::of(&actual);
+        check.ok = actual == expected.digest;
+        if !check.ok && expected.keyed && !expected.complete {
+            expected = expected_state(&session.reader, target, seqs, &batches, true)?;
+        }
+        let mut diff = Diff::default();
+        if !check.ok {
+            if expected.keyed {
+                let mut b = Bisect {
+                    pool,
+                    target,
+                    schema: &schema,
+                    expected: &expected,
+                    sorted: sorted_keys(&expected.rows),
+                    batches: &mut batches,
+                    diff: &mut diff,
+                };
+                if let Err(e) = b.run(&actual) {
+                    check.error = Some(e);
+                }
+            } else {
+                check.error = Some(
+                    "the table has no primary key: the rows that differ cannot be named".into(),
+                );
+            }
+            check.missing = diff.missing.iter().map(|(_, t)| t.clone()).collect();
+            check.extra = diff.extra.iter().map(|(_, t)| t.clone()).collect();
+            check.changed = diff.changed.iter().map(|(_, t)| t.clone()).collect();
+            check.unlisted_extra = diff.unlisted_extra;
+        }
+        let verify_seq = self.journal_result(session, &check, &expected.digest, &actual)?;
+        if repair && !check.ok && expected.keyed && check.error.is_none() {
+            let written = repair_rows(
+                session,
+                target,
+                &schema,
+                &expected,
+                &diff,
+                &mut batches,
+                verify_seq,
+                table_missing,
+            );
+            if let Err(e) = written {
+                check.error = Some(format!("repair: {e}"));
+                return Ok(check);
+            }
+            let request = DigestRequest {
+                table: target.table.clone(),
+                schema: (*schema).clone(),
+                range: KeyRange::all(),
+            };
+            match pool.with(&target.connection, |c| c.table_digest(&request)) {
+                Ok(after) => {
+                    let ok = after == expected.digest;
+                    let mut again = check.clone();
+                    again.actual = DigestSummary::of(&after);
+                    again.ok = ok;
+                    again.missing.clear();
+                    again.extra.clear();
+                    again.changed.clear();
+                    again.unlisted_extra = 0;
+                    self.journal_result(session, &again, &expected.digest, &after)?;
+                    check.repaired = Some((DigestSummary::of(&after), ok));
+                }
+                Err(e) => check.error = Some(format!("digest after the repair: {}", e.message)),
+            }
+        }
+        Ok(check)
+    }
+
+    fn journal_result(
+        &self,
+        session: &Session,
+        check: &TableCheck,
+        expected: &TableDigest,
+        actual: &TableDigest,
+    ) -> Result<u64> {
+        let keys: Vec<String> = [
+            ("missing", &check.missing),
+            ("extra", &check.extra),
+            ("changed", &check.changed),
+        ]
+        .into_iter()
+        .flat_map(|(kind, keys)| {
+            keys.iter()
+                .take(JOURNALED_KEYS)
+                .map(move |k| format!("{kind} {k}"))
+        })
+        .map(|k| self.pipeline.scrub(&k).into_owned())
+        .collect();
+        session.record(
+            EntryKind::VerifyResult {
+                connection: check.connection.clone(),
+                table: check.table.clone(),
+                expected: state_digest(expected),
+                actual: state_digest(actual),
+                ok: check.ok,
+                missing: check.missing.len() as u64,
+                extra: check.extra.len() as u64 + check.unlisted_extra,
+                changed: check.changed.len() as u64,
+                keys,
+            },
+            Vec::new(),
+        )
+    }
+}
+
+/// What users see of a table digest, as the journal stores it.
+fn state_digest(d: &TableDigest) -> Digest {
+    Digest::of(&d.state_bytes())
+}
+
+/// Decoded journal batches, by seq, kept while a table is verified.
+struct BatchCache<'r> {
+    reader: &'r Reader,
+    batches: HashMap<u64, Arc<Batch>>,
+}
+
+impl<'r> BatchCache<'r> {
+    fn new(reader: &'r Reader) -> BatchCache<'r> {
+        BatchCache {
+            reader,
+            batches: HashMap::new(),
+        }
+    }
+
+    /// Reads and decodes the batch at `seq` (not kept).
+    fn load(&self, seq: u64) -> Result<Batch> {
+        let stored = self.reader.get(seq)?.ok_or_else(|| EngineError::Batch {
+            seq,
+            message: "no such entry in the journal".into(),
+        })?;
+        match stored.entry.payload {
+            Payload::Inline(bytes) => Batch::decode(&bytes).map_err(|e| EngineError::Batch {
+                seq,
+                message: e.to_string(),
+            }),
+            Payload::Compacted { .. } => Err(EngineError::Batch {
+                seq,
+                message: "its rows were dropped by `journal compact`: the expected state of \
+                          its table cannot be computed from this journal"
+                    .into(),
+            }),
+        }
+    }
+
+    /// The batch at `seq`, decoded once.
+    fn get(&mut self, seq: u64) -> Result<Arc<Batch>> {
+        if let Some(b) = self.batches.get(&seq) {
+            return Ok(Arc::clone(b));
+        }
+        let b = Arc::new(self.load(seq)?);
+        self.batches.insert(seq, Arc::clone(&b));
+        Ok(b)
+    }
+}
+
+/// The schema the destination table has: that of the last batch of rows (not of deleted keys).
+fn destination_schema(batches: &mut BatchCache<'_>, seqs: &[u64]) -> Result<Option<Arc<Schema>>> {
+    for &seq in seqs.iter().rev() {
+        let b = batches.load(seq)?;
+        if !is_delete_schema(b.schema()) {
+            return Ok(Some(Arc::clone(b.schema())));
+        }
+    }
+    Ok(None)
+}
+
+/// Folds the batches at `seqs` (in order) into the expected state `e` of `table`.
+fn fold_into(e: &mut Expected, table: &str, seqs: &[u64], batches: &BatchCache<'_>) -> Result<()> {
+    for &seq in seqs {
+        let batch = batches.load(seq)?;
+        if is_delete_schema(batch.schema()) {
+            for row in 0..batch.num_rows() {
+                let key = key_bytes(&batch, batch.schema().primary_key(), row);
+                if let Some(old) = e.rows.remove(&key) {
+                    e.digest.remove_row(&old.digest);
+                }
+            }
+            continue;
+        }
+        if !e.seen_rows {
+            e.keyed = !batch.schema().primary_key().is_empty();
+            e.seen_rows = true;
+        }
+        if !e.keyed {
+            e.digest.add_batch(table, &batch);
+            continue;
+        }
+        let (rows, added) = digest_keyed(table, &batch);
+        e.digest.combine(&added);
+        for (row, (key, digest)) in rows.into_iter().enumerate() {
+            let new = ExpectedRow {
+                digest,
+                seq,
+                row: u32::try_from(row).unwrap_or(u32::MAX),
+            };
+            if let Some(old) = e.rows.insert(key, new) {
+                e.digest.remove_row(&old.digest);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The expected state of `target` from the batches at `seqs`: from the fold's checkpoint
+/// when the journal still begins with the batches it folded (then only newer batches are
+/// folded, and with `need_rows` false and nothing newer, only the digest is read), else from
+/// the whole journal. The checkpoint is written again whenever batches were folded.
+fn expected_state(
+    reader: &Reader,
+    target: &Target,
+    seqs: &[u64],
+    batches: &BatchCache<'_>,
+    need_rows: bool,
+) -> Result<Expected> {
+    let paths = FoldCheckpoint::paths(reader.dir(), target);
+    let head = FoldCheckpoint::load_head(&paths.0, reader, seqs);
+    if let Some(h) = &head {
+        let fresh = &seqs[h.count..];
+        if fresh.is_empty() && !need_rows {
+            return Ok(Expected {
+                keyed: h.keyed,
+                rows: HashMap::new(),
+                complete: false,
+                digest: TableDigest::from_state_bytes(&h.state, h.rows).map_err(|e| {
+                    EngineError::Checkpoint {
+                        path: paths.0.clone(),
+                        message: e.to_string(),
+                    }
+                })?,
+                seen_rows: h.seen_rows,
+            });
+        }
+        if let Some(mut e) = FoldCheckpoint::load_rows(&paths.1, h) {
+            if !fresh.is_empty() {
+                fold_into(&mut e, &target.table, fresh, batches)?;
+                FoldCheckpoint::save(&paths, reader, seqs, &e);
+            }
+            return Ok(e);
+        }
+    }
+    let mut e = Expected::new();
+    fold_into(&mut e, &target.table, seqs, batches)?;
+    FoldCheckpoint::save(&paths, reader, seqs, &e);
+    Ok(e)
+}
+
+/// The fold of one destination table, saved next to the journal's segments: a small head
+/// (digest, what was folded) and the rows (key -> row digest and place), so that a verify
+/// folds only the batches journaled since the last one, and one that passes reads 2 KiB.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct FoldCheckpoint {
+    version: u32,
+    /// Batches folded: the first `count` of the table's selected seqs, whose hash is
+    /// `seqs_hash`; the last of them is the entry whose chain is `chain`.
+    count: usize,
+    seqs_hash: [u8; 32],
+    last_seq: u64,
+    chain: [u8; 32],
+    keyed: bool,
+    seen_rows: bool,
+    state: Vec<u8>,
+    rows: i64,
+}
+
+type RowsFile = ([u8; 32], Vec<(Vec<u8>, [u8; 32], u64, u32)>);
+
+impl FoldCheckpoint {
+    const VERSION: u32 = 1;
+
+    fn paths(dir: &std::path::Path, target: &Target) -> (std::path::PathBuf, std::path::PathBuf) {
+        let id = hex::encode(format!("{}\0{}", target.connection, target.table));
+        (
+            dir.join(format!("verify-{id}.head")),
+            dir.join(format!("verify-{id}.rows")),
+        )
+    }
+
+    fn seqs_hash(seqs: &[u64]) -> [u8; 32] {
+        use sha2::Digest as _;
+        let mut h = sha2::Sha256::new();
+        for s in seqs {
+            h.update(s.to_le_bytes());
+        }
+        h.finalize().into()
+    }
+
+    /// The head, if it exists and still describes a prefix of `seqs` in this journal.
+    fn load_head(path: &std::path::Path, reader: &Reader, seqs: &[u64]) -> Option<FoldCheckpoint> {
+        let bytes = std::fs::read(path).ok()?;
+        let (h, _): (FoldCheckpoint, usize) =
+            bincode::serde::decode_from_slice(&bytes, bincode::config::standard()).ok()?;
+        if h.version != Self::VERSION || h.count == 0 || h.count > seqs.len() {
+            return None;
+        }
+        if seqs[h.count - 1] != h.last_seq || Self::seqs_hash(&seqs[..h.count]) != h.seqs_hash {
+            return None;
+        }
+        let stored = reader.get(h.last_seq).ok()??;
+        (stored.chain.0 == h.chain).then_some(h)
+    }
+
+    fn load_rows(path: &std::path::Path, head: &FoldCheckpoint) -> Option<Expected> {
+        let bytes = std::fs::read(path).ok()?;
+        let ((hash, rows), _): (RowsFile, usize) =
+            bincode::serde::decode_from_slice(&bytes, bincode::config::standard()).ok()?;
+        if hash != head.seqs_hash {
+            return None;
+        }
+        let rows = rows
+            .into_iter()
+            .map(|(k, d, seq, row)| {
+                (
+                    k,
+                    ExpectedRow {
+                        digest: RowDigest(d),
+                        seq,
+                        row,
+                    },
+                )
+            })
+            .collect();
+        Some(Expected {
+            keyed: head.keyed,
+            rows,
+            complete: true,
+            digest: TableDigest::from_state_bytes(&head.state, head.rows).ok()?,
+            seen_rows: head.seen_rows,
+        })
+    }
+
+    /// Saves the fold of all of `seqs`; a checkpoint that cannot be written only costs the
+    /// next verify a longer fold.
+    fn save(
+        paths: &(std::path::PathBuf, std::path::PathBuf),
+        reader: &Reader,
+        seqs: &[u64],
+        e: &Expected,
+    ) {
+        let Some(&last_seq) = seqs.last() else {
+            return;
+        };
+        let Ok(Some(stored)) = reader.get(last_seq) else {
+            return;
+        };
+        let head = FoldCheckpoint {
+            version: Self::VERSION,
+            count: seqs.len(),
+            seqs_hash: Self::seqs_hash(seqs),
+            last_seq,
+            chain: stored.chain.0,
+            keyed: e.keyed,
+            seen_rows: e.seen_rows,
+            state: e.digest.state_bytes(),
+            rows: e.digest.rows(),
+        };
+        let rows: RowsFile = (
+            head.seqs_hash,
+            e.rows
+                .iter()
+                .map(|(k, r)| (k.clone(), r.digest.0, r.seq, r.row))
+                .collect(),
+        );
+        let write = |path: &std::path::Path, bytes: Vec<u8>| -> std::io::Result<()> {
+            let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
+            std::fs::write(&tmp, bytes)?;
+            std::fs::rename(&tmp, path)
+        };
+        let config = bincode::config::standard();
+        // Rows first: a head is only ever next to the rows it describes (or newer ones,
+        // which its hash then refuses).
+        let written = bincode::serde::encode_to_vec(&rows, config)
+            .map_err(std::io::Error::other)
+            .and_then(|b| write(&paths.1, b))
+            .and_then(|()| {
+                bincode::serde::encode_to_vec(&head, config)
+                    .map_err(std::io::Error::other)
+                    .and_then(|b| write(&paths.0, b))
+            });
+        if let Err(err) = written {
+            tracing::warn!(error = %err, "verify checkpoint not written");
+        }
+    }
+}
+
+/// Key and row digest of every row of a keyed batch, and the digest of all of them; large
+/// batches on two threads.
+fn digest_keyed(table: &str, batch: &Batch) -> (Vec<(Vec<u8>, RowDigest)>, TableDigest) {
+    let part = |range: std::ops::Range<usize>| {
+        let mut d = TableDigest::new();
+        let rows: Vec<(Vec<u8>, RowDigest)> = range
+            .filter_map(|row| {
+                let digest = RowDigest::of_row(table, batch, row)?;
+                d.add_row(&digest);
+                Some((key_bytes(batch, batch.schema().primary_key(), row), digest))
+            })
+            .collect();
+        (rows, d)
+    };
+    let n = batch.num_rows();
+    if n < PARALLEL_ROWS {
+        return part(0..n);
+    }
+    let mid = n / 2;
+    let (left, right) = std::thread::scope(|s| {
+        let right = s.spawn(|| part(mid..n));
+        let left = part(0..mid);
+        (left, right.join())
+    });
+    let Ok((right_rows, right_digest)) = right else {
+        // Digesting is plain computation; should it panic, do it again on this thread.
+        return part(0..n);
+    };
+    let (mut rows, mut digest) = left;
+    rows.extend(right_rows);
+    digest.combine(&right_digest);
+    (rows, digest)
+}
+
+/// The expected keys in order.
+fn sorted_keys(rows: &HashMap<Vec<u8>, ExpectedRow>) -> Vec<(&[u8], ExpectedRow)> {
+    let mut v: Vec<(&[u8], ExpectedRow)> = rows.iter().map(|(k, r)| (k.as_slice(), *r)).collect();
+    v.sort_unstable_by(|a, b| a.0.cmp(b.0));
+    v
+}
+
+/// Keys found to differ: (encoded key, text), and where an expected row is.
+#[derive(Default)]
+struct Diff {
+    missing: BTreeSet<(Vec<u8>, String)>,
+    changed: BTreeSet<(Vec<u8>, String)>,
+    extra: BTreeSet<(Vec<u8>, String)>,
+    /// Key values of the extra rows, for the deletes of a repair.
+    extra_values: BTreeMap<Vec<u8>, Vec<Value>>,
+    unlisted_extra: u64,
+}
+
+struct Bisect<'a, 'r> {
+    pool: &'a ConnectionPool,
+    target: &'a Target,
+    schema: &'a Arc<Schema>,
+    expected: &'a Expected,
+    sorted: Vec<(&'a [u8], ExpectedRow)>,
+    batches: &'a mut BatchCache<'r>,
+    diff: &'a mut Diff,
+}
+
+impl Bisect<'_, '_> {
+    fn run(&mut self, actual: &TableDigest) -> std::result::Result<(), String> {
+        let n = self.sorted.len();
+        let mut stack = vec![(0, n, self.expected.digest.clone(), actual.clone())];
+        while let Some((i, j, expected, actual)) = stack.pop() {
+            if expected == actual {
+                continue;
+            }
+            if actual.rows() == 0 {
+                for k in i..j {
+                    self.missing(k)?;
+                }
+                continue;
+            }
+            if j - i <= LEAF_KEYS {
+                self.leaf(i, j, &actual)?;
+                continue;
+            }
+            let mid = i + (j - i) / 2;
+            let mut left = TableDigest::new();
+            for (_, r) in &self.sorted[i..mid] {
+                left.add_row(&r.digest);
+            }
+            let range = self.range(i, mid)?;
+            let actual_left = self.digest(range)?;
+            let mut right = expected;
+            right.subtract(&left);
+            let mut actual_right = actual;
+            actual_right.subtract(&actual_left);
+            stack.push((mid, j, right, actual_right));
+            stack.push((i, mid, left, actual_left));
+        }
+        Ok(())
+    }
+
+    fn digest(&self, range: KeyRange) -> std::result::Result<TableDigest, String> {
+        let request = DigestRequest {
+            table: self.target.table.clone(),
+            schema: (**self.schema).clone(),
+            range,
+        };
+        self.pool
+            .with(&self.target.connection, |c| c.table_digest(&request))
+            .map_err(|e| format!("digest of a key range of `{}`: {e}", self.target.table))
+    }
+
+    /// The key values of expected key `k`.
+    fn key_values(&mut self, k: usize) -> std::result::Result<Vec<Value>, String> {
+        let r = self.sorted[k].1;
+        let batch = self.batches.get(r.seq).map_err(|e| e.to_string())?;
+        Ok(key_values(
+            &batch,
+            batch.schema().primary_key(),
+            r.row as usize,
+        ))
+    }
+
+    /// Keys `i..j` of the sorted expected keys, as a range of the key space: from key `i`
+    /// (or the start) up to key `j` excluded (or the end).
+    fn range(&mut self, i: usize, j: usize) -> std::result::Result<KeyRange, String> {
+        Ok(KeyRange {
+            lower: if i == 0 {
+                Bound::Unbounded
+            } else {
+                Bound::Included(self.key_values(i)?)
+            },
+            upper: if j >= self.sorted.len() {
+                Bound::Unbounded
+            } else {
+                Bound::Excluded(self.key_values(j)?)
+            },
+        })
+    }
+
+    fn missing(&mut self, k: usize) -> std::result::Result<(), String> {
+        let text = key_text(&self.key_values(k)?);
+        self.diff.missing.insert((self.sorted[k].0.to_vec(), text));
+        Ok(())
+    }
+
+    /// Compares keys `i..j` row by row, reading the destination's rows back through its
+    /// source side; point digests where it has none.
+    fn leaf(
+        &mut self,
+        i: usize,
+        j: usize,
+        actual: &TableDigest,
+    ) -> std::result::Result<(), String> {
+        match self.read_range(i, j) {
+            Ok(found) => self.compare_rows(i, j, found),
+            Err(_) => self.point_digests(i, j, actual),
+        }
+    }
+
+    /// The destination's rows in the range of keys `i..j`: encoded key -> (row digest, key
+    /// values).
+    fn read_range(
+        &mut self,
+        i: usize,
+        j: usize,
+    ) -> std::result::Result<HashMap<Vec<u8>, (RowDigest, Vec<Value>)>, String> {
+        let range = self.range(i, j)?;
+        let key: Vec<usize> = self.schema.primary_key().to_vec();
+        let first = self.schema.fields()[key[0]].name.clone();
+        let single = key.len() == 1;
+        let first_of = |b: &Bound<Vec<Value>>, upper: bool| match b {
+            Bound::Unbounded => Bound::Unbounded,
+            Bound::Included(v) => Bound::Included(v[0].clone()),
+            // A composite key's range is read by its first column, then cut by the tuple.
+            Bound::Excluded(v) if single || !upper => Bound::Excluded(v[0].clone()),
+            Bound::Excluded(v) => Bound::Included(v[0].clone()),
+        };
+        let request = ReadRequest {
+            target: ReadTarget::Table(self.target.table.clone()),
+            cursor_column: Some(first),
+            from: first_of(&range.lower, false),
+            to: first_of(&range.upper, true),
+            limits: caudal_connector::ChunkLimits::default(),
+        };
+        let lower = (i > 0).then(|| self.sorted[i].0.to_vec());
+        let upper = (j < self.sorted.len()).then(|| self.sorted[j].0.to_vec());
+        let table = self.target.table.clone();
+        let schema = Arc::clone(self.schema);
+        let mut found = HashMap::new();
+        self.pool
+            .with(&self.target.connection, |c| {
+                let mut reader = c.read(&request)?;
+                while let Some(chunk) = reader.next_chunk()? {
+                    let batch = Batch::decode(&chunk.bytes).map_err(|e| HostError::Exchange {
+                        plugin: String::new(),
+                        function: "read",
+                        source: e,
+                    })?;
+                    let Some(batch) = in_schema(&batch, &schema) else {
+                        return Err(HostError::Exchange {
+                            plugin: String::new(),
+                            function: "read",
+                            source: caudal_connector::Error::Decode(
+                                "the table's columns differ from the stream's".into(),
+                            ),
+                        });
+                    };
+                    for row in 0..batch.num_rows() {
+                        let k = key_bytes(&batch, batch.schema().primary_key(), row);
+                        let below = lower.as_ref().is_some_and(|l| k.as_slice() < l.as_slice());
+                        let above = upper.as_ref().is_some_and(|u| k.as_slice() >= u.as_slice());
+                        if below || above {
+                            continue;
+                        }
+                        if let Some(d) = RowDigest::of_row(&table, &batch, row) {
+                            let values = key_values(&batch, batch.schema().primary_key(), row);
+                            found.insert(k, (d, values));
+                        }
+                    }
+                }
+                Ok(())
+            })
+            .map_err(|e| e.message)?;
+        Ok(found)
+    }
+
+    fn compare_rows(
+        &mut self,
+        i: usize,
+        j: usize,
+        mut found: HashMap<Vec<u8>, (RowDigest, Vec<Value>)>,
+    ) -> std::result::Result<(), String> {
+        for k in i..j {
+            let (key, row) = (self.sorted[k].0, self.sorted[k].1);
+            match found.remove(key) {
+                None => self.missing(k)?,
+                Some((d, _)) if d == row.digest => {}
+                Some(_) => {
+                    // The source side may read a column in another logical class than the
+                    // stream's (a flag as a tiny integer): the sink's digest in the stream's
+                    // schema decides.
+                    let values = self.key_values(k)?;
+                    let point = self.digest(KeyRange {
+                        lower: Bound::Included(values.clone()),
+                        upper: Bound::Included(values.clone()),
+                    })?;
+                    let mut want = TableDigest::new();
+                    want.add_row(&row.digest);
+                    if point != want {
+                        self.diff.changed.insert((key.to_vec(), key_text(&values)));
+                    }
+                }
+            }
+        }
+        for (key, (_, values)) in found {
+            self.diff.extra.insert((key.clone(), key_text(&values)));
+            self.diff.extra_values.insert(key, values);
+        }
+        Ok(())
+    }
+
+    /// Without a source side: each expected key's own digest says missing or changed; rows in
+    /// excess are only counted.
+    fn point_digests(
+        &mut self,
+        i: usize,
+        j: usize,
+        actual: &TableDigest,
+    ) -> std::result::Result<(), String> {
+        let mut present = 0i64;
+        for k in i..j {
+            let values = self.key_values(k)?;
+            let point = self.digest(KeyRange {
+                lower: Bound::Included(values.clone()),
+                upper: Bound::Included(values.clone()),
+            })?;
+            if point.rows() == 0 {
+                self.missing(k)?;
+                continue;
+            }
+            present += point.rows();
+            let mut want = TableDigest::new();
+            want.add_row(&self.sorted[k].1.digest);
+            if point != want {
+                self.diff
+                    .changed
+                    .insert((self.sorted[k].0.to_vec(), key_text(&values)));
+            }
+        }
+        self.diff.unlisted_extra += u64::try_from(actual.rows() - present).unwrap_or(0);
+        Ok(())
+    }
+}
+
+/// `batch` (read from a destination) with its columns in the order of `schema` and its
+/// primary key, keeping the logical types it was read in. `None` when a column is missing.
+fn in_schema(batch: &Batch, schema: &Schema) -> Option<Batch> {
+    let mut fields = Vec::with_capacity(schema.len());
+    let mut columns = Vec::with_capacity(schema.len());
+    for f in schema.fields() {
+        let i = batch.schema().index_of(&f.name)?;
+        fields.push(batch.schema().fields()[i].clone());
+        columns.push(batch.columns()[i].clone());
+    }
+    let read = Schema::from_parts(fields, schema.primary_key().to_vec()).ok()?;
+    Batch::try_new(Arc::new(read), columns).ok()
+}
+
+/// Writes the expected rows of missing and changed keys and deletes the extra ones.
+#[expect(clippy::too_many_arguments, reason = "the parts of one repair, each used once")]
+fn repair_rows(
+    session: &Session,
+    target: &Target,
+    schema: &Arc<Schema>,
+    expected: &Expected,
+    diff: &Diff,
+    batches: &mut BatchCache<'_>,
+    seq: u64,
+    table_missing: bool,
+) -> std::result::Result<(), String> {
+    let pipeline = session.pipeline.name().to_owned();
+    let call = |f: &dyn Fn(&mut dyn Endpoint) -> std::result::Result<(), HostError>| {
+        session
+            .pool
+            .with(&target.connection, |c| f(c))
+            .map_err(|e| e.message)
+    };
+    if table_missing {
+        call(&|c| {
+            c.prepare_table(&PrepareTable {
+                table: target.table.clone(),
+                schema: (**schema).clone(),
+                replace: false,
+            })
+        })?;
+    }
+    let keys: Vec<&Vec<u8>> = diff
+        .missing
+        .iter()
+        .chain(diff.changed.iter())
+        .map(|(k, _)| k)
+        .collect();
+    let next_seq = |stream: &str| {
+        session
+            .pool
+            .with(&target.connection, |c| {
+                c.last_applied_seq(&pipeline, stream)
+            })
+            .map(|last| seq.max(last.map_or(0, |l| l + 1)))
+            .map_err(|e| e.message)
+    };
+    let mut write_seq = next_seq(REPAIR_STREAM)?;
+    for chunk in keys.chunks(REPAIR_CHUNK) {
+        let mut b = BatchBuilder::with_capacity(Arc::clone(schema), chunk.len());
+        for key in chunk {
+            let Some(r) = expected.rows.get(*key) else {
+                continue;
+            };
+            let batch = batches.get(r.seq).map_err(|e| e.to_string())?;
+            let row: Vec<Value> = (0..batch.num_columns())
+                .map(|c| batch.value(r.row as usize, c).unwrap_or(Value::Null))
+                .collect();
+            b.push_row(&row).map_err(|e| e.to_string())?;
+        }
+        let rows = b.finish().map_err(|e| e.to_string())?;
+        let bytes = rows.encode().map_err(|e| e.to_string())?;
+        let request = WriteRequest {
+            pipeline: pipeline.clone(),
+            stream: REPAIR_STREAM.into(),
+            table: target.table.clone(),
+            seq: write_seq,
+            op: WriteOp::Upsert,
+        };
+        call(&|c| c.write(&request, &bytes).map(|_| ()))?;
+        write_seq += 1;
+    }
+    if diff.extra_values.is_empty() {
+        return Ok(());
+    }
+    let deletes = Arc::new(delete_schema(schema)?);
+    let marker = deletes.len() - 1;
+    let values: Vec<&Vec<Value>> = diff.extra_values.values().collect();
+    let mut delete_seq = next_seq(REPAIR_DELETES_STREAM)?;
+    for chunk in values.chunks(REPAIR_CHUNK) {
+        let mut b = BatchBuilder::with_capacity(Arc::clone(&deletes), chunk.len());
+        for key in chunk {
+            for (c, v) in key.iter().enumerate() {
+                b.push_value(c, v).map_err(|e| e.to_string())?;
+            }
+            b.push(marker, true).map_err(|e| e.to_string())?;
+        }
+        let bytes = b
+            .finish()
+            .and_then(|b| b.encode())
+            .map_err(|e| e.to_string())?;
+        let request = WriteRequest {
+            pipeline: pipeline.clone(),
+            stream: REPAIR_DELETES_STREAM.into(),
+            table: target.table.clone(),
+            seq: delete_seq,
+            op: WriteOp::Delete,
+        };
+        call(&|c| c.write(&request, &bytes).map(|_| ()))?;
+        delete_seq += 1;
+    }
+    Ok(())
+}
+
+/// The values of the key columns of `row`.
+fn key_values(batch: &Batch, key: &[usize], row: usize) -> Vec<Value> {
+    key.iter()
+        .map(|&c| batch.value(row, c).unwrap_or(Value::Null))
+        .collect()
+}
+
+/// An order-preserving encoding of the key of `row`: byte order of encodings is the order
+/// of the key tuples (numbers by value, text and bytes by their bytes, NULL first), and
+/// values of one logical class encode alike whatever their storage width, so a key read back
+/// from a destination in another integer width encodes as the journal's.
+pub(crate) fn key_bytes(batch: &Batch, key: &[usize], row: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(key.len() * 17);
+    for &c in key {
+        encode_value(&batch.value(row, c).unwrap_or(Value::Null), &mut out);
+    }
+    out
+}
+
+fn flip128(v: i128) -> [u8; 16] {
+    (v.cast_unsigned() ^ (1u128 << 127)).to_be_bytes()
+}
+
+fn flip64(v: i64) -> [u8; 8] {
+    (v.cast_unsigned() ^ (1u64 << 63)).to_be_bytes()
+}
+
+fn escaped(bytes: &[u8], out: &mut Vec<u8>) {
+    for &b in bytes {
+        out.push(b);
+        if b == 0 {
+            out.push(0xFF);
+        }
+    }
+    out.extend_from_slice(&[0, 0]);
+}
+
+fn encode_value(v: &Value, out: &mut Vec<u8>) {
+    match v {
+        Value::Null => out.push(0x00),
+        Value::Bool(b) => out.extend_from_slice(&[0x01, u8::from(*b)]),
+        Value::Int(i) => {
+            out.push(0x02);
+            out.extend_from_slice(&flip128(i128::from(*i)));
+        }
+        Value::UInt(u) => {
+            out.push(0x02);
+            out.extend_from_slice(&flip128(i128::from(*u)));
+        }
+        Value::Int128(i) => {
+            out.push(0x02);
+            out.extend_from_slice(&flip128(*i));
+        }
+        Value::Decimal { unscaled, scale } => {
+            // At a common scale of 18 digits; beyond i128 it saturates (no such keys in
+            // practice).
+            let s = u32::from(*scale);
+            let at18 = if s <= 18 {
+                unscaled.saturating_mul(10i128.pow(18 - s))
+            } else {
+                unscaled / 10i128.pow((s - 18).min(38))
+            };
+            out.push(0x03);
+            out.extend_from_slice(&flip128(at18));
+        }
+        Value::Float(f) => {
+            let bits = f.to_bits();
+            let ordered = if bits >> 63 == 1 {
+                !bits
+            } else {
+                bits | (1 << 63)
+            };
+            out.push(0x04);
+            out.extend_from_slice(&ordered.to_be_bytes());
+        }
+        Value::Date(d) => {
+            out.push(0x05);
+            out.extend_from_slice(&(d.cast_unsigned() ^ 0x8000_0000).to_be_bytes());
+        }
+        Value::Time(t) => {
+            out.push(0x06);
+            out.extend_from_slice(&flip64(*t));
+        }
+        Value::DateTime(t) | Value::Timestamp(t) => {
+            out.push(0x07);
+            out.extend_from_slice(&flip64(*t));
+        }
+        Value::Text(s) => {
+            out.push(0x08);
+            escaped(s.as_bytes(), out);
+        }
+        Value::Bytes(b) => {
+            out.push(0x09);
+            escaped(b, out);
+        }
+        Value::Uuid(u) => {
+            out.push(0x0A);
+            out.extend_from_slice(u);
+        }
+        other => {
+            // Intervals and instants with offsets: equal values encode alike; their order is
+            // not the database's (no table is keyed by them in practice).
+            out.push(0xFE);
+            let bytes = bincode::serde::encode_to_vec(other, bincode::config::standard())
+                .unwrap_or_default();
+            escaped(&bytes, out);
+        }
+    }
+}
+
+/// A key as users read it: its values, comma-separated.
+pub fn key_text(values: &[Value]) -> String {
+    values.iter().map(value_text).collect::<Vec<_>>().join(",")
+}
+
+fn value_text(v: &Value) -> String {
+    match v {
+        Value::Null => "NULL".into(),
+        Value::Bool(b) => b.to_string(),
+        Value::Int(i) => i.to_string(),
+        Value::UInt(u) => u.to_string(),
+        Value::Int128(i) => i.to_string(),
+        Value::Decimal { unscaled, scale } => decimal_text(*unscaled, *scale),
+        Value::Float(f) => f.to_string(),
+        Value::Text(s) => s.clone(),
+        Value::Bytes(b) => format!("0x{}", hex::encode(b)),
+        Value::Uuid(u) => hex::encode(u),
+        other => format!("{other:?}"),
+    }
+}
+
+fn decimal_text(unscaled: i128, scale: u8) -> String {
+    if scale == 0 {
+        return unscaled.to_string();
+    }
+    let digits = unscaled.unsigned_abs().to_string();
+    let scale = usize::from(scale);
+    let padded = format!("{digits:0>width$}", width = scale + 1);
+    let (int, frac) = padded.split_at(padded.len() - scale);
+    let sign = if unscaled < 0 { "-" } else { "" };
+    format!("{sign}{int}.{frac}")
+}
+
+#[cfg(test)]
+mod tests {
+    use caudal_connector::{Field, LogicalType};
+
+    use super::*;
+
+    fn batch(rows: &[(i64, &str)]) -> Batch {
+        let schema = Arc::new(
+            Schema::new(
+                vec![
+                    Field::new("id", LogicalType::Int64, false),
+                    Field::new(
+                        "name",
+                        LogicalType::Varchar {
+                            max_length: Some(20),
+                        },
+                        true,
+                    ),
+                ],
+                &["id", "name"],
+            )
+            .unwrap(),
+        );
+        let mut b = BatchBuilder::new(schema);
+        for (id, name) in rows {
+            b.push(0, *id).unwrap();
+            b.push(1, *name).unwrap();
+        }
+        b.finish().unwrap()
+    }
+
+    #[test]
+    fn key_encoding_orders_like_the_values() {
+        let rows = [
+            (-5, "b"),
+            (-5, "a\0z"),
+            (3, ""),
+            (-1_000_000_000_000, "x"),
+            (3, "a"),
+            (i64::MAX, "a"),
+            (-5, "a"),
+        ];
+        let b = batch(&rows);
+        let mut encoded: Vec<(Vec<u8>, (i64, &str))> = (0..rows.len())
+            .map(|r| (key_bytes(&b, &[0, 1], r), rows[r]))
+            .collect();
+        encoded.sort_by(|x, y| x.0.cmp(&y.0));
+        let mut want = rows.to_vec();
+        want.sort();
+        let got: Vec<(i64, &str)> = encoded.into_iter().map(|(_, r)| r).collect();
+        assert_eq!(got, want);
+    }
+
+    #[test]
+    fn integer_widths_and_decimal_scales_encode_alike() {
+        let mut a = Vec::new();
+        let mut b = Vec::new();
+        encode_value(&Value::Int(7), &mut a);
+        encode_value(&Value::UInt(7), &mut b);
+        assert_eq!(a, b);
+        let (mut c, mut d) = (Vec::new(), Vec::new());
+        encode_value(
+            &Value::Decimal {
+                unscaled: 150,
+                scale: 2,
+            },
+            &mut c,
+        );
+        encode_value(
+            &Value::Decimal {
+                unscaled: 15,
+                scale: 1,
+            },
+            &mut d,
+        );
+        assert_eq!(c, d);
+        let mut e = Vec::new();
+        encode_value(
+            &Value::Decimal {
+                unscaled: 151,
+                scale: 2,
+            },
+            &mut e,
+        );
+        assert!(e > c);
+    }
+
+    #[test]
+    fn keys_read_as_users_write_them() {
+        assert_eq!(key_text(&[Value::Int(5), Value::Text("t1".into())]), "5,t1");
+        assert_eq!(decimal_text(-5, 2), "-0.05");
+        assert_eq!(decimal_text(12345, 2), "123.45");
+    }
+}

@@ -1,0 +1,246 @@
+//! `caudal verify` against a DuckDB destination (the plugin, loaded as in production): a row
+//! changed, a row deleted and rows added behind caudal's back are named exactly, `--repair`
+//! writes back only those rows from the journal, and every check is journaled as a
+//! `VerifyResult`.
+//!
+//! Needs `cargo build --release --workspace` first (same CARGO_TARGET_DIR as the tests).
+
+mod engine_support;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use caudal_connector::{Batch, Schema, WriteOp};
+use caudal_journal::EntryKind;
+use engine_support::*;
+
+const KEY: [&str; 3] = ["tienda", "factura", "linea"];
+
+fn connections(names: &[&str]) -> String {
+    names
+        .iter()
+        .map(|n| format!("[connections.{n}]\nconnector = \"duckdb\"\npath = \"{n}.duckdb\"\n\n"))
+        .collect()
+}
+
+/// The key columns of a sales batch, with no key declared (what a delete carries).
+fn key_columns(b: &Batch) -> Batch {
+    let schema = b.schema();
+    let idx: Vec<usize> = KEY.iter().map(|k| schema.index_of(k).unwrap()).collect();
+    let fields = idx.iter().map(|&i| schema.fields()[i].clone()).collect();
+    let columns = idx.iter().map(|&i| b.columns()[i].clone()).collect();
+    Batch::try_new(Arc::new(Schema::new(fields, &KEY).unwrap()), columns).unwrap()
+}
+
+/// `caudal verify --json` with `extra` arguments: exit status and report.
+fn verify_json(file: &Path, extra: &[&str]) -> (i32, serde_json::Value) {
+    let mut args = vec!["verify", "--file", s(file), "--json", "--progress", "none"];
+    args.extend_from_slice(extra);
+    let out = run(&args);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let report: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap_or_else(|e| {
+        panic!(
+            "verify printed no JSON ({e}): {stdout}\nstderr: {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    (out.status.code().unwrap_or(-1), report)
+}
+
+fn keys(table: &serde_json::Value, kind: &str) -> Vec<String> {
+    table[kind]
+        .as_array()
+        .unwrap_or_else(|| panic!("no `{kind}` in {table}"))
+        .iter()
+        .map(|k| k.as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[test]
+fn verify_names_tampered_duckdb_rows_and_repair_fixes_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let (src, wh, journal) = (
+        dir.path().join("src.duckdb"),
+        dir.path().join("wh.duckdb"),
+        dir.path().join("journal"),
+    );
+    fill(&src, "items", &[sales("t1", 0..6000, 100, &KEY)], true);
+    let file = pipeline(
+        dir.path(),
+        &format!(
+            "{}[[streams]]\nfrom = \"src\"\ntable = \"items\"\nto = \"wh\"\nmode = \"merge\"\n\
+             primary_key = [\"tienda\", \"factura\", \"linea\"]\nchunk_rows = 700\n",
+            connections(&["src", "wh"])
+        ),
+    );
+    run_ok(&["run", s(&file), "--progress", "none"]);
+    // Updates and deletes at the source, journaled by a second run.
+    fill(&src, "items", &[sales("t1", 100..200, 7, &KEY)], false);
+    delete(
+        &src,
+        "items",
+        &key_columns(&sales("t1", 3000..3010, 100, &KEY)),
+    );
+    run_ok(&["run", s(&file), "--progress", "none"]);
+
+    let (code, report) = verify_json(&file, &[]);
+    assert_eq!(code, 0, "a fresh destination verifies: {report}");
+    assert_eq!(report["tables"][0]["expected"]["rows"], 5990);
+    assert_eq!(
+        report["tables"][0]["actual"],
+        report["tables"][0]["expected"]
+    );
+
+    // Behind caudal's back: one row changed, one deleted, two added (one sorting before
+    // every key, one after).
+    {
+        let mut conn = open(&wh);
+        fixture_write(
+            &mut conn,
+            "items",
+            1,
+            WriteOp::Upsert,
+            &sales("t1", 700..701, 1, &KEY),
+        );
+        fixture_write(
+            &mut conn,
+            "items",
+            2,
+            WriteOp::Delete,
+            &key_columns(&sales("t1", 1201..1202, 100, &KEY)),
+        );
+        fixture_write(
+            &mut conn,
+            "items",
+            3,
+            WriteOp::Upsert,
+            &sales("t0", 3..4, 100, &KEY),
+        );
+        fixture_write(
+            &mut conn,
+            "items",
+            4,
+            WriteOp::Upsert,
+            &sales("t1", 9000..9001, 100, &KEY),
+        );
+        conn.close().unwrap();
+    }
+    let (code, report) = verify_json(&file, &[]);
+    assert_eq!(code, 1, "a tampered destination fails: {report}");
+    let table = &report["tables"][0];
+    assert_eq!(table["ok"], false);
+    assert_eq!(keys(table, "changed"), ["t1,233,2"]);
+    assert_eq!(keys(table, "missing"), ["t1,400,2"]);
+    assert_eq!(keys(table, "extra"), ["t0,1,1", "t1,3000,1"]);
+
+    let (code, report) = verify_json(&file, &["--repair"]);
+    assert_eq!(code, 0, "repair makes the table equal: {report}");
+    assert_eq!(report["tables"][0]["repaired"]["ok"], true);
+    let (code, report) = verify_json(&file, &[]);
+    assert_eq!(code, 0, "verify passes after the repair: {report}");
+    assert!(keys(&report["tables"][0], "changed").is_empty());
+
+    // The repair touched no lane's offset: a run still finds nothing new to write.
+    let before = table_digest(&wh, "items", &stream_schema(&journal, "items"));
+    run_ok(&["run", s(&file), "--progress", "none"]);
+    assert_eq!(
+        table_digest(&wh, "items", &stream_schema(&journal, "items")),
+        before
+    );
+    assert_eq!(verify_json(&file, &[]).0, 0);
+
+    let results: Vec<_> = entries(&journal)
+        .into_iter()
+        .filter_map(|e| match e.kind {
+            EntryKind::VerifyResult {
+                connection,
+                table,
+                ok,
+                missing,
+                extra,
+                changed,
+                keys,
+                expected,
+                actual,
+            } => Some((
+                connection, table, ok, missing, extra, changed, keys, expected, actual,
+            )),
+            _ => None,
+        })
+        .collect();
+    // fresh ok, mismatch, mismatch + repaired, ok, ok after the last run.
+    assert_eq!(results.len(), 6, "{results:?}");
+    let oks: Vec<bool> = results.iter().map(|r| r.2).collect();
+    assert_eq!(oks, [true, false, false, true, true, true]);
+    let mismatch = &results[1];
+    assert_eq!((mismatch.0.as_str(), mismatch.1.as_str()), ("wh", "items"));
+    assert_eq!((mismatch.3, mismatch.4, mismatch.5), (1, 2, 1));
+    assert_eq!(
+        mismatch.6,
+        [
+            "missing t1,400,2",
+            "extra t0,1,1",
+            "extra t1,3000,1",
+            "changed t1,233,2"
+        ]
+    );
+    assert_ne!(mismatch.7, mismatch.8);
+    assert_eq!(results[3].7, results[3].8);
+    verify(&journal);
+}
+
+#[test]
+fn verify_finds_a_dropped_table_missing_and_repair_recreates_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src.duckdb");
+    fill(&src, "items", &[sales("t1", 0..300, 100, &KEY)], true);
+    let file = pipeline(
+        dir.path(),
+        &format!(
+            "{}[[streams]]\nfrom = \"src\"\ntable = \"items\"\nto = \"wh\"\nmode = \"merge\"\n\
+             primary_key = [\"tienda\", \"factura\", \"linea\"]\n",
+            connections(&["src", "wh"])
+        ),
+    );
+    run_ok(&["run", s(&file), "--progress", "none"]);
+    // A new, empty destination file: the table is not there at all.
+    std::fs::remove_file(dir.path().join("wh.duckdb")).unwrap();
+    let (code, report) = verify_json(&file, &[]);
+    assert_eq!(code, 1, "{report}");
+    assert_eq!(keys(&report["tables"][0], "missing").len(), 300);
+    assert_eq!(report["tables"][0]["actual"]["rows"], 0);
+    let (code, report) = verify_json(&file, &["--repair"]);
+    assert_eq!(code, 0, "{report}");
+    assert_eq!(verify_json(&file, &[]).0, 0);
+}
+
+#[test]
+fn verify_rejects_unknown_names_with_usage_status() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src.duckdb");
+    fill(&src, "items", &[sales("t1", 0..10, 100, &KEY)], true);
+    let file = pipeline(
+        dir.path(),
+        &format!(
+            "{}[[streams]]\nfrom = \"src\"\ntable = \"items\"\nto = \"wh\"\nprimary_key = \
+             [\"tienda\", \"factura\", \"linea\"]\n",
+            connections(&["src", "wh"])
+        ),
+    );
+    run_ok(&["run", s(&file), "--progress", "none"]);
+    let out = run(&["verify", "--file", s(&file), "--connection", "nope"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("nope"));
+    let out = run(&["verify", "--file", s(&file), "--table", "other"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("other"));
+    // Snapshot mode (the default): the table digest of the last snapshot.
+    let out = run(&["verify", "--file", s(&file)]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("wh.items: ok, 10 rows"));
+}
