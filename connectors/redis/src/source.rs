@@ -69,7 +69,7 @@ pub(crate) fn discover(redis: &mut Redis) -> Result<Vec<TableInfo>> {
     let mut found = Vec::new();
     let mut cursor = 0u64;
     loop {
-        let (next, batch): (u64, Vec<String>) = redis
+        let (next, batch): (u64, Vec<Vec<u8>>) = redis
             .runtime
             .block_on(
                 redis::cmd("SCAN")
@@ -82,8 +82,13 @@ pub(crate) fn discover(redis: &mut Redis) -> Result<Vec<TableInfo>> {
             )
             .map_err(|e| redis_error("scanning for schema keys", e))?;
         for key in batch {
-            let table = &key[prefix.len() + 1..key.len() - ":schema".len()];
-            if !table.contains(':') && !found.iter().any(|t: &String| t == table) {
+            // The pattern guarantees `{prefix}:` in front and `:schema` at the end.
+            let start = (prefix.len() + 1).min(key.len());
+            let end = key.len().saturating_sub(":schema".len()).max(start);
+            let Ok(table) = std::str::from_utf8(&key[start..end]) else {
+                continue;
+            };
+            if keys::check_table_name(table).is_ok() && !found.iter().any(|t| t == table) {
                 found.push(table.to_owned());
             }
         }
