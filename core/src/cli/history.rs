@@ -1,6 +1,9 @@
 //! `caudal history [--last N]`: the runs in the journal, newest first, with their trigger,
-//! outcome, rows, and every write attempt after a failure (failed, scheduled, applied). A
-//! projection of the journal, as `status` is.
+//! outcome, rows, the summary of each partitioned stream (the nightly job's daily summary:
+//! stores total, succeeded, failed, rows), and every write attempt after a failure (failed,
+//! scheduled, applied). A projection of the journal, as `status` is: the summary is folded
+//! from the run's `StreamStarted`, `StreamCompleted` and write entries, settled by its
+//! `RunCompleted` or `RunFailed`.
 
 use std::process::ExitCode;
 
@@ -10,6 +13,7 @@ use super::location::JournalLocation;
 use super::status::{duration_shown, first_line, load, print_table, state_shown};
 use super::when;
 use crate::engine::plan::part_label;
+use crate::engine::projection::{RunRecord, StreamSummary};
 
 /// `caudal history`
 #[derive(Debug, Args)]
@@ -38,7 +42,11 @@ pub fn run(args: HistoryArgs) -> anyhow::Result<ExitCode> {
     runs.truncate(args.last);
     if args.json {
         for r in &runs {
-            println!("{}", serde_json::to_string(r)?);
+            let mut value = serde_json::to_value(r)?;
+            if let Some(object) = value.as_object_mut() {
+                object.insert("summary".into(), serde_json::to_value(r.summaries())?);
+            }
+            println!("{value}");
         }
         return Ok(ExitCode::SUCCESS);
     }
@@ -46,7 +54,7 @@ pub fn run(args: HistoryArgs) -> anyhow::Result<ExitCode> {
         println!("journal {}: no runs yet", dir.display());
         return Ok(ExitCode::SUCCESS);
     }
-    let rows: Vec<[String; 8]> = runs
+    let rows: Vec<[String; 9]> = runs
         .iter()
         .map(|r| {
             [
@@ -59,6 +67,7 @@ pub fn run(args: HistoryArgs) -> anyhow::Result<ExitCode> {
                     .unwrap_or_else(|| "-".into()),
                 state_shown(r.state).to_owned(),
                 r.rows.to_string(),
+                parts_shown(r),
                 format!(
                     "{} applied, {} failed, {} retries",
                     r.writes_applied, r.writes_failed, r.retries_scheduled
@@ -68,17 +77,19 @@ pub fn run(args: HistoryArgs) -> anyhow::Result<ExitCode> {
         .collect();
     print_table(
         &[
-            "RUN", "PIPELINE", "TRIGGER", "STARTED", "TOOK", "STATE", "ROWS", "WRITES",
+            "RUN", "PIPELINE", "TRIGGER", "STARTED", "TOOK", "STATE", "ROWS", "PARTS", "WRITES",
         ],
         &rows,
     );
-    // Then what went wrong, run by run.
-    for r in runs
-        .iter()
-        .filter(|r| r.error.is_some() || !r.attempts.is_empty())
-    {
+    // Then each run's partitioned streams, and what went wrong, run by run.
+    for r in runs.iter().filter(|r| {
+        r.error.is_some() || !r.attempts.is_empty() || r.summaries().iter().any(|s| s.partitioned)
+    }) {
         println!();
         println!("run {} ({}):", r.run, when::format(r.started_at));
+        for s in r.summaries().iter().filter(|s| s.partitioned) {
+            println!("  {}", summary_shown(s));
+        }
         if let Some(e) = &r.error {
             println!("  error: {}", first_line(e));
         }
@@ -105,4 +116,35 @@ pub fn run(args: HistoryArgs) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The PARTS cell: streams and partitions that succeeded, of those the run started.
+fn parts_shown(r: &RunRecord) -> String {
+    let summaries = r.summaries();
+    let total: u32 = summaries.iter().map(|s| s.total).sum();
+    if total == 0 {
+        return "-".into();
+    }
+    let ok: u32 = summaries.iter().map(|s| s.succeeded).sum();
+    let failed: u32 = summaries.iter().map(|s| s.failed).sum();
+    match failed {
+        0 => format!("{ok}/{total} ok"),
+        n => format!("{ok}/{total} ok, {n} failed"),
+    }
+}
+
+/// `ventas: 16 partitions, 15 succeeded, 1 failed (tienda_13), 0 unfinished; 345600 rows`.
+fn summary_shown(s: &StreamSummary) -> String {
+    let mut text = format!(
+        "{}: {} partitions, {} succeeded, {} failed",
+        s.stream, s.total, s.succeeded, s.failed
+    );
+    if !s.failed_parts.is_empty() {
+        text.push_str(&format!(" ({})", s.failed_parts.join(", ")));
+    }
+    if s.unfinished > 0 {
+        text.push_str(&format!(", {} unfinished", s.unfinished));
+    }
+    text.push_str(&format!("; {} rows", s.rows));
+    text
 }

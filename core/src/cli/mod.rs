@@ -7,6 +7,7 @@
 mod bench;
 mod check;
 mod failures;
+mod gaps;
 mod history;
 mod journal;
 mod location;
@@ -48,6 +49,8 @@ enum Command {
     Failures(failures::FailuresArgs),
     /// Write failed batches again now, from the journal.
     Retry(retry::RetryArgs),
+    /// Per partition of a stream: last loaded day, days behind, missing days inside its range.
+    Gaps(gaps::GapsArgs),
     /// Write journaled batches into a destination (fresh or existing).
     Replay(replay::ReplayArgs),
     /// Read a journal: inspect, tail, stats, verify.
@@ -73,6 +76,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Failures(args) => failures::run(args),
         Command::Retry(args) => retry::run(args),
         Command::Replay(args) => replay::run(args),
+        Command::Gaps(args) => gaps::run(args),
         Command::Journal(args) => journal::run(args),
         Command::Plugins(args) => plugins::run(args),
         Command::Bench(args) => bench::run(args),

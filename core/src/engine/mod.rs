@@ -22,6 +22,7 @@
 pub mod cursor;
 pub mod endpoint;
 mod error;
+pub mod gaps;
 pub mod plan;
 pub mod progress;
 pub mod projection;

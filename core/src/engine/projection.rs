@@ -38,7 +38,7 @@ use super::error::{EngineError, Result};
 /// The checkpoint file, inside the journal directory.
 pub const CHECKPOINT_FILE: &str = "projection.json";
 /// Bumped whenever the checkpoint's shape changes; an older checkpoint is rebuilt.
-const CHECKPOINT_VERSION: u32 = 1;
+const CHECKPOINT_VERSION: u32 = 2;
 /// Attempts kept per run for `history` (the journal has them all).
 const MAX_ATTEMPTS_PER_RUN: usize = 200;
 /// Error text kept per failure (the journal has it all).
@@ -148,6 +148,137 @@ pub struct RunRecord {
     pub elapsed_us: Option<u64>,
     /// Failed writes, scheduled retries and writes that succeeded after a failure.
     pub attempts: Vec<AttemptRecord>,
+    /// Each stream or partition the run started, in the order it first started.
+    #[serde(default)]
+    pub parts: Vec<RunPart>,
+}
+
+/// How one stream or partition fared in one run: the source of the run's summary
+/// ([`RunRecord::summaries`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunPart {
+    /// Stream name.
+    pub stream: String,
+    /// Source connection of a partitioned stream.
+    pub partition: Option<String>,
+    /// Times the run started reading it (`StreamStarted`): 1, more when a failed read was
+    /// tried again.
+    pub reads: u32,
+    /// Rows read by the run.
+    pub rows: u64,
+    /// How it stands; final once the run has ended.
+    pub outcome: RunPartOutcome,
+}
+
+/// Where a stream or partition of a run stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunPartOutcome {
+    /// Being read (or the run was killed while it was).
+    Reading,
+    /// Read to the end (`StreamCompleted`); the run has not ended yet.
+    Read,
+    /// Read to the end, and every destination had every batch when the run ended.
+    Succeeded,
+    /// Read to the end, but some destination still lacked batches when the run ended.
+    WritesPending,
+    /// The run ended without reading it to the end.
+    ReadFailed,
+}
+
+impl RunPartOutcome {
+    /// Whether the part counts as failed in a summary.
+    pub fn is_failure(self) -> bool {
+        matches!(
+            self,
+            RunPartOutcome::WritesPending | RunPartOutcome::ReadFailed
+        )
+    }
+}
+
+/// A run's summary of one stream: for a partitioned stream, per store (partition) of the
+/// nightly job, how many there were, how many succeeded and failed, and the rows read.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StreamSummary {
+    /// Stream name.
+    pub stream: String,
+    /// Whether the stream is partitioned (one part per source connection).
+    pub partitioned: bool,
+    /// Parts the run started.
+    pub total: u32,
+    /// Parts read to the end and applied to every destination.
+    pub succeeded: u32,
+    /// Parts whose read failed, or whose writes were still pending when the run ended.
+    pub failed: u32,
+    /// Parts still being read (a run that has not ended, or was killed).
+    pub unfinished: u32,
+    /// Rows read by the run.
+    pub rows: u64,
+    /// The failed partitions (or the stream's name when it is not partitioned).
+    pub failed_parts: Vec<String>,
+}
+
+impl RunRecord {
+    /// The run's summary per stream, in the order the streams first started.
+    pub fn summaries(&self) -> Vec<StreamSummary> {
+        let mut out: Vec<StreamSummary> = Vec::new();
+        for p in &self.parts {
+            let i = match out.iter().position(|s| s.stream == p.stream) {
+                Some(i) => i,
+                None => {
+                    out.push(StreamSummary {
+                        stream: p.stream.clone(),
+                        partitioned: p.partition.is_some(),
+                        total: 0,
+                        succeeded: 0,
+                        failed: 0,
+                        unfinished: 0,
+                        rows: 0,
+                        failed_parts: Vec::new(),
+                    });
+                    out.len() - 1
+                }
+            };
+            let s = &mut out[i];
+            s.total += 1;
+            s.rows += p.rows;
+            match p.outcome {
+                RunPartOutcome::Succeeded => s.succeeded += 1,
+                o if o.is_failure() => {
+                    s.failed += 1;
+                    s.failed_parts
+                        .push(p.partition.clone().unwrap_or_else(|| p.stream.clone()));
+                }
+                _ => s.unfinished += 1,
+            }
+        }
+        out
+    }
+
+    fn part_mut(&mut self, stream: &str, partition: Option<&String>) -> Option<&mut RunPart> {
+        self.parts
+            .iter_mut()
+            .find(|p| p.stream == stream && p.partition.as_ref() == partition)
+    }
+
+    /// Settles every part's outcome when the run ends; `writes_pending` says which parts
+    /// have a destination lacking batches.
+    fn settle_parts(&mut self, writes_pending: &[(String, Option<String>)]) {
+        for p in &mut self.parts {
+            p.outcome = match p.outcome {
+                RunPartOutcome::Reading => RunPartOutcome::ReadFailed,
+                RunPartOutcome::Read
+                    if writes_pending
+                        .iter()
+                        .any(|(s, q)| *s == p.stream && *q == p.partition) =>
+                {
+                    RunPartOutcome::WritesPending
+                }
+                RunPartOutcome::Read => RunPartOutcome::Succeeded,
+                settled => settled,
+            };
+        }
+    }
 }
 
 /// A journaled batch some lane still lacks.
@@ -317,6 +448,7 @@ impl Projection {
                         streams_failed: 0,
                         elapsed_us: None,
                         attempts: Vec::new(),
+                        parts: Vec::new(),
                     },
                 );
             }
@@ -377,6 +509,19 @@ impl Projection {
                         })
                         .or_default();
                 }
+                self.with_run(run, |r| match r.part_mut(stream, partition.as_ref()) {
+                    Some(p) => {
+                        p.reads += 1;
+                        p.outcome = RunPartOutcome::Reading;
+                    }
+                    None => r.parts.push(RunPart {
+                        stream: stream.clone(),
+                        partition: partition.clone(),
+                        reads: 1,
+                        rows: 0,
+                        outcome: RunPartOutcome::Reading,
+                    }),
+                });
             }
             EntryKind::BatchRead {
                 stream,
@@ -412,6 +557,9 @@ impl Projection {
                     r.rows += rows;
                     r.batches += 1;
                     r.bytes += bytes;
+                    if let Some(p) = r.part_mut(stream, partition.as_ref()) {
+                        p.rows += rows;
+                    }
                 });
             }
             EntryKind::WriteApplied {
@@ -514,27 +662,54 @@ impl Projection {
                     p.completed_at = Some(time);
                     p.last_complete_start = Some(p.started_seq);
                 }
+                self.with_run(run, |r| {
+                    if let Some(p) = r.part_mut(stream, partition.as_ref()) {
+                        p.outcome = RunPartOutcome::Read;
+                    }
+                });
             }
             EntryKind::RunCompleted {
                 streams_ok,
                 streams_failed,
                 elapsed_us,
                 ..
-            } => self.with_run(run, |r| {
-                r.state = RunState::Completed;
-                r.ended_at = Some(time);
-                r.elapsed_us = Some(*elapsed_us);
-                r.streams_ok = *streams_ok;
-                r.streams_failed = *streams_failed;
-            }),
-            EntryKind::RunFailed { error, elapsed_us } => self.with_run(run, |r| {
-                r.state = RunState::Failed;
-                r.ended_at = Some(time);
-                r.elapsed_us = Some(*elapsed_us);
-                r.error = Some(clip(error));
-            }),
+            } => {
+                let pending = self.parts_with_failing_lanes(pipeline);
+                self.with_run(run, |r| {
+                    r.state = RunState::Completed;
+                    r.ended_at = Some(time);
+                    r.elapsed_us = Some(*elapsed_us);
+                    r.streams_ok = *streams_ok;
+                    r.streams_failed = *streams_failed;
+                    r.settle_parts(&pending);
+                });
+            }
+            EntryKind::RunFailed { error, elapsed_us } => {
+                let pending = self.parts_with_failing_lanes(pipeline);
+                self.with_run(run, |r| {
+                    r.state = RunState::Failed;
+                    r.ended_at = Some(time);
+                    r.elapsed_us = Some(*elapsed_us);
+                    r.error = Some(clip(error));
+                    r.settle_parts(&pending);
+                });
+            }
             _ => {}
         }
+    }
+
+    /// `(stream, partition)` of every part of `pipeline` with a destination that has an
+    /// outstanding failure.
+    fn parts_with_failing_lanes(&self, pipeline: &str) -> Vec<(String, Option<String>)> {
+        let mut out: Vec<(String, Option<String>)> = self
+            .lanes
+            .iter()
+            .filter(|l| l.key().part.pipeline == pipeline && l.failure.is_some())
+            .map(|l| (l.key().part.stream.clone(), l.key().part.partition.clone()))
+            .collect();
+        out.sort();
+        out.dedup();
+        out
     }
 
     fn with_run(&self, run: Option<RunId>, f: impl FnOnce(&mut RunRecord)) {
@@ -825,6 +1000,91 @@ mod tests {
         assert_eq!(p.through_seq(), 4);
         let order: Vec<String> = p.runs().into_iter().map(|r| r.run).collect();
         assert_eq!(order, [RunId(1), RunId(2), RunId(3)].map(|r| r.to_string()));
+    }
+
+    #[test]
+    fn a_run_summary_counts_partitions_by_how_they_ended() {
+        let p = Projection::new();
+        started(&p, 1, 7, "ventas");
+        let run = Some(RunId(7));
+        let seq = std::cell::Cell::new(1u64);
+        let next = |kind: EntryKind| {
+            seq.set(seq.get() + 1);
+            p.apply(seq.get(), seq.get() as i64, run, "ventas", &kind);
+        };
+        let start = |store: &str| EntryKind::StreamStarted {
+            stream: "ventas".into(),
+            partition: Some(store.into()),
+            source: store.into(),
+            destinations: vec!["wh".into()],
+            mode: "incremental".into(),
+            resume_cursor: None,
+        };
+        let batch = |store: &str, rows: u64| EntryKind::BatchRead {
+            stream: "ventas".into(),
+            partition: Some(store.into()),
+            schema_id: 0,
+            rows,
+            bytes: 1,
+            cursor_low: None,
+            cursor_high: None,
+            digest: Digest::default(),
+        };
+        let done = |store: &str| EntryKind::StreamCompleted {
+            stream: "ventas".into(),
+            partition: Some(store.into()),
+            rows: 0,
+            batches: 0,
+            failed_batches: 0,
+        };
+        // t1 reads and applies; t2 fails twice, then reads; t3 never reads; t4's write fails.
+        for store in ["t1", "t2", "t3", "t4"] {
+            next(start(store));
+        }
+        next(batch("t1", 10));
+        next(done("t1"));
+        next(start("t2"));
+        next(start("t2"));
+        next(batch("t2", 5));
+        next(done("t2"));
+        next(batch("t4", 3));
+        next(EntryKind::WriteFailed {
+            stream: "ventas".into(),
+            partition: Some("t4".into()),
+            destination: "wh".into(),
+            batch_seq: seq.get(),
+            error: "down".into(),
+            attempt: 1,
+            retryable: true,
+        });
+        next(done("t4"));
+        let running = p.run(RunId(7)).unwrap().summaries();
+        assert_eq!((running[0].unfinished, running[0].succeeded), (4, 0));
+        next(EntryKind::RunFailed {
+            error: "t3 could not be read".into(),
+            elapsed_us: 1,
+        });
+        let r = p.run(RunId(7)).unwrap();
+        let s = &r.summaries()[0];
+        assert_eq!(
+            (s.total, s.succeeded, s.failed, s.unfinished, s.rows),
+            (4, 2, 2, 0, 18)
+        );
+        assert!(s.partitioned);
+        assert_eq!(s.failed_parts, ["t3", "t4"]);
+        let t2 = r
+            .parts
+            .iter()
+            .find(|p| p.partition.as_deref() == Some("t2"));
+        assert_eq!(
+            t2.map(|p| (p.reads, p.outcome)),
+            Some((3, RunPartOutcome::Succeeded))
+        );
+        let t4 = r
+            .parts
+            .iter()
+            .find(|p| p.partition.as_deref() == Some("t4"));
+        assert_eq!(t4.map(|p| p.outcome), Some(RunPartOutcome::WritesPending));
     }
 
     #[test]
