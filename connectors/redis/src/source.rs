@@ -8,7 +8,8 @@
 //! them in memory. A digest over one whole key (`lower == upper`, both included) reads that
 //! one key instead of scanning. SCAN may return a key twice; the scanner remembers the keys
 //! it has returned. Rows changed while a scan runs may or may not be seen (SCAN's own
-//! guarantee).
+//! guarantee). Only keys of the table's type are rows (hashes, or strings for JSON): a key of
+//! another type under the table's prefix is not read.
 
 use std::cmp::Ordering;
 use std::collections::{HashMap, HashSet};
@@ -176,6 +177,11 @@ impl RowScanner {
                         .arg(&self.pattern)
                         .arg("COUNT")
                         .arg(SCAN_COUNT)
+                        .arg("TYPE")
+                        .arg(match self.format {
+                            Format::Hash => "hash",
+                            Format::Json => "string",
+                        })
                         .query_async(&mut self.conn),
                 )
                 .map_err(|e| redis_error(format!("scanning the keys of `{}`", self.table), e))?;

@@ -579,3 +579,33 @@ fn server_concurrent_writers_keep_the_digest_key_exact() {
     assert_eq!(scanned.rows(), 50);
     assert_eq!(conn.stored_digest("t").unwrap(), Some(scanned));
 }
+
+#[test]
+fn server_keys_of_another_type_under_a_table_are_not_rows() {
+    let mut prefix = TestPrefix::new("othertype");
+    let mut conn = prefix.open();
+    let schema = people_schema();
+    prepare(&mut conn, "t", &schema, false);
+    let rows = [(1, Some("a"), None), (2, None, Some(1.0))];
+    write(&mut conn, "t", 1, WriteOp::Insert, &people(&rows));
+    let stray = format!("{}:t:3", prefix.name);
+    let _: () = prefix.cmd(&[b"SET", stray.as_bytes(), b"not a row"]);
+    let (_, read) = read_rows(&mut conn, "t", 10);
+    assert_eq!(read, common::batch_rows(&people(&rows)));
+    assert_eq!(
+        scanned_digest(&mut conn, "t", &schema, KeyRange::all()),
+        digest_of(&rows, "t")
+    );
+    // A hash that is not a row of the table (a field of the wrong type) is named.
+    let bad = format!("{}:t:4", prefix.name);
+    let _: i64 = prefix.cmd(&[b"HSET", bad.as_bytes(), b"id", b"four"]);
+    let err = conn
+        .table_digest(&caudal_connector::DigestRequest {
+            table: "t".into(),
+            schema: (*schema).clone(),
+            range: KeyRange::all(),
+        })
+        .unwrap_err();
+    let text = err.to_string();
+    assert!(text.contains(&bad) && text.contains("`id`"), "{text}");
+}
