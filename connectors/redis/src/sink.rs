@@ -173,7 +173,7 @@ fn check_batch(table: &str, stored: &Schema, batch: &Batch, op: WriteOp) -> Resu
     Ok(())
 }
 
-/// The row commands of a write (they do not depend on what the transaction reads).
+/// The row commands of a write: per row DEL + HSET, SET, or DEL.
 fn row_commands(
     pipe: &mut redis::Pipeline,
     batch: &Batch,
@@ -238,7 +238,10 @@ struct WritePlan<'a> {
     new_digests: &'a [RowDigest],
     /// The sum of `new_digests`.
     added: &'a TableDigest,
-    rows: &'a redis::Pipeline,
+    batch: &'a Batch,
+    op: WriteOp,
+    format: Format,
+    row_prefix: String,
     delete: bool,
 }
 
@@ -324,7 +327,18 @@ async fn transact(
     }
     digest.combine(plan.added);
     digest.subtract(&sum_of(&removed));
-    let mut pipe = plan.rows.clone();
+    // The row commands are built here rather than once per write: a clone of them for each
+    // attempt would cost more than building them again on the rare retry.
+    let mut pipe = redis::pipe();
+    pipe.atomic();
+    row_commands(
+        &mut pipe,
+        plan.batch,
+        plan.op,
+        plan.format,
+        &plan.row_prefix,
+        plan.pks,
+    );
     let (set, gone): (Vec<_>, Vec<_>) = current.iter().partition(|(_, d)| d.is_some());
     for chunk in set.chunks(ARGS_PER_COMMAND) {
         let mut hset = redis::cmd("HSET");
@@ -474,9 +488,6 @@ impl Redis {
             row_digests(table, batch)
         };
         let row_prefix = doc.template()?.row_prefix(&prefix, table);
-        let mut rows = redis::pipe();
-        rows.atomic();
-        row_commands(&mut rows, batch, request.op, doc.format, &row_prefix, &pks);
         let plan = WritePlan {
             offsets: keys::offsets_key(&prefix),
             field: keys::offset_field(&request.pipeline, &request.stream),
@@ -486,7 +497,10 @@ impl Redis {
             pks: &pks,
             new_digests: &new_digests,
             added: &added,
-            rows: &rows,
+            batch,
+            op: request.op,
+            format: doc.format,
+            row_prefix,
             delete,
         };
         for _ in 0..MAX_ATTEMPTS {
