@@ -1,0 +1,149 @@
+//! `caudal project redis` and `caudal verify` against a Redis cache (needs the server at
+//! 127.0.0.1:6379 and `redis-cli`): the cache is rebuilt from the journal alone (the source
+//! file is gone), stale keys under the prefix are removed, and keys changed or deleted behind
+//! caudal's back are named exactly and repaired.
+//!
+//! Needs `cargo build --release --workspace` first (same CARGO_TARGET_DIR as the tests).
+
+mod engine_support;
+mod redis_support;
+
+use std::path::Path;
+
+use engine_support::*;
+use redis_support::*;
+
+const KEY: [&str; 3] = ["tienda", "factura", "linea"];
+
+fn verify_json(file: &Path, extra: &[&str]) -> (i32, serde_json::Value) {
+    let mut args = vec!["verify", "--file", s(file), "--json", "--progress", "none"];
+    args.extend_from_slice(extra);
+    let out = run(&args);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let report: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap_or_else(|e| {
+        panic!(
+            "verify printed no JSON ({e}): {stdout}\nstderr: {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    (out.status.code().unwrap_or(-1), report)
+}
+
+fn keys(table: &serde_json::Value, kind: &str) -> Vec<String> {
+    table[kind]
+        .as_array()
+        .unwrap_or_else(|| panic!("no `{kind}` in {table}"))
+        .iter()
+        .map(|k| k.as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[test]
+fn redis_cache_rebuilt_from_the_journal_alone_then_tampered_and_repaired() {
+    let prefix = Prefix::new("project");
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src.duckdb");
+    fill(&src, "items", &[sales("t1", 0..2000, 100, &KEY)], true);
+    let file = pipeline(
+        dir.path(),
+        &format!(
+            "[connections.src]\nconnector = \"duckdb\"\npath = \"src.duckdb\"\n\n\
+             [connections.cache]\nconnector = \"redis\"\nurl = \"redis://127.0.0.1:6379/0\"\n\
+             prefix = \"{}\"\n\n\
+             [[streams]]\nfrom = \"src\"\ntable = \"items\"\nto = \"cache\"\nmode = \"merge\"\n\
+             primary_key = [\"tienda\", \"factura\", \"linea\"]\nchunk_rows = 300\n",
+            prefix.0
+        ),
+    );
+    run_ok(&["run", s(&file), "--progress", "none"]);
+    let (code, report) = verify_json(&file, &[]);
+    assert_eq!(code, 0, "{report}");
+    let before = report["tables"][0]["actual"].clone();
+    assert_eq!(before["rows"], 2000);
+
+    // The source is gone: only the journal can rebuild the cache.
+    std::fs::remove_file(&src).unwrap();
+    delete_under(&prefix.0);
+    assert!(keys_under(&prefix.0).is_empty());
+    // A stale row under the prefix, which the journal does not imply.
+    let stale = format!("{}:items:t9:1:1", prefix.0);
+    redis_cli(&[
+        "HSET",
+        &stale,
+        "tienda",
+        "t9",
+        "factura",
+        "1",
+        "linea",
+        "1",
+        "fecha",
+        "2025-01-01",
+        "cantidad",
+        "1",
+    ]);
+    let out = run(&[
+        "project",
+        "redis",
+        "--file",
+        s(&file),
+        "--rebuild",
+        "--progress",
+        "none",
+    ]);
+    assert!(
+        out.status.success(),
+        "project redis --rebuild: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (code, report) = verify_json(&file, &[]);
+    assert_eq!(code, 0, "{report}");
+    assert_eq!(
+        report["tables"][0]["actual"], before,
+        "the digest is the one before"
+    );
+    assert_eq!(
+        redis_cli(&["EXISTS", &stale]).trim(),
+        "0",
+        "the stale key is gone"
+    );
+
+    // One field of one key changed, another key deleted.
+    redis_cli(&[
+        "HSET",
+        &format!("{}:items:t1:233:2", prefix.0),
+        "cantidad",
+        "99",
+    ]);
+    redis_cli(&["DEL", &format!("{}:items:t1:400:2", prefix.0)]);
+    let (code, report) = verify_json(&file, &[]);
+    assert_eq!(code, 1, "{report}");
+    let table = &report["tables"][0];
+    assert_eq!(keys(table, "changed"), ["t1,233,2"]);
+    assert_eq!(keys(table, "missing"), ["t1,400,2"]);
+    assert!(keys(table, "extra").is_empty());
+    let (code, report) = verify_json(&file, &["--repair"]);
+    assert_eq!(code, 0, "{report}");
+    let (code, report) = verify_json(&file, &[]);
+    assert_eq!(code, 0, "{report}");
+    assert_eq!(report["tables"][0]["actual"], before);
+}
+
+#[test]
+fn project_redis_refuses_a_pipeline_without_a_redis_destination() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src.duckdb");
+    fill(&src, "items", &[sales("t1", 0..10, 100, &KEY)], true);
+    let file = pipeline(
+        dir.path(),
+        "[connections.src]\nconnector = \"duckdb\"\npath = \"src.duckdb\"\n\n\
+         [connections.wh]\nconnector = \"duckdb\"\npath = \"wh.duckdb\"\n\n\
+         [[streams]]\nfrom = \"src\"\ntable = \"items\"\nto = \"wh\"\n",
+    );
+    let out = run(&["project", "redis", "--file", s(&file)]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("Redis"));
+    let out = run(&["project", "redis", "--file", s(&file), "--connection", "wh"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("duckdb"));
+}
