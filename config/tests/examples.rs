@@ -150,9 +150,9 @@ fn restaurantes_consolidates_three_databases_with_a_source_column() {
 fn cache_keeps_redis_equal_to_mysql_every_thirty_seconds() {
     let p = load("cache.toml");
     let items = p.stream("items").expect("stream `items`");
-    assert_eq!(items.sources(), ["inventario"]);
+    assert_eq!(items.sources(), ["tienda"]);
     assert!(!items.is_partitioned());
-    assert_eq!(items.destinations(), ["cache"]);
+    assert_eq!(items.destinations(), ["inventario", "cache"]);
     assert_eq!(items.mode(), Mode::Merge);
     assert_eq!(items.primary_key(), ["id"]);
     assert_eq!(items.chunk_rows(), 5000);
