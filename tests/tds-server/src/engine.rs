@@ -19,7 +19,10 @@ use duckdb::arrow::datatypes::DataType;
 use crate::Counters;
 use crate::catalog::{ColumnDef, TableDef, parse_create_table, parse_type, setup_sql};
 use crate::error::{Error, Result};
-use crate::sql::{self, Context, Stmt, Tok, ident_sql, parse_batch, strip_schema, tokenize};
+use crate::sql::{
+    self, Context, SelectItem, Stmt, Tok, ident_sql, parse_batch, select_items, strip_schema,
+    tokenize,
+};
 use crate::tokens::ResultColumn;
 use crate::types::{Reader, SqlType, Value, WireType, quote};
 
@@ -426,7 +429,7 @@ impl Session {
         let translated = self.translate(&first);
         self.lenient = false;
         let tables = self.referenced(&first);
-        let columns = self.describe(&translated?, &tables)?;
+        let columns = self.describe(&translated?, &tables, select_items(&first).as_deref())?;
         let rows: Vec<String> = columns
             .iter()
             .enumerate()
@@ -1027,7 +1030,11 @@ impl Session {
             ident_sql(&name)
         );
         let n = self.exec(&create, None)?;
-        let columns = self.describe(&format!("SELECT * FROM {}", ident_sql(&name)), &tables)?;
+        let columns = self.describe(
+            &format!("SELECT * FROM {}", ident_sql(&name)),
+            &tables,
+            select_items(&rest).as_deref(),
+        )?;
         let def = TableDef {
             name: name.clone(),
             columns: columns
@@ -1074,7 +1081,12 @@ impl Session {
         out
     }
 
-    fn describe(&self, sql: &str, tables: &[TableDef]) -> Result<Vec<ResultColumn>> {
+    fn describe(
+        &self,
+        sql: &str,
+        tables: &[TableDef],
+        items: Option<&[SelectItem]>,
+    ) -> Result<Vec<ResultColumn>> {
         let mut stmt = self
             .conn
             .prepare(&format!("SELECT * FROM ({sql}) AS tds_q LIMIT 0"))
@@ -1083,12 +1095,13 @@ impl Session {
         let s = rows
             .as_ref()
             .ok_or_else(|| Error::Protocol("statement vanished".into()))?;
-        Ok(result_columns(s, tables))
+        Ok(result_columns(s, tables, items))
     }
 
     fn query(&mut self, toks: &[Tok]) -> Result<Outcome> {
         let sql = self.translate(toks)?;
         let tables = self.referenced(toks);
+        let items = select_items(toks);
         tracing::trace!(sql, "duckdb query");
         let start = Instant::now();
         let mut stmt = self
@@ -1100,7 +1113,7 @@ impl Session {
             let s = rows
                 .as_ref()
                 .ok_or_else(|| Error::Protocol("statement vanished".into()))?;
-            result_columns(s, &tables)
+            result_columns(s, &tables, items.as_deref())
         };
         let mut buf = BytesMut::new();
         let mut count = 0u64;
@@ -1201,17 +1214,44 @@ fn target_table(toks: &[Tok]) -> Option<String> {
     toks.get(i).and_then(Tok::ident).map(str::to_string)
 }
 
-fn result_columns(s: &duckdb::Statement<'_>, tables: &[TableDef]) -> Vec<ResultColumn> {
+/// Result columns typed as declared: a plain column reference gets its column's declared type,
+/// a CAST the type it names, anything else a type derived from DuckDB's.
+fn result_columns(
+    s: &duckdb::Statement<'_>,
+    tables: &[TableDef],
+    items: Option<&[SelectItem]>,
+) -> Vec<ResultColumn> {
     let names = s.column_names();
+    let positional = items.filter(|it| it.len() == names.len() && !it.contains(&SelectItem::Star));
     names
         .into_iter()
         .enumerate()
         .map(|(i, name)| {
             let dt = s.column_type(i);
-            let declared = tables.iter().find_map(|t| {
-                t.column(&name)
-                    .filter(|c| compatible(c.ty, &dt))
-                    .map(|c| (c.clone(), t.name.clone()))
+            let lookup = match positional.map(|it| &it[i]) {
+                Some(SelectItem::Expr) => None,
+                Some(SelectItem::Cast(t)) => {
+                    let t = *t;
+                    if compatible(t, &dt) {
+                        return ResultColumn {
+                            name,
+                            ty: t,
+                            nullable: true,
+                            identity: false,
+                            table: String::new(),
+                        };
+                    }
+                    None
+                }
+                Some(SelectItem::Column(c)) => Some(c.clone()),
+                _ => Some(name.clone()),
+            };
+            let declared = lookup.and_then(|col| {
+                tables.iter().find_map(|t| {
+                    t.column(&col)
+                        .filter(|c| compatible(c.ty, &dt))
+                        .map(|c| (c.clone(), t.name.clone()))
+                })
             });
             match declared {
                 Some((c, table)) => ResultColumn {

@@ -726,6 +726,131 @@ fn clock(up: &str) -> Option<&'static str> {
     })
 }
 
+/// What one item of a SELECT list is, for typing its result column.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum SelectItem {
+    /// A plain column reference (`a`, `t.a`, `[a] AS [b]`): the column's declared type.
+    Column(String),
+    /// `CAST(x AS type)` / `CONVERT(type, x)`: the type it names.
+    Cast(SqlType),
+    /// `*` or `t.*`.
+    Star,
+    /// Anything else: typed from DuckDB's result type.
+    Expr,
+}
+
+/// The items of the outermost SELECT list of a statement, if it has one.
+pub(crate) fn select_items(toks: &[Tok]) -> Option<Vec<SelectItem>> {
+    let mut depth = 0i32;
+    let mut start = None;
+    for (i, t) in toks.iter().enumerate() {
+        if t.is_sym("(") {
+            depth += 1;
+        } else if t.is_sym(")") {
+            depth -= 1;
+        } else if depth == 0 && t.is_kw("SELECT") {
+            start = Some(i + 1);
+            break;
+        }
+    }
+    let mut i = start?;
+    if toks
+        .get(i)
+        .is_some_and(|t| t.is_kw("DISTINCT") || t.is_kw("ALL"))
+    {
+        i += 1;
+    }
+    if toks.get(i).is_some_and(|t| t.is_kw("TOP")) {
+        i += if toks.get(i + 1).is_some_and(|t| t.is_sym("(")) {
+            closing(toks, i + 1)? - i + 1
+        } else {
+            2
+        };
+    }
+    let mut items = Vec::new();
+    let mut item: Vec<Tok> = Vec::new();
+    let mut depth = 0i32;
+    while let Some(t) = toks.get(i) {
+        if t.is_sym("(") {
+            depth += 1;
+        } else if t.is_sym(")") {
+            depth -= 1;
+        }
+        let end = depth == 0
+            && ([
+                "FROM",
+                "INTO",
+                "WHERE",
+                "GROUP",
+                "ORDER",
+                "UNION",
+                "EXCEPT",
+                "INTERSECT",
+                "HAVING",
+                "OPTION",
+            ]
+            .iter()
+            .any(|k| t.is_kw(k))
+                || t.is_sym(";"));
+        if end {
+            break;
+        }
+        if depth == 0 && t.is_sym(",") {
+            items.push(classify(&item));
+            item.clear();
+        } else {
+            item.push(t.clone());
+        }
+        i += 1;
+    }
+    items.push(classify(&item));
+    Some(items)
+}
+
+fn classify(item: &[Tok]) -> SelectItem {
+    let n = item.len();
+    let body = if n >= 3 && item[n - 2].is_kw("AS") {
+        &item[..n - 2]
+    } else if n >= 2
+        && is_ident(item.last())
+        && (is_ident(item.get(n - 2)) || item[n - 2].is_sym(")"))
+        && !item[n - 2].is_kw("CASE")
+    {
+        &item[..n - 1]
+    } else {
+        item
+    };
+    match body {
+        [t] if t.is_sym("*") => SelectItem::Star,
+        [.., d, t] if t.is_sym("*") && d.is_sym(".") => SelectItem::Star,
+        [t] if is_ident(Some(t)) => SelectItem::Column(t.ident().unwrap_or_default().to_string()),
+        [a, d, t] if is_ident(Some(a)) && d.is_sym(".") && is_ident(Some(t)) => {
+            SelectItem::Column(t.ident().unwrap_or_default().to_string())
+        }
+        [f, open, .., close]
+            if open.is_sym("(")
+                && close.is_sym(")")
+                && closing(body, 1) == Some(body.len() - 1) =>
+        {
+            let up = f.text().to_ascii_uppercase();
+            let ty_at = match up.as_str() {
+                "CAST" | "TRY_CAST" => (2..body.len() - 1)
+                    .rev()
+                    .find(|&k| body[k].is_kw("AS"))
+                    .map(|k| k + 1),
+                "CONVERT" | "TRY_CONVERT" => Some(2),
+                _ => None,
+            };
+            match ty_at {
+                Some(mut k) => crate::catalog::parse_type(body, &mut k)
+                    .map_or(SelectItem::Expr, SelectItem::Cast),
+                None => SelectItem::Expr,
+            }
+        }
+        _ => SelectItem::Expr,
+    }
+}
+
 /// Drops `dbo.` and `db.dbo.` / `db..` prefixes (one schema per database here); in
 /// `dbo.t.c` only the schema goes.
 pub(crate) fn strip_schema(toks: &[Tok]) -> Vec<Tok> {
@@ -866,6 +991,27 @@ mod tests {
         let stmts = parse_batch(&toks).unwrap();
         assert_eq!(stmts.len(), 5, "{stmts:?}");
         assert!(matches!(&stmts[2], Stmt::If { .. }));
+    }
+
+    #[test]
+    fn select_items_tell_columns_from_expressions() {
+        let toks = tokenize(
+            "SELECT TOP (@P1) [a], t.b AS c, CAST([m] AS decimal(19,4)) AS [m], COUNT(*), * FROM t",
+        )
+        .unwrap();
+        assert_eq!(
+            select_items(&toks).unwrap(),
+            [
+                SelectItem::Column("a".into()),
+                SelectItem::Column("b".into()),
+                SelectItem::Cast(SqlType::Decimal {
+                    precision: 19,
+                    scale: 4
+                }),
+                SelectItem::Expr,
+                SelectItem::Star,
+            ]
+        );
     }
 
     #[test]

@@ -174,7 +174,7 @@ async fn catalog_queries_report_declared_types() {
         [
             ("fecha", "datetime", true),
             ("importe", "decimal(12,2)", false),
-            ("m", "decimal(19,4)", true)
+            ("m", "money", true)
         ]
     );
 }
