@@ -20,7 +20,7 @@
 //! | use | statement |
 //! |---|---|
 //! | discovery | [`list_tables`], [`list_columns`], [`list_primary_keys`] |
-//! | keyset page | `SELECT TOP (@P1) [a], CAST([m] AS decimal(19,4)) AS [m] FROM [s].[t] WHERE <bounds> AND <after key> ORDER BY [k1], [k2]` ([`keyset_page`]) |
+//! | keyset page | `SELECT TOP (@P1) [a], CAST([m] AS decimal(19,4)) FROM [s].[t] WHERE <bounds> AND <after key> ORDER BY [k1], [k2]` ([`keyset_page`]) |
 //! | page without key | `SELECT ... FROM [s].[t] WHERE <bounds> ORDER BY [c1], [c2] OFFSET @Pn ROWS FETCH NEXT @Pm ROWS ONLY` ([`offset_page`]) |
 //! | query, describe | `SELECT name, system_type_name, is_nullable FROM sys.dm_exec_describe_first_result_set(@P1, N'@from sql_variant, @to sql_variant', 0) ORDER BY column_ordinal` ([`describe_query`]) |
 //! | query, read | `DECLARE @from <type> = @P1; DECLARE @to <type> = @P2; SELECT <columns> FROM (<query>) AS [_caudal_q] ORDER BY [cursor]` ([`query_read`]) |
@@ -268,18 +268,14 @@ pub fn table_exists(table: &TableName) -> Statement {
 }
 
 /// The select list of a read: every column by name, `money` and `smallmoney` through an
-/// exact decimal (tiberius reads money as a float).
+/// exact decimal (tiberius reads money as a float). The casts are left unnamed: rows are read
+/// by position, and the result column is a `decimal`, not the table's `money` column.
 pub fn select_list(columns: &[SqlColumn]) -> String {
     let items: Vec<String> = columns
         .iter()
         .map(|c| {
             if c.sql_type.is_money() {
-                format!(
-                    "CAST({} AS {}) AS {}",
-                    ident(&c.name),
-                    c.sql_type.exact(),
-                    ident(&c.name)
-                )
+                format!("CAST({} AS {})", ident(&c.name), c.sql_type.exact())
             } else {
                 ident(&c.name)
             }
@@ -808,7 +804,7 @@ mod tests {
         let s = keyset_page(&table(), &columns, &[after], &[&id, &linea], 500);
         assert_eq!(
             s.sql,
-            "SELECT TOP (@P1) [id], [linea], CAST([importe] AS decimal(19,4)) AS [importe] \
+            "SELECT TOP (@P1) [id], [linea], CAST([importe] AS decimal(19,4)) \
              FROM [dbo].[ventas] WHERE (([id] > @P2) OR ([id] = @P3 AND [linea] > @P4)) \
              ORDER BY [id], [linea]"
         );
@@ -912,7 +908,7 @@ mod tests {
         assert_eq!(
             s.sql,
             "DECLARE @from date = @P1; DECLARE @to date = @P2; SELECT [fecha], \
-             CAST([m] AS decimal(10,4)) AS [m] FROM (SELECT * FROM ventas\nWHERE \
+             CAST([m] AS decimal(10,4)) FROM (SELECT * FROM ventas\nWHERE \
              fecha >= @from AND fecha < @TO) AS [_caudal_q] ORDER BY [fecha]"
         );
     }
