@@ -55,6 +55,10 @@ pub struct MySqlBenchArgs {
     /// One JSON object per figure instead of a table.
     #[arg(long)]
     json: bool,
+    /// Keep the scratch databases and directory (pipeline files, journals, logs) to look
+    /// into afterwards; they are named at the end.
+    #[arg(long)]
+    keep: bool,
 }
 
 /// The source table. `CREATE TABLE ... LIKE` copies it for nothing else: the write limit
@@ -125,6 +129,15 @@ pub fn run(args: MySqlBenchArgs) -> anyhow::Result<ExitCode> {
         };
         bench.measure(&runtime, &mut admin, &version)
     })();
+    if args.keep {
+        let kept = scratch.keep();
+        eprintln!(
+            "kept: databases {src} and {dst}, directory {}",
+            kept.display()
+        );
+        runtime.block_on(admin.close()).ok();
+        return result;
+    }
     for db in [&src, &dst] {
         if let Err(e) = exec(
             &runtime,
