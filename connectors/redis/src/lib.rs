@@ -28,6 +28,9 @@
 //!
 //! - A write's rows, the table's digest key, its row digests and the stream's offset change in
 //!   one MULTI/EXEC, under WATCH of the offset and digest keys: a replayed seq changes nothing.
+//! - A table this connection created or emptied (`prepare_table`) is written without reading
+//!   row digests back while its digest key still holds what this connection last wrote there
+//!   (no other writer came by): rows never written by this connection cannot be there.
 //! - `P:T:digest` is the digest of what caudal wrote ([`Redis::stored_digest`] reads it); the
 //!   digest [`Sink::table_digest`](caudal_connector::Sink::table_digest) returns is computed
 //!   from the rows actually there, with the SDK's canonical encoding. They differ only when
@@ -66,6 +69,8 @@ pub struct Redis {
     template: KeyTemplate,
     /// The connection's name in the pipeline, for messages.
     name: String,
+    /// Tables this connection created or emptied itself, by name (see [`sink::Fresh`]).
+    fresh: std::collections::HashMap<String, sink::Fresh>,
 }
 
 impl std::fmt::Debug for Redis {
@@ -156,6 +161,7 @@ impl Connector for Redis {
             config,
             template,
             name: context.connection.clone(),
+            fresh: std::collections::HashMap::new(),
         })
     }
 

@@ -3,15 +3,22 @@
 //!
 //! # A write
 //!
-//! 1. `WATCH` the offsets hash and the table's digest key.
-//! 2. Read the stream's offset: at or past the batch's seq, `UNWATCH` and report
+//! 1. In one round trip: `WATCH` the offsets hash and the table's digest key, read the
+//!    stream's offset and the digest key. At or past the batch's seq, `UNWATCH` and report
 //!    `AlreadyApplied` (a replay changes nothing).
-//! 3. Read the digest key and, with one `HMGET` of `{prefix}:{table}:rowdigests`, the digests of
-//!    the rows the batch replaces or deletes. The new digest is the old one minus those rows
-//!    plus the batch's rows (the table digest is homomorphic), so no row value is read back.
-//! 4. `MULTI`; per row `DEL` + `HSET` (hash: the `DEL` drops fields that became NULL) or `SET`
-//!    (JSON), or `DEL` for a delete; the new row digests; the digest key; the offset; `EXEC`.
-//!    If a watched key changed meanwhile, `EXEC` does nothing and the write starts over.
+//! 2. With one `HMGET` of `{prefix}:{table}:rowdigests`, read the digests of the rows the batch
+//!    replaces or deletes. The new digest is the old one minus those rows plus the batch's rows
+//!    (the table digest is homomorphic), so no row value is read back.
+//! 3. `MULTI`; per row `DEL` + `HSET` (hash: the `DEL` drops fields that became NULL), `MSET`s
+//!    of the JSON rows, or `DEL`s for a delete; the new row digests; the digest key; the offset;
+//!    `EXEC`. If a watched key changed meanwhile, `EXEC` does nothing and the write starts over.
+//!
+//! A table this connection created or emptied with `prepare_table` is *fresh* ([`Fresh`]):
+//! while its digest key holds what this connection's last write left there, only keys this
+//! connection wrote can hold rows, so step 2 asks only for those and rows of other keys get no
+//! `DEL`. This is what a cache rebuild does: every batch into a table just emptied. When the
+//! digest key shows another writer, the table stops being fresh here and writes take the
+//! general path.
 //!
 //! Insert and upsert are the same operation here: a key holds one row.
 //!
@@ -173,28 +180,62 @@ fn check_batch(table: &str, stored: &Schema, batch: &Batch, op: WriteOp) -> Resu
     Ok(())
 }
 
-/// The row commands of a write: per row DEL + HSET, SET, or DEL.
-fn row_commands(
-    pipe: &mut redis::Pipeline,
-    batch: &Batch,
-    op: WriteOp,
-    format: Format,
-    row_prefix: &str,
-    pks: &[Vec<u8>],
-) {
+/// What this connection knows of a table it created or emptied itself (`prepare_table` with
+/// no table there, or with `replace`): the digest its last write left in the digest key, and
+/// a hash of every key it wrote since. While the digest key still holds that digest (checked
+/// under WATCH by each write), no other writer changed the table, so a key never written here
+/// holds no row: a write reads no row digest for it and sends no `DEL` before its `HSET`.
+/// Keys that were written here take the general path (their row digests are read back).
+#[derive(Debug, Default)]
+pub(crate) struct Fresh {
+    digest: TableDigest,
+    written: HashSet<u64>,
+}
+
+/// Keys a [`Fresh`] table remembers at most (8 bytes each); past that its writes take the
+/// general path, so memory stays bounded on very large tables.
+const FRESH_KEYS: usize = 4_000_000;
+
+/// The hash of an encoded key in [`Fresh::written`]. A collision only sends a key down the
+/// general path, which is always correct.
+fn key_hash(pk: &[u8]) -> u64 {
+    use std::hash::Hasher;
+    let mut h = std::hash::DefaultHasher::new();
+    h.write(pk);
+    h.finish()
+}
+
+/// The row commands of a write: per row HSET (after a DEL where a row may be there), SET
+/// pairs of JSON rows in MSETs, or the keys to delete in DELs (one reply each, counting the
+/// rows removed).
+fn row_commands(pipe: &mut redis::Pipeline, plan: &WritePlan<'_>, may_exist: &[bool]) {
+    let batch = plan.batch;
     let schema = batch.schema();
+    let row_prefix = plan.row_prefix.as_bytes();
     let mut key = Vec::with_capacity(row_prefix.len() + 32);
     let mut text = Vec::with_capacity(64);
-    for (row, pk) in pks.iter().enumerate() {
-        key.clear();
-        key.extend_from_slice(row_prefix.as_bytes());
-        key.extend_from_slice(pk);
-        match (op, format) {
-            (WriteOp::Delete, _) => {
-                pipe.cmd("DEL").arg(&key[..]);
+    match (plan.op, plan.format) {
+        (WriteOp::Delete, _) => {
+            for chunk in plan.pks.chunks(ARGS_PER_COMMAND) {
+                let mut del = redis::cmd("DEL");
+                for pk in chunk {
+                    key.clear();
+                    key.extend_from_slice(row_prefix);
+                    key.extend_from_slice(pk);
+                    del.arg(&key[..]);
+                }
+                pipe.add_command(del);
             }
-            (_, Format::Hash) => {
-                pipe.cmd("DEL").arg(&key[..]).ignore();
+        }
+        (_, Format::Hash) => {
+            for (row, pk) in plan.pks.iter().enumerate() {
+                key.clear();
+                key.extend_from_slice(row_prefix);
+                key.extend_from_slice(pk);
+                if may_exist[row] {
+                    // Fields that became NULL must go: the row is written whole.
+                    pipe.cmd("DEL").arg(&key[..]).ignore();
+                }
                 let mut hset = redis::cmd("HSET");
                 hset.arg(&key[..]);
                 for (col, f) in schema.fields().iter().enumerate() {
@@ -205,22 +246,34 @@ fn row_commands(
                         hset.arg(f.name.as_str()).arg(&text[..]);
                     }
                 }
+                // Never an HSET without fields: the key columns are never NULL.
                 pipe.add_command(hset).ignore();
             }
-            (_, Format::Json) => {
-                text.clear();
-                text.push(b'{');
-                for (col, f) in schema.fields().iter().enumerate() {
-                    if col > 0 {
-                        text.push(b',');
+        }
+        (_, Format::Json) => {
+            // MSET sets its pairs in order: of a key given twice, the last value stays.
+            for (chunk_no, chunk) in plan.pks.chunks(ARGS_PER_COMMAND / 2).enumerate() {
+                let mut mset = redis::cmd("MSET");
+                for (i, pk) in chunk.iter().enumerate() {
+                    let row = chunk_no * (ARGS_PER_COMMAND / 2) + i;
+                    key.clear();
+                    key.extend_from_slice(row_prefix);
+                    key.extend_from_slice(pk);
+                    text.clear();
+                    text.push(b'{');
+                    for (col, f) in schema.fields().iter().enumerate() {
+                        if col > 0 {
+                            text.push(b',');
+                        }
+                        // Serializing a &str into a Vec cannot fail.
+                        let _ = serde_json::to_writer(&mut text, f.name.as_str());
+                        text.push(b':');
+                        encode_json(&batch.columns()[col], &f.logical_type, row, &mut text);
                     }
-                    // Serializing a &str into a Vec cannot fail.
-                    let _ = serde_json::to_writer(&mut text, f.name.as_str());
-                    text.push(b':');
-                    encode_json(&batch.columns()[col], &f.logical_type, row, &mut text);
+                    text.push(b'}');
+                    mset.arg(&key[..]).arg(&text[..]);
                 }
-                text.push(b'}');
-                pipe.cmd("SET").arg(&key[..]).arg(&text[..]).ignore();
+                pipe.add_command(mset).ignore();
             }
         }
     }
@@ -245,23 +298,28 @@ struct WritePlan<'a> {
     delete: bool,
 }
 
-/// One attempt: `None` when a watched key changed and the transaction did nothing.
+/// How one attempt of a write ended.
+enum Attempt {
+    /// EXEC ran: the outcome and the table's digest now.
+    Applied(u64, TableDigest),
+    /// The stream's offset is at or past the seq: nothing to do.
+    AlreadyApplied(u64),
+    /// A watched key changed before EXEC, which did nothing: start over.
+    Changed,
+    /// The digest key is not what this connection last wrote to its fresh table: another
+    /// writer came by; start over on the general path.
+    NotFresh,
+}
+
+/// One attempt under WATCH of the offsets hash and the digest key. With `known`, the table
+/// is one this connection created (see [`Fresh`]).
 async fn try_write(
     conn: &mut MultiplexedConnection,
     plan: &WritePlan<'_>,
-) -> Result<Option<WriteOutcome>> {
-    let redis = |what: &str| {
-        let what = what.to_owned();
-        move |e| redis_error(what, e)
-    };
-    redis::cmd("WATCH")
-        .arg(&plan.offsets)
-        .arg(&plan.digest_key)
-        .exec_async(conn)
-        .await
-        .map_err(redis("WATCH"))?;
-    let result = transact(conn, plan).await;
-    if !matches!(result, Ok(Some(_))) {
+    known: Option<&Fresh>,
+) -> Result<Attempt> {
+    let result = transact(conn, plan, known).await;
+    if !matches!(result, Ok(Attempt::Applied(..) | Attempt::Changed)) {
         // After EXEC the watch is gone; on every other path drop it so that it cannot abort
         // a later transaction on this connection. Best effort: the error that matters is the
         // first one.
@@ -273,55 +331,87 @@ async fn try_write(
 async fn transact(
     conn: &mut MultiplexedConnection,
     plan: &WritePlan<'_>,
-) -> Result<Option<WriteOutcome>> {
-    let last: Option<u64> = redis::cmd("HGET")
+    known: Option<&Fresh>,
+) -> Result<Attempt> {
+    // WATCH, the offset and the digest key in one round trip.
+    let (last, state): (Option<u64>, Option<Vec<u8>>) = redis::pipe()
+        .cmd("WATCH")
+        .arg(&plan.offsets)
+        .arg(&plan.digest_key)
+        .ignore()
+        .cmd("HGET")
         .arg(&plan.offsets)
         .arg(&plan.field)
-        .query_async(conn)
-        .await
-        .map_err(|e| redis_error(format!("reading the offset in `{}`", plan.offsets), e))?;
-    if let Some(last_seq) = last
-        && last_seq >= plan.seq
-    {
-        return Ok(Some(WriteOutcome::AlreadyApplied { last_seq }));
-    }
-    let state: Option<Vec<u8>> = redis::cmd("GET")
+        .cmd("GET")
         .arg(&plan.digest_key)
         .query_async(conn)
         .await
-        .map_err(|e| redis_error(format!("reading `{}`", plan.digest_key), e))?;
-    let mut digest = match state {
-        Some(bytes) => decode_digest(&bytes)
+        .map_err(|e| {
+            redis_error(
+                format!(
+                    "WATCH and reading the offset in `{}` and `{}`",
+                    plan.offsets, plan.digest_key
+                ),
+                e,
+            )
+        })?;
+    if let Some(last_seq) = last
+        && last_seq >= plan.seq
+    {
+        return Ok(Attempt::AlreadyApplied(last_seq));
+    }
+    let mut digest = match &state {
+        Some(bytes) => decode_digest(bytes)
             .map_err(|e| e.context(format!("digest key `{}`", plan.digest_key)))?,
         None => TableDigest::new(),
     };
-    let old: Vec<Option<Vec<u8>>> = if plan.pks.is_empty() {
+    if let Some(fresh) = known
+        && (state.is_none() || digest != fresh.digest)
+    {
+        return Ok(Attempt::NotFresh);
+    }
+    // On a fresh table only keys written before may hold a row.
+    let ask: Vec<bool> = plan
+        .pks
+        .iter()
+        .map(|pk| known.is_none_or(|f| f.written.contains(&key_hash(pk))))
+        .collect();
+    let asked: Vec<&[u8]> = plan
+        .pks
+        .iter()
+        .zip(&ask)
+        .filter(|(_, a)| **a)
+        .map(|(pk, _)| pk.as_slice())
+        .collect();
+    let old: Vec<Option<Vec<u8>>> = if asked.is_empty() {
         Vec::new()
     } else {
         let mut hmget = redis::cmd("HMGET");
-        hmget.arg(&plan.row_digests_key);
-        for pk in plan.pks {
-            hmget.arg(&pk[..]);
-        }
+        hmget.arg(&plan.row_digests_key).arg(&asked[..]);
         hmget
             .query_async(conn)
             .await
             .map_err(|e| redis_error(format!("reading `{}`", plan.row_digests_key), e))?
     };
+    let mut old = old.into_iter();
     // Apply the rows in order; a key may appear twice in one batch. Every row a row of the
     // batch replaces or deletes leaves the digest, every row of the batch enters it.
     let mut current: HashMap<&[u8], Option<RowDigest>> = HashMap::with_capacity(plan.pks.len());
     let mut removed = Vec::new();
+    let mut may_exist = Vec::with_capacity(plan.pks.len());
     for (i, pk) in plan.pks.iter().enumerate() {
+        let stored = if ask[i] { old.next().flatten() } else { None };
         let before = match current.get(pk.as_slice()) {
             Some(d) => *d,
-            None => old
-                .get(i)
-                .and_then(Option::as_deref)
+            None => stored
+                .as_deref()
                 .map(decode_row_digest)
                 .transpose()
                 .map_err(|e| e.context(format!("`{}`", plan.row_digests_key)))?,
         };
+        // A key the row digests do not know may still hold something not written by caudal,
+        // unless the table is fresh.
+        may_exist.push(known.is_none() || before.is_some());
         removed.extend(before);
         current.insert(pk, plan.new_digests.get(i).copied());
     }
@@ -331,14 +421,7 @@ async fn transact(
     // attempt would cost more than building them again on the rare retry.
     let mut pipe = redis::pipe();
     pipe.atomic();
-    row_commands(
-        &mut pipe,
-        plan.batch,
-        plan.op,
-        plan.format,
-        &plan.row_prefix,
-        plan.pks,
-    );
+    row_commands(&mut pipe, plan, &may_exist);
     let (set, gone): (Vec<_>, Vec<_>) = current.iter().partition(|(_, d)| d.is_some());
     for chunk in set.chunks(ARGS_PER_COMMAND) {
         let mut hset = redis::cmd("HSET");
@@ -370,13 +453,17 @@ async fn transact(
         .query_async(conn)
         .await
         .map_err(|e| redis_error("MULTI/EXEC", e))?;
-    Ok(replies.map(|deleted| WriteOutcome::Applied {
-        rows: if plan.delete {
-            deleted.iter().map(|&n| n.max(0) as u64).sum()
-        } else {
-            plan.pks.len() as u64
-        },
-    }))
+    Ok(match replies {
+        None => Attempt::Changed,
+        Some(deleted) => Attempt::Applied(
+            if plan.delete {
+                deleted.iter().map(|&n| n.max(0) as u64).sum()
+            } else {
+                plan.pks.len() as u64
+            },
+            digest,
+        ),
+    })
 }
 
 impl Redis {
@@ -465,7 +552,10 @@ impl Redis {
             .arg(keys::digest_key(&prefix, table))
             .arg(encode_digest(&TableDigest::new()))
             .ignore();
+        self.fresh.remove(table);
         self.exec(&pipe, "creating the table's keys")?;
+        // Created or emptied by this transaction: no row is there but those written next.
+        self.fresh.insert(table.to_owned(), Fresh::default());
         Ok(())
     }
 
@@ -504,10 +594,40 @@ impl Redis {
             delete,
         };
         for _ in 0..MAX_ATTEMPTS {
-            if let Some(outcome) = self.runtime.block_on(try_write(&mut self.conn, &plan))? {
-                return Ok(outcome);
+            let known = self.fresh.get(table);
+            let attempt = self
+                .runtime
+                .block_on(try_write(&mut self.conn, &plan, known));
+            match attempt {
+                Ok(Attempt::Applied(rows, digest)) => {
+                    if let Some(fresh) = self.fresh.get_mut(table) {
+                        fresh.digest = digest;
+                        fresh.written.extend(pks.iter().map(|pk| key_hash(pk)));
+                        if fresh.written.len() > FRESH_KEYS {
+                            self.fresh.remove(table);
+                        }
+                    }
+                    return Ok(WriteOutcome::Applied { rows });
+                }
+                Ok(Attempt::AlreadyApplied(last_seq)) => {
+                    return Ok(WriteOutcome::AlreadyApplied { last_seq });
+                }
+                Ok(Attempt::Changed) => {
+                    // Another writer: this connection no longer knows the whole table.
+                    self.fresh.remove(table);
+                }
+                Ok(Attempt::NotFresh) => {
+                    self.fresh.remove(table);
+                }
+                Err(e) => {
+                    // After an error the table's state is not known here (EXEC may or may not
+                    // have run); the next write reads it back.
+                    self.fresh.remove(table);
+                    return Err(e);
+                }
             }
         }
+        self.fresh.remove(table);
         Err(Error::retryable_database(format!(
             "the table's digest key changed under {MAX_ATTEMPTS} attempts in a row (another \
              writer is busy on `{table}`); try again"
@@ -523,6 +643,9 @@ impl Redis {
             )));
         }
         let prefix = self.config.prefix.clone();
+        // The staging table goes and the table gets rows this connection did not write.
+        self.fresh.remove(staging);
+        self.fresh.remove(table);
         for _ in 0..MAX_ATTEMPTS {
             let watch = [
                 keys::digest_key(&prefix, staging),
