@@ -181,6 +181,12 @@ impl Expected {
     }
 }
 
+/// A part of a pipeline: `(stream, partition)`.
+type Part = (String, Option<String>);
+
+/// Rows read back from a destination: encoded key -> (row digest, key values).
+type FoundRows = HashMap<Vec<u8>, (RowDigest, Vec<Value>)>;
+
 #[derive(Default)]
 struct Instance {
     seqs: Vec<u64>,
@@ -269,11 +275,8 @@ impl Engine {
 
     /// Per part (`(stream, partition)`), the seqs of the batches its destinations should
     /// hold: every batch, or for a snapshot stream those of its last finished snapshot.
-    fn expected_batches(
-        &self,
-        reader: &Reader,
-    ) -> Result<BTreeMap<(String, Option<String>), Vec<u64>>> {
-        let mut parts: BTreeMap<(String, Option<String>), Vec<Instance>> = BTreeMap::new();
+    fn expected_batches(&self, reader: &Reader) -> Result<BTreeMap<Part, Vec<u64>>> {
+        let mut parts: BTreeMap<Part, Vec<Instance>> = BTreeMap::new();
         for stored in reader.entries_from(1)? {
             let e = stored?.entry;
             if e.pipeline != self.pipeline.name() {
@@ -946,11 +949,7 @@ impl Bisect<'_, '_> {
 
     /// The destination's rows in the range of keys `i..j`: encoded key -> (row digest, key
     /// values).
-    fn read_range(
-        &mut self,
-        i: usize,
-        j: usize,
-    ) -> std::result::Result<HashMap<Vec<u8>, (RowDigest, Vec<Value>)>, String> {
+    fn read_range(&mut self, i: usize, j: usize) -> std::result::Result<FoundRows, String> {
         let range = self.range(i, j)?;
         let key: Vec<usize> = self.schema.primary_key().to_vec();
         let first = self.schema.fields()[key[0]].name.clone();
@@ -1015,7 +1014,7 @@ impl Bisect<'_, '_> {
         &mut self,
         i: usize,
         j: usize,
-        mut found: HashMap<Vec<u8>, (RowDigest, Vec<Value>)>,
+        mut found: FoundRows,
     ) -> std::result::Result<(), String> {
         for k in i..j {
             let (key, row) = (self.sorted[k].0, self.sorted[k].1);
@@ -1094,7 +1093,10 @@ fn in_schema(batch: &Batch, schema: &Schema) -> Option<Batch> {
 }
 
 /// Writes the expected rows of missing and changed keys and deletes the extra ones.
-#[expect(clippy::too_many_arguments, reason = "the parts of one repair, each used once")]
+#[expect(
+    clippy::too_many_arguments,
+    reason = "the parts of one repair, each used once"
+)]
 fn repair_rows(
     session: &Session,
     target: &Target,
@@ -1167,8 +1169,8 @@ fn repair_rows(
     let deletes = Arc::new(delete_schema(schema)?);
     let marker = deletes.len() - 1;
     let values: Vec<&Vec<Value>> = diff.extra_values.values().collect();
-    let mut delete_seq = next_seq(REPAIR_DELETES_STREAM)?;
-    for chunk in values.chunks(REPAIR_CHUNK) {
+    let first_delete_seq = next_seq(REPAIR_DELETES_STREAM)?;
+    for (delete_seq, chunk) in (first_delete_seq..).zip(values.chunks(REPAIR_CHUNK)) {
         let mut b = BatchBuilder::with_capacity(Arc::clone(&deletes), chunk.len());
         for key in chunk {
             for (c, v) in key.iter().enumerate() {
@@ -1188,7 +1190,6 @@ fn repair_rows(
             op: WriteOp::Delete,
         };
         call(&|c| c.write(&request, &bytes).map(|_| ()))?;
-        delete_seq += 1;
     }
     Ok(())
 }
