@@ -275,10 +275,10 @@ fn key_columns(toks: &[Tok]) -> Option<Vec<String>> {
     let close = closing(toks, open)?;
     let mut out = Vec::new();
     for t in &toks[open + 1..close] {
-        if let Some(n) = t.ident() {
-            if !(t.is_kw("ASC") || t.is_kw("DESC")) {
-                out.push(n.to_string());
-            }
+        if let Some(n) = t.ident()
+            && !(t.is_kw("ASC") || t.is_kw("DESC"))
+        {
+            out.push(n.to_string());
         }
     }
     Some(out)

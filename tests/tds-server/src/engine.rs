@@ -350,10 +350,10 @@ impl Session {
 
     /// An unknown target table is error 208, named as the client wrote it.
     fn check_target(&mut self, target: Option<&str>) -> Result<()> {
-        if let Some(t) = target {
-            if self.table(t).is_none() {
-                return Err(Error::sql(208, format!("Invalid object name '{t}'.")));
-            }
+        if let Some(t) = target
+            && self.table(t).is_none()
+        {
+            return Err(Error::sql(208, format!("Invalid object name '{t}'.")));
         }
         Ok(())
     }
@@ -1068,14 +1068,11 @@ impl Session {
             if ["FROM", "JOIN", "INTO", "UPDATE", "USING"]
                 .iter()
                 .any(|k| t.is_kw(k))
+                && let Some(name) = toks.get(i + 1).and_then(Tok::ident)
+                && let Some(d) = self.table(name)
+                && !out.iter().any(|o| o.name == d.name)
             {
-                if let Some(name) = toks.get(i + 1).and_then(Tok::ident) {
-                    if let Some(d) = self.table(name) {
-                        if !out.iter().any(|o| o.name == d.name) {
-                            out.push(d);
-                        }
-                    }
-                }
+                out.push(d);
             }
         }
         out

@@ -314,11 +314,10 @@ impl Parser<'_> {
                         break;
                     }
                     cases -= 1;
-                } else if t.is_kw("ELSE") && cases == 0 {
-                    break;
-                } else if head != "MERGE"
-                    && is_start(t)
-                    && !self.continues(&head, prev, t, &mut absorbed)
+                } else if (t.is_kw("ELSE") && cases == 0)
+                    || (head != "MERGE"
+                        && is_start(t)
+                        && !self.continues(&head, prev, t, &mut absorbed))
                 {
                     break;
                 }

@@ -500,14 +500,14 @@ impl SqlType {
             }
             SqlType::VarBinary(_) => self.put_bytes(dst, &as_bytes(v)?),
             SqlType::UniqueIdentifier => {
-                if let ValueRef::Blob(b) = v {
-                    if b.len() == 16 {
-                        let mut g = [0u8; 16];
-                        g.copy_from_slice(b);
-                        dst.put_u8(16);
-                        dst.put_slice(&guid_wire(g));
-                        return Ok(());
-                    }
+                if let ValueRef::Blob(b) = v
+                    && b.len() == 16
+                {
+                    let mut g = [0u8; 16];
+                    g.copy_from_slice(b);
+                    dst.put_u8(16);
+                    dst.put_slice(&guid_wire(g));
+                    return Ok(());
                 }
                 let text = as_text(v)?;
                 let uuid = uuid::Uuid::parse_str(&text)
@@ -754,7 +754,7 @@ fn as_time_nanos(v: ValueRef<'_>) -> Result<i64> {
 fn as_datetime(v: ValueRef<'_>) -> Result<(i64, i64)> {
     match v {
         ValueRef::Timestamp(u, t) => {
-            let n = i128::from(unit_nanos_wide(u, t));
+            let n = unit_nanos_wide(u, t);
             Ok((
                 n.div_euclid(i128::from(NANOS_PER_DAY)) as i64,
                 n.rem_euclid(i128::from(NANOS_PER_DAY)) as i64,

@@ -5,6 +5,18 @@ mod common;
 
 use common::{connect, error_number, server};
 
+/// COLUMN_NAME, DATA_TYPE, CHARACTER_MAXIMUM_LENGTH, NUMERIC_PRECISION, NUMERIC_SCALE,
+/// DATETIME_PRECISION, IS_NULLABLE.
+type CatalogRow = (
+    String,
+    String,
+    Option<i32>,
+    Option<i32>,
+    Option<i32>,
+    Option<i32>,
+    String,
+);
+
 async fn batch(c: &mut common::Conn, sql: &str) {
     c.simple_query(sql)
         .await
@@ -55,15 +67,7 @@ async fn catalog_queries_report_declared_types() {
         .into_first_result()
         .await
         .unwrap();
-    let got: Vec<(
-        String,
-        String,
-        Option<i32>,
-        Option<i32>,
-        Option<i32>,
-        Option<i32>,
-        String,
-    )> = rows
+    let got: Vec<CatalogRow> = rows
         .iter()
         .map(|r| {
             (

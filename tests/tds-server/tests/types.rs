@@ -36,12 +36,12 @@ fn cases() -> Vec<(&'static str, ColumnData<'static>, ColumnData<'static>)> {
         (
             "money",
             ColumnData::Numeric(Some(Numeric::new_with_scale(123_456_789, 4))),
-            ColumnData::F64(Some(12_345.6789)),
+            ColumnData::F64(Some(12_345.678_9)),
         ),
         (
             "smallmoney",
             ColumnData::Numeric(Some(Numeric::new_with_scale(-2_147_483_648, 4))),
-            ColumnData::F64(Some(-214_748.3648)),
+            ColumnData::F64(Some(-214_748.364_8)),
         ),
         same("real", ColumnData::F32(Some(3.25))),
         same("float", ColumnData::F64(Some(0.1))),
