@@ -41,6 +41,8 @@ pub struct Env {
     pub trust: bool,
     /// Prefix of every table name this test uses.
     pub prefix: String,
+    /// The database of the test double.
+    pub database: String,
     runtime: tokio::runtime::Runtime,
 }
 
@@ -75,6 +77,7 @@ impl Env {
             encrypt: "off",
             trust: false,
             prefix: "t_".into(),
+            database,
             runtime: runtime(),
         }
     }
@@ -87,6 +90,7 @@ impl Env {
             url,
             encrypt: "on",
             trust: true,
+            database: String::new(),
             prefix: format!("caudal_{}_", unique(tag)),
             runtime: runtime(),
         })
