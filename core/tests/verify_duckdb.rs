@@ -244,3 +244,44 @@ fn verify_rejects_unknown_names_with_usage_status() {
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains("wh.items: ok, 10 rows"));
 }
+
+#[test]
+fn verify_refolds_the_journal_when_its_checkpoint_is_damaged() {
+    let dir = tempfile::tempdir().unwrap();
+    let (src, wh, journal) = (
+        dir.path().join("src.duckdb"),
+        dir.path().join("wh.duckdb"),
+        dir.path().join("journal"),
+    );
+    fill(&src, "items", &[sales("t1", 0..300, 100, &KEY)], true);
+    let file = pipeline(
+        dir.path(),
+        &format!(
+            "{}[[streams]]\nfrom = \"src\"\ntable = \"items\"\nto = \"wh\"\nmode = \"merge\"\n\
+             primary_key = [\"tienda\", \"factura\", \"linea\"]\nchunk_rows = 50\n",
+            connections(&["src", "wh"])
+        ),
+    );
+    run_ok(&["run", s(&file), "--progress", "none"]);
+    assert_eq!(verify_json(&file, &[]).0, 0);
+    let checkpoints: Vec<_> = std::fs::read_dir(&journal)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("verify-"))
+        })
+        .collect();
+    assert_eq!(checkpoints.len(), 2, "{checkpoints:?}");
+    for p in &checkpoints {
+        std::fs::write(p, b"not a checkpoint").unwrap();
+    }
+    delete(&wh, "items", &key_columns(&sales("t1", 10..11, 100, &KEY)));
+    for _ in 0..2 {
+        let (code, report) = verify_json(&file, &[]);
+        assert_eq!(code, 1, "{report}");
+        assert_eq!(keys(&report["tables"][0], "missing"), ["t1,3,2"]);
+        assert_eq!(report["tables"][0]["expected"]["rows"], 300);
+    }
+}
