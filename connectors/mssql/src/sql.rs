@@ -12,6 +12,11 @@
 //! column's own 1/300 s ticks, never as a rounded `datetime2`, so `c > @P1` excludes the row
 //! the cursor came from.
 //!
+//! Statements without parameters (transaction control, DDL, the staging table, `sp_rename`)
+//! go as plain SQL batches, so that a transaction or a `#temp` table outlives them; the others,
+//! and the `INSERT ... SELECT` / `MERGE` / `DELETE` from the staging table (for their row
+//! counts), go through `sp_executesql`.
+//!
 //! Comparisons follow one total order per column, NULL first (what `ORDER BY c` does in SQL
 //! Server): "after NULL" is `c IS NOT NULL`, "before v" includes the NULLs.
 //!
