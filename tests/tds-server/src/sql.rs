@@ -500,7 +500,13 @@ pub(crate) fn translate(toks: &[Tok], cx: &dyn Context) -> Result<String> {
                 push(&mut out, s);
             }
             Tok::Str(s) => push(&mut out, &quote(s)),
-            Tok::Num(n) => push(&mut out, n),
+            Tok::Num(n) => match n.strip_prefix("0x").or_else(|| n.strip_prefix("0X")) {
+                // A binary literal: 0x followed by hex digits (none for the empty binary).
+                Some(hex) if hex.chars().all(|c| c.is_ascii_hexdigit()) => {
+                    push(&mut out, &format!("from_hex('{hex}')"))
+                }
+                _ => push(&mut out, n),
+            },
             Tok::Quoted(q) => push(&mut out, &ident_sql(q)),
             Tok::Word(w) => {
                 let up = w.to_ascii_uppercase();
@@ -917,6 +923,14 @@ mod tests {
     fn tr(sql: &str) -> String {
         let toks = tokenize(sql).unwrap();
         translate(&toks, &Cx).unwrap()
+    }
+
+    #[test]
+    fn binary_literals_become_blobs() {
+        assert_eq!(
+            tr("INSERT INTO t VALUES (0x00FF, 0x, 12)"),
+            "INSERT INTO t VALUES(from_hex('00FF'), from_hex(''), 12)"
+        );
     }
 
     #[test]

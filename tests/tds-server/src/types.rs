@@ -888,6 +888,35 @@ impl Value {
     }
 }
 
+impl Value {
+    /// This value for DuckDB's appender, which casts it to the column's type.
+    pub fn to_duckdb(&self) -> duckdb::types::Value {
+        use duckdb::types::Value as V;
+        match self {
+            Value::Null => V::Null,
+            Value::Bool(b) => V::Boolean(*b),
+            Value::Int(i) => V::BigInt(*i),
+            Value::Real(f) => V::Float(*f),
+            Value::Float(f) => V::Double(*f),
+            Value::Decimal(v, s) => match duckdb::types::Decimal::new(38, *s, *v) {
+                Ok(d) => V::Decimal(d),
+                Err(_) => V::Text(decimal_text(*v, *s)),
+            },
+            Value::Date(d) => V::Date32(*d as i32),
+            Value::Time(n, _) => V::Time64(TimeUnit::Microsecond, n / 1000),
+            // The appender takes timestamps in microseconds: finer values go as text.
+            Value::DateTime(d, n, _) if n % 1000 == 0 => {
+                V::Timestamp(TimeUnit::Microsecond, d * 86_400_000_000 + n / 1000)
+            }
+            Value::DateTime(d, n, _) => V::Text(format_datetime(*d, *n, 7)),
+            Value::DateTimeOffset(d, n, _, o) => V::Text(format_datetimeoffset(*d, *n, *o)),
+            Value::Text(t) => V::Text(t.clone()),
+            Value::Bytes(b) => V::Blob(b.clone()),
+            Value::Guid(g) => V::Text(uuid::Uuid::from_bytes(*g).to_string()),
+        }
+    }
+}
+
 /// A SQL string literal.
 pub(crate) fn quote(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 2);
