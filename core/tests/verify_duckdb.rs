@@ -234,6 +234,18 @@ fn verify_rejects_unknown_names_with_usage_status() {
     let out = run(&["verify", "--file", s(&file), "--table", "other"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("other"));
+    let journal = dir.path().join("journal");
+    let out = run(&["verify", "--journal", s(&journal), "--pipeline", "nope"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("nope"));
+    // Without --file: the file of the pipeline's last run.
+    let out = run(&["verify", "--journal", s(&journal), "--pipeline", "e2e"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     // Snapshot mode (the default): the table digest of the last snapshot.
     let out = run(&["verify", "--file", s(&file)]);
     assert_eq!(

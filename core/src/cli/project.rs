@@ -108,9 +108,15 @@ fn redis_connection(pipeline: &Pipeline, asked: Option<&str>) -> Result<String, 
 }
 
 fn redis(args: RedisArgs) -> anyhow::Result<ExitCode> {
-    let pipeline = match pipeline_for(&args.location, args.pipeline.as_deref())? {
-        Ok(p) => p,
-        Err(code) => return Ok(code),
+    // A journal without runs of the pipeline, or a file that names another journal: the
+    // command line does not say which pipeline file to use.
+    let pipeline = match pipeline_for(&args.location, args.pipeline.as_deref()) {
+        Ok(Ok(p)) => p,
+        Ok(Err(code)) => return Ok(code),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return Ok(ExitCode::from(EXIT_USAGE));
+        }
     };
     let connection = match redis_connection(&pipeline, args.connection.as_deref()) {
         Ok(c) => c,

@@ -12,7 +12,7 @@ use serde_json::json;
 
 use super::location::JournalLocation;
 use super::retry::pipeline_for;
-use super::run::{OutputArgs, engine_error};
+use super::run::{EXIT_USAGE, OutputArgs, engine_error};
 use crate::engine::{DigestSummary, Engine, PluginEndpoints, TableCheck, VerifyOptions};
 
 /// Keys listed per kind in the text output; `--json` lists them all.
@@ -45,9 +45,15 @@ pub struct VerifyArgs {
 
 /// Runs `caudal verify`.
 pub fn run(args: VerifyArgs) -> anyhow::Result<ExitCode> {
-    let pipeline = match pipeline_for(&args.location, args.pipeline.as_deref())? {
-        Ok(p) => p,
-        Err(code) => return Ok(code),
+    // A journal without runs of the pipeline, or a file that names another journal: the
+    // command line does not say which pipeline file to use.
+    let pipeline = match pipeline_for(&args.location, args.pipeline.as_deref()) {
+        Ok(Ok(p)) => p,
+        Ok(Err(code)) => return Ok(code),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return Ok(ExitCode::from(EXIT_USAGE));
+        }
     };
     if let Some(p) = &args.pipeline
         && p != pipeline.name()
@@ -57,7 +63,7 @@ pub fn run(args: VerifyArgs) -> anyhow::Result<ExitCode> {
             pipeline.path().display(),
             pipeline.name()
         );
-        return Ok(ExitCode::from(super::run::EXIT_USAGE));
+        return Ok(ExitCode::from(EXIT_USAGE));
     }
     let progress = args.output.init();
     let endpoints = Arc::new(PluginEndpoints::for_pipeline(&pipeline));
