@@ -3,9 +3,12 @@
 //!
 //! `cargo run --release -p caudal-redis --example cache_write_rate -- [ROWS] [hash|json] [URL]`
 //!
-//! Writes ROWS (default 200000) rows of a four-column table in batches of 20000 (the engine's
-//! default chunk), computes the table digest by scanning the keys, times a plain scan (SCAN
-//! and HGETALL / GET, nothing decoded) for comparison, and deletes its keys.
+//! Runs `redis-benchmark -P 64 -t set -n 1000000 -q` (when on the PATH) for the baseline of
+//! this run, writes ROWS (default 200000) rows of a four-column table in batches of 20000 (the
+//! engine's default chunk) into a table just prepared (as a cache rebuild does) and prints the
+//! rate as a share of the baseline, then writes them again over the existing rows (the general
+//! path), computes the table digest by scanning the keys, times a plain scan (SCAN and
+//! HGETALL / GET, nothing decoded) for comparison, and deletes its keys.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -35,6 +38,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         connection: "cache".into(),
         base_dir: None,
     };
+    let baseline = redis_benchmark(&url);
     let mut redis = Redis::open(config, &context)?;
     let schema = Arc::new(Schema::new(
         vec![
@@ -75,20 +79,47 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
         batches.push(b.finish()?);
     }
-    let started = Instant::now();
-    for (i, batch) in batches.iter().enumerate() {
-        redis.write(
-            &WriteRequest {
-                pipeline: "rate".into(),
-                stream: "ventas".into(),
-                table: "ventas".into(),
-                seq: i as u64 + 1,
-                op: WriteOp::Upsert,
-            },
-            batch,
-        )?;
+    let mut seq = 0;
+    let mut write_all = |redis: &mut Redis| -> Result<f64, Box<dyn std::error::Error>> {
+        let started = Instant::now();
+        for batch in &batches {
+            seq += 1;
+            redis.write(
+                &WriteRequest {
+                    pipeline: "rate".into(),
+                    stream: "ventas".into(),
+                    table: "ventas".into(),
+                    seq,
+                    op: WriteOp::Upsert,
+                },
+                batch,
+            )?;
+        }
+        Ok(started.elapsed().as_secs_f64())
+    };
+    let fresh = write_all(&mut redis)?;
+    let share = |secs: f64| match baseline {
+        Some(b) => format!(
+            " = {:.0}% of redis-benchmark",
+            rows as f64 / secs / b * 100.0
+        ),
+        None => String::new(),
+    };
+    match baseline {
+        Some(b) => println!("redis-benchmark -P 64 -t set: {b:.0} SET/s"),
+        None => println!("redis-benchmark: not run (not on the PATH, or no rate printed)"),
     }
-    let write = started.elapsed();
+    println!(
+        "{format:?}: wrote {rows} rows into a new table in {fresh:.2} s = {:.0} rows/s{}",
+        rows as f64 / fresh,
+        share(fresh)
+    );
+    let again = write_all(&mut redis)?;
+    println!(
+        "{format:?}: wrote them again over the rows there in {again:.2} s = {:.0} rows/s{}",
+        rows as f64 / again,
+        share(again)
+    );
     let started = Instant::now();
     let digest = redis.table_digest(&DigestRequest {
         table: "ventas".into(),
@@ -97,9 +128,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     })?;
     let scan = started.elapsed();
     println!(
-        "{format:?}: wrote {rows} rows in {:.2} s = {:.0} rows/s; digest scan {:.2} s = {:.0} rows/s ({} rows)",
-        write.as_secs_f64(),
-        rows as f64 / write.as_secs_f64(),
+        "{format:?}: digest scan {:.2} s = {:.0} rows/s ({} rows)",
         scan.as_secs_f64(),
         rows as f64 / scan.as_secs_f64(),
         digest.rows()
@@ -156,4 +185,19 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let _: i64 = redis::cmd("UNLINK").arg(part).query(&mut conn)?;
     }
     Ok(())
+}
+
+/// SET/s of `redis-benchmark -P 64 -t set -n 1000000 -q` against `url`; `None` when it cannot
+/// run or prints no rate.
+fn redis_benchmark(url: &str) -> Option<f64> {
+    let out = std::process::Command::new("redis-benchmark")
+        .args(["-u", url, "-P", "64", "-t", "set", "-n", "1000000", "-q"])
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    // "SET: 1234567.89 requests per second, ..." (the last report on the line).
+    text.rsplit("SET:")
+        .next()
+        .and_then(|t| t.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
 }

@@ -10,6 +10,7 @@
 //! - [`types`]: how each logical type is written as text and read back.
 //! - `keys.rs`: row keys, metadata keys, escaping of key values.
 //! - `sink.rs`: prepare, transactional writes with the offset and the digest key, snapshot swap.
+//! - `dump.rs`: hash rows as `RESTORE` payloads.
 //! - `source.rs`: discovery by schema keys, chunked SCAN reads, table digests over key ranges.
 //!
 //! # Keys
@@ -40,6 +41,7 @@
 pub mod config;
 pub mod types;
 
+mod dump;
 mod keys;
 mod sink;
 mod source;
@@ -71,6 +73,9 @@ pub struct Redis {
     name: String,
     /// Tables this connection created or emptied itself, by name (see [`sink::Fresh`]).
     fresh: std::collections::HashMap<String, sink::Fresh>,
+    /// Whether the server takes hash rows as `RESTORE` payloads; probed by the first write of
+    /// hash rows.
+    restore: Option<bool>,
 }
 
 impl std::fmt::Debug for Redis {
@@ -162,6 +167,7 @@ impl Connector for Redis {
             template,
             name: context.connection.clone(),
             fresh: std::collections::HashMap::new(),
+            restore: None,
         })
     }
 

@@ -9,8 +9,9 @@
 //! 2. With one `HMGET` of `{prefix}:{table}:rowdigests`, read the digests of the rows the batch
 //!    replaces or deletes. The new digest is the old one minus those rows plus the batch's rows
 //!    (the table digest is homomorphic), so no row value is read back.
-//! 3. `MULTI`; per row `DEL` + `HSET` (hash: the `DEL` drops fields that became NULL), `MSET`s
-//!    of the JSON rows, or `DEL`s for a delete; the new row digests; the digest key; the offset;
+//! 3. `MULTI`; per hash row a `RESTORE ... REPLACE` of the whole hash (see [`crate::dump`]),
+//!    or where the server or the row does not allow that `DEL` + `HSET` (the `DEL` drops fields
+//!    that became NULL); `MSET`s of the JSON rows; or `DEL`s for a delete; the new row digests; the digest key; the offset;
 //!    `EXEC`. If a watched key changed meanwhile, `EXEC` does nothing and the write starts over.
 //!
 //! A table this connection created or emptied with `prepare_table` is *fresh* ([`Fresh`]):
@@ -42,6 +43,7 @@ use caudal_connector::{
 use redis::aio::MultiplexedConnection;
 
 use crate::config::{Format, KeyTemplate};
+use crate::dump::HashPayload;
 use crate::keys::{self, glob_escape, is_row_suffix};
 use crate::source::{self, RowScanner, TableDoc, load_doc};
 use crate::types::{encode_json, encode_text};
@@ -228,10 +230,21 @@ fn row_commands(pipe: &mut redis::Pipeline, plan: &WritePlan<'_>, may_exist: &[b
             }
         }
         (_, Format::Hash) => {
+            let mut payload = HashPayload::default();
             for (row, pk) in plan.pks.iter().enumerate() {
                 key.clear();
                 key.extend_from_slice(row_prefix);
                 key.extend_from_slice(pk);
+                if plan.restore && hash_payload(batch, row, &mut payload, &mut text) {
+                    // REPLACE drops whatever the key held: no DEL needed.
+                    pipe.cmd("RESTORE")
+                        .arg(&key[..])
+                        .arg(0)
+                        .arg(payload.finish())
+                        .arg("REPLACE")
+                        .ignore();
+                    continue;
+                }
                 if may_exist[row] {
                     // Fields that became NULL must go: the row is written whole.
                     pipe.cmd("DEL").arg(&key[..]).ignore();
@@ -279,6 +292,23 @@ fn row_commands(pipe: &mut redis::Pipeline, plan: &WritePlan<'_>, may_exist: &[b
     }
 }
 
+/// Puts the non-NULL fields of `row` into `payload`; `false` when the row is too large for one
+/// (see [`crate::dump`]).
+fn hash_payload(batch: &Batch, row: usize, payload: &mut HashPayload, text: &mut Vec<u8>) -> bool {
+    payload.start();
+    for (col, f) in batch.schema().fields().iter().enumerate() {
+        let column = &batch.columns()[col];
+        if !column.is_null(row) {
+            text.clear();
+            encode_text(column, &f.logical_type, row, text);
+            if !payload.push(f.name.as_bytes()) || !payload.push(text) {
+                return false;
+            }
+        }
+    }
+    true
+}
+
 /// What one write transaction needs besides the connection.
 struct WritePlan<'a> {
     offsets: String,
@@ -296,6 +326,8 @@ struct WritePlan<'a> {
     format: Format,
     row_prefix: String,
     delete: bool,
+    /// Hash rows go as `RESTORE` payloads where they fit (see [`crate::dump`]).
+    restore: bool,
 }
 
 /// How one attempt of a write ended.
@@ -467,6 +499,20 @@ async fn transact(
 }
 
 impl Redis {
+    /// Whether the server takes hash rows as `RESTORE` payloads (probed once).
+    fn restores(&mut self) -> Result<bool> {
+        if let Some(known) = self.restore {
+            return Ok(known);
+        }
+        let key = format!("{}:_caudal_restore_probe", self.config.prefix);
+        let known = self
+            .runtime
+            .block_on(crate::dump::probe(&mut self.conn, &key))
+            .map_err(|e| redis_error(format!("probing RESTORE on `{key}`"), e))?;
+        self.restore = Some(known);
+        Ok(known)
+    }
+
     /// Every row key of `table` (as `template` names them), found by SCAN.
     fn row_keys(&mut self, table: &str, template: &KeyTemplate) -> Result<Vec<Vec<u8>>> {
         let row_prefix = template.row_prefix(&self.config.prefix, table);
@@ -578,6 +624,7 @@ impl Redis {
             row_digests(table, batch)
         };
         let row_prefix = doc.template()?.row_prefix(&prefix, table);
+        let restore = !delete && doc.format == Format::Hash && self.restores()?;
         let plan = WritePlan {
             offsets: keys::offsets_key(&prefix),
             field: keys::offset_field(&request.pipeline, &request.stream),
@@ -592,6 +639,7 @@ impl Redis {
             format: doc.format,
             row_prefix,
             delete,
+            restore,
         };
         for _ in 0..MAX_ATTEMPTS {
             let known = self.fresh.get(table);

@@ -265,3 +265,50 @@ fn server_replays_on_a_fresh_table_change_nothing() {
     apply(&mut model, &changed);
     check(&mut conn, "t", &model);
 }
+
+#[test]
+fn server_hash_rows_of_any_size_are_whole_hashes() {
+    // Small rows go as RESTORE payloads, rows with a value over 64 bytes as HSET; both in one
+    // batch, over keys holding rows of the other kind, and over a key of another type.
+    let mut prefix = TestPrefix::new("fresh_sizes");
+    let mut conn = prefix.open();
+    prepare(&mut conn, "t", &schema(), false);
+    let long = "x".repeat(65);
+    let longer = "ñ".repeat(700);
+    let mut model = BTreeMap::new();
+    let first: Vec<Row> = vec![
+        (1, Some("short".into()), Some(1.25)),
+        (2, Some(long.clone()), None),
+        (3, Some(String::new()), Some(0.5)),
+        (4, Some(longer.clone()), Some(f64::MAX)),
+        (5, Some("a:b%c\u{1}".into()), None),
+    ];
+    write(&mut conn, "t", 1, WriteOp::Upsert, &batch(&first));
+    apply(&mut model, &first);
+    check(&mut conn, "t", &model);
+    let stray = format!("{}:t:6", prefix.name);
+    let _: () = prefix.cmd(&[b"SET", stray.as_bytes(), b"not a row"]);
+    let second: Vec<Row> = vec![
+        (1, Some(long.clone()), None),
+        (2, None, Some(2.0)),
+        (4, None, None),
+        (6, Some("six".into()), None),
+    ];
+    write(&mut conn, "t", 2, WriteOp::Upsert, &batch(&second));
+    apply(&mut model, &second);
+    check(&mut conn, "t", &model);
+    for (id, want) in [
+        (1, vec!["id", "name"]),
+        (2, vec!["id", "score"]),
+        (4, vec!["id"]),
+        (6, vec!["id", "name"]),
+    ] {
+        let key = format!("{}:t:{id}", prefix.name);
+        let mut fields: Vec<String> = prefix.cmd(&[b"HKEYS", key.as_bytes()]);
+        fields.sort();
+        assert_eq!(fields, want, "{key}");
+    }
+    let key = format!("{}:t:1", prefix.name);
+    let name: String = prefix.cmd(&[b"HGET", key.as_bytes(), b"name"]);
+    assert_eq!(name, long);
+}
