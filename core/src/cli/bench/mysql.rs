@@ -602,3 +602,65 @@ fn write_rows(path: &Path, rows: u64) -> anyhow::Result<()> {
     out.flush()?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_url_gives_host_port_user_and_the_decoded_password() {
+        let s = Server::parse("mariadb://etl:p%40ss%3Aw@db.local:3307/").unwrap();
+        assert_eq!(
+            (s.host.as_str(), s.port, s.user.as_str()),
+            ("db.local", 3307, "etl")
+        );
+        assert_eq!(s.password.as_deref(), Some("p@ss:w"));
+        assert_eq!(s.url, "mysql://etl:p%40ss%3Aw@db.local:3307");
+        assert_eq!(s.redacted(), "mysql://etl:***@db.local:3307");
+        assert_eq!(
+            s.database_url("x"),
+            "mysql://etl:p%40ss%3Aw@db.local:3307/x"
+        );
+        let s = Server::parse("mysql://root@127.0.0.1").unwrap();
+        assert_eq!((s.port, s.password), (3306, None));
+        for bad in [
+            "mysql://root@h/db",
+            "postgres://root@h",
+            "mysql://h:3306",
+            "mysql://root@h:x",
+        ] {
+            assert!(Server::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn generated_rows_are_load_data_text_with_nulls_as_backslash_n() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("rows.tsv");
+        write_rows(&path, 4).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let lines: Vec<Vec<&str>> = text.lines().map(|l| l.split('\t').collect()).collect();
+        assert_eq!(lines.len(), 4);
+        assert!(lines.iter().all(|l| l.len() == 12), "{text}");
+        assert_eq!(
+            lines[0],
+            [
+                "0",
+                "-32768",
+                "0",
+                "0",
+                "2000-01-01",
+                "2020-01-01 00:00:00.000000",
+                "name 0",
+                "\\N",
+                "0.00",
+                "0.000000",
+                "\\N",
+                "0"
+            ]
+        );
+        assert_eq!(lines[3][5], "2020-01-01 00:00:03.703701");
+        assert_eq!((lines[2][7], lines[3][7]), ("nn", "\\N"));
+        assert_eq!(lines[3][10], (3.0f64 / 7.0).to_string());
+    }
+}
