@@ -460,3 +460,88 @@ fn gaps_refuses_bad_arguments_with_exit_2() {
         assert!(stderr.contains(needle), "`{needle}` in {stderr}");
     }
 }
+
+/// The shipped quickstart: 16 stores in one table (`tienda` a column), each missing the days
+/// where `(t * 37 + d * 11) % 23 == 0`. `--by tienda` lists them per store.
+#[test]
+fn quickstart_gaps_by_store_column() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("quickstart.toml");
+    std::fs::copy(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../pipelines/quickstart.toml"),
+        &file,
+    )
+    .unwrap();
+    let f = s(&file);
+    run_ok(&["run", f, "--progress", "none"]);
+    let by_store = json(&run_ok(&[
+        "gaps",
+        "--file",
+        f,
+        "--by",
+        "tienda",
+        "--today",
+        "2025-03-05",
+        "--json",
+    ]));
+    assert_eq!(
+        by_store["stream"], "ventas",
+        "the snapshot stream is not the default"
+    );
+    assert_eq!(by_store["by"], "tienda");
+    let parts = by_store["partitions"].as_array().unwrap();
+    assert_eq!(parts.len(), 16, "{by_store}");
+    let mut inside = 0;
+    for t in 1..=16 {
+        let days: BTreeSet<i32> = (0..60)
+            .filter(|d| (t * 37 + d * 11) % 23 != 0)
+            .map(|d| DAY0 + d)
+            .collect();
+        let (first, last, missing) = expected_gaps(&days);
+        inside += missing.len();
+        let part = parts
+            .iter()
+            .find(|p| p["partition"] == store(t).as_str())
+            .unwrap_or_else(|| panic!("{} in {by_store}", store(t)));
+        assert_eq!(
+            part["first_day"],
+            first.map(day_text).unwrap().as_str(),
+            "{part}"
+        );
+        assert_eq!(
+            part["last_day"],
+            last.map(day_text).unwrap().as_str(),
+            "{part}"
+        );
+        assert_eq!(
+            part["days_behind"],
+            i64::from(DAY0 + 63 - last.unwrap()),
+            "{part}"
+        );
+        let want: Vec<String> = missing.into_iter().map(day_text).collect();
+        assert_eq!(part["missing_days"], serde_json::json!(want), "{part}");
+    }
+    assert!(
+        inside >= 30,
+        "most of the 42 missing store-days lie inside a range: {inside}"
+    );
+    // By stream alone, every day has some store's rows.
+    let whole = json(&run_ok(&[
+        "gaps",
+        "--file",
+        f,
+        "--today",
+        "2025-03-05",
+        "--json",
+    ]));
+    assert_eq!(
+        whole["partitions"][0]["missing_days"],
+        serde_json::json!([])
+    );
+    assert_eq!(whole["partitions"][0]["days_loaded"], 60);
+    let table = run_ok(&["gaps", "--file", f, "--by", "tienda"]);
+    assert!(
+        table.contains("TIENDA") && table.contains("16 values of `tienda`"),
+        "{table}"
+    );
+}

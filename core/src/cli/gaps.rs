@@ -38,6 +38,10 @@ pub struct GapsArgs {
     /// The column holding each row's day [default: the stream's cursor, with --file].
     #[arg(long, value_name = "COLUMN")]
     date_column: Option<String>,
+    /// Group by this column's value instead of by partition, for a stream that reads several
+    /// stores from one table (e.g. `--by tienda`).
+    #[arg(long, value_name = "COLUMN")]
+    by: Option<String>,
     /// The destination whose days to show [default: the stream's first].
     #[arg(long = "to", value_name = "CONNECTION")]
     destination: Option<String>,
@@ -59,6 +63,8 @@ struct Target {
     /// Partitions the pipeline file names that may never have run.
     sources: Vec<String>,
     column_is_cursor: bool,
+    /// `--by`.
+    by: Option<String>,
 }
 
 /// A usage problem: printed, exit 2.
@@ -93,6 +99,7 @@ pub fn run(args: GapsArgs) -> anyhow::Result<ExitCode> {
         stream: target.stream.clone(),
         column: target.column.clone(),
         column_is_cursor: target.column_is_cursor,
+        by: target.by.clone(),
     };
     let days = LoadedDays::load(&dir, &query)
         .with_context(|| format!("reading the journal {}", dir.display()))?;
@@ -104,7 +111,12 @@ pub fn run(args: GapsArgs) -> anyhow::Result<ExitCode> {
         );
         return Ok(ExitCode::from(EXIT_USAGE));
     }
-    let parts = days.gaps(&target.destination, target.today, &target.sources);
+    let parts = days.gaps(
+        &target.destination,
+        target.today,
+        &target.sources,
+        target.by.is_some(),
+    );
     if args.json {
         println!("{}", report_json(&target, &parts));
     } else {
@@ -262,6 +274,7 @@ fn target(
         destination,
         today,
         sources,
+        by: args.by.clone(),
     })
 }
 
@@ -297,6 +310,7 @@ fn print_report(t: &Target, parts: &[PartGaps]) {
         t.destination,
         gaps::day_text(t.today)
     );
+    let group = t.by.as_deref().unwrap_or("partition").to_uppercase();
     let rows: Vec<[String; 7]> = parts
         .iter()
         .map(|p| {
@@ -317,7 +331,7 @@ fn print_report(t: &Target, parts: &[PartGaps]) {
         .collect();
     print_table(
         &[
-            "PARTITION",
+            group.as_str(),
             "LAST DAY",
             "BEHIND",
             "FIRST DAY",
@@ -334,8 +348,12 @@ fn print_report(t: &Target, parts: &[PartGaps]) {
     let with_gaps = parts.iter().filter(|p| !p.missing.is_empty()).count();
     println!();
     println!(
-        "{} partitions: {behind} more than a day behind or never loaded, {with_gaps} with missing days",
-        parts.len()
+        "{} {}: {behind} more than a day behind or never loaded, {with_gaps} with missing days",
+        parts.len(),
+        match &t.by {
+            Some(by) => format!("values of `{by}`"),
+            None => "partitions".to_owned(),
+        }
     );
 }
 
@@ -361,6 +379,7 @@ fn report_json(t: &Target, parts: &[PartGaps]) -> serde_json::Value {
         "pipeline": t.pipeline,
         "stream": t.stream,
         "date_column": t.column,
+        "by": t.by,
         "destination": t.destination,
         "today": gaps::day_text(t.today),
         "partitions": parts,

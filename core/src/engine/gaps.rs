@@ -18,6 +18,10 @@
 //! pipeline, stream and column, with the seq and chain hash it covers, so later calls fold
 //! only new entries.
 //!
+//! With [`DaysQuery::by`], days are grouped by the value of a column instead of by partition:
+//! for a stream that reads several stores from one table (`tienda` a column), as
+//! `pipelines/quickstart.toml` does. Every batch is then decoded.
+//!
 //! Limits: deletes (merge mode) carry keys only, so a day whose rows were all deleted still
 //! counts as loaded; snapshot streams, whose table is replaced by every run, are refused.
 
@@ -36,7 +40,7 @@ use super::shape::is_delete_batch;
 /// The checkpoint file, inside the journal directory.
 pub const CHECKPOINT_FILE: &str = "gaps.json";
 /// Bumped whenever the checkpoint's shape changes; an older checkpoint is rebuilt.
-const CHECKPOINT_VERSION: u32 = 1;
+const CHECKPOINT_VERSION: u32 = 2;
 /// Checkpointed folds kept per journal (the most recently used).
 const MAX_CHECKPOINTS: usize = 16;
 const MICROS_PER_DAY: i64 = 86_400_000_000;
@@ -53,16 +57,23 @@ pub struct DaysQuery {
     /// Whether `column` is the stream's cursor, so that a batch's cursor range can stand in
     /// for its rows when it spans at most two days.
     pub column_is_cursor: bool,
+    /// Group days by this column's value instead of by partition.
+    pub by: Option<String>,
 }
 
 /// Days as days since 1970-01-01 (as [`Value::Date`]).
 pub type Day = i32;
 
+/// A day of a group: of a partition (`None`: the batch's own), or of a value of the `by`
+/// column.
+type GroupDay = (Option<String>, Day);
+
 /// A journaled batch whose days some destination has not applied yet.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 struct BatchDays {
     partition: Option<String>,
-    days: Vec<Day>,
+    /// The batch's days, by group (its partition, or a value of the `by` column).
+    days: Vec<GroupDay>,
     applied_to: Vec<String>,
 }
 
@@ -73,7 +84,8 @@ pub struct LoadedDays {
     /// Partitions seen (`None` for a stream that is not partitioned), with the destinations
     /// of their latest `StreamStarted`.
     parts: BTreeMap<Option<String>, Vec<String>>,
-    /// Days applied, per (partition, destination).
+    /// Days applied, per (group, destination); a group is a partition, or a value of the
+    /// `by` column.
     days: BTreeMap<Option<String>, BTreeMap<String, BTreeSet<Day>>>,
     /// Batches not yet applied to every destination of their partition, by seq.
     batches: BTreeMap<u64, BatchDays>,
@@ -81,10 +93,11 @@ pub struct LoadedDays {
     snapshot: bool,
 }
 
-/// One partition's days, as `caudal gaps` shows them.
+/// One partition's days (or one value's of the `by` column), as `caudal gaps` shows them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct PartGaps {
-    /// The partition (source connection), or `None` for a stream that is not partitioned.
+    /// The partition (source connection), `None` for a stream that is not partitioned; or
+    /// the value of the `by` column.
     pub partition: Option<String>,
     /// Days with rows in the destination.
     pub days_loaded: usize,
@@ -166,14 +179,17 @@ impl LoadedDays {
                 ..
             } if *stream == q.stream => {
                 let label = part_label(stream, partition.as_deref());
-                let from_range = q
-                    .column_is_cursor
+                let from_range = (q.column_is_cursor && q.by.is_none())
                     .then(|| days_of_range(cursor_low.as_deref(), cursor_high.as_deref()))
-                    .flatten();
+                    .flatten()
+                    .map(|days| days.into_iter().map(|d| (partition.clone(), d)).collect());
                 let days = match from_range {
                     Some(days) => days,
-                    None => match days_of_payload(payload, &q.column, seq, &label)? {
-                        Some(days) => days,
+                    None => match days_of_payload(payload, q, seq, &label)? {
+                        Some(by_value) => by_value
+                            .into_iter()
+                            .map(|(group, d)| (group.or_else(|| partition.clone()), d))
+                            .collect(),
                         None => return Ok(()),
                     },
                 };
@@ -200,12 +216,14 @@ impl LoadedDays {
                     return Ok(());
                 }
                 batch.applied_to.push(destination.clone());
-                self.days
-                    .entry(partition.clone())
-                    .or_default()
-                    .entry(destination.clone())
-                    .or_default()
-                    .extend(batch.days.iter().copied());
+                for (group, day) in &batch.days {
+                    self.days
+                        .entry(group.clone())
+                        .or_default()
+                        .entry(destination.clone())
+                        .or_default()
+                        .insert(*day);
+                }
                 let every = self
                     .parts
                     .get(partition)
@@ -220,9 +238,25 @@ impl LoadedDays {
     }
 
     /// Per partition (every partition seen, then each of `also` not seen yet), the days
-    /// loaded into `destination`, measured against `today`.
-    pub fn gaps(&self, destination: &str, today: Day, also: &[String]) -> Vec<PartGaps> {
-        let mut names: Vec<Option<String>> = self.parts.keys().cloned().collect();
+    /// loaded into `destination`, measured against `today`. With `by_value`, per value of
+    /// the `by` column instead.
+    pub fn gaps(
+        &self,
+        destination: &str,
+        today: Day,
+        also: &[String],
+        by_value: bool,
+    ) -> Vec<PartGaps> {
+        let mut names: Vec<Option<String>> = match by_value {
+            false => self.parts.keys().cloned().collect(),
+            true => self
+                .days
+                .iter()
+                .filter(|(_, by_dest)| by_dest.contains_key(destination))
+                .map(|(group, _)| group.clone())
+                .collect(),
+        };
+        let also = if by_value { &[][..] } else { also };
         for p in also {
             if !names.iter().any(|n| n.as_deref() == Some(p)) {
                 names.push(Some(p.clone()));
@@ -341,14 +375,14 @@ fn days_of_range(low: Option<&str>, high: Option<&str>) -> Option<Vec<Day>> {
     }
 }
 
-/// The distinct days of the `column` values of a journaled batch; `None` for a batch of
-/// deleted keys.
+/// The distinct days of the `column` values of a journaled batch, each with its `by` value
+/// when the query groups by one; `None` for a batch of deleted keys.
 fn days_of_payload(
     payload: &Payload,
-    column: &str,
+    q: &DaysQuery,
     seq: u64,
     label: &str,
-) -> Result<Option<Vec<Day>>> {
+) -> Result<Option<Vec<GroupDay>>> {
     let Payload::Inline(bytes) = payload else {
         return Err(EngineError::Batch {
             seq,
@@ -365,12 +399,16 @@ fn days_of_payload(
     if is_delete_batch(&batch) {
         return Ok(None);
     }
-    days_of_batch(&batch, column)
-        .map(Some)
-        .map_err(|message| EngineError::Batch {
-            seq,
-            message: format!("stream `{label}`: {message}"),
-        })
+    let days = match &q.by {
+        None => days_of_batch(&batch, &q.column)
+            .map(|days| days.into_iter().map(|d| (None, d)).collect()),
+        Some(by) => days_by_value(&batch, &q.column, by)
+            .map(|pairs| pairs.into_iter().map(|(v, d)| (Some(v), d)).collect()),
+    };
+    days.map(Some).map_err(|message| EngineError::Batch {
+        seq,
+        message: format!("stream `{label}`: {message}"),
+    })
 }
 
 /// The distinct days of `column` in `batch`, ascending; NULLs are skipped.
@@ -434,6 +472,63 @@ pub fn days_of_batch(batch: &Batch, column: &str) -> Result<Vec<Day>, String> {
         }
     }
     Ok(days.into_iter().collect())
+}
+
+/// The distinct (value of `by`, day of `column`) pairs of `batch`, ascending; rows with a
+/// NULL in either are skipped.
+pub fn days_by_value(batch: &Batch, column: &str, by: &str) -> Result<Vec<(String, Day)>, String> {
+    let index = |name: &str| {
+        batch.schema().index_of(name).ok_or_else(|| {
+            let names: Vec<&str> = batch
+                .schema()
+                .fields()
+                .iter()
+                .map(|f| f.name.as_str())
+                .collect();
+            format!(
+                "the batch has no column `{name}`; its columns: {}",
+                names.join(", ")
+            )
+        })
+    };
+    let (c, b) = (index(column)?, index(by)?);
+    let mut pairs = BTreeSet::new();
+    let mut last: Option<(Value, String)> = None;
+    for row in 0..batch.num_rows() {
+        let (Some(day_value), Some(group)) = (batch.value(row, c), batch.value(row, b)) else {
+            continue;
+        };
+        if day_value == Value::Null || group == Value::Null {
+            continue;
+        }
+        let day = day_of_value(&day_value)
+            .ok_or_else(|| format!("column `{column}`: {day_value:?} (row {row}) is not a day"))?;
+        // Rows come grouped more often than not: reuse the last value's text.
+        let text = match &last {
+            Some((v, t)) if *v == group => t.clone(),
+            _ => {
+                let t = value_text(&group);
+                last = Some((group, t.clone()));
+                t
+            }
+        };
+        pairs.insert((text, day));
+    }
+    Ok(pairs.into_iter().collect())
+}
+
+/// A value as people read it: the cursor text without its type tag.
+fn value_text(value: &Value) -> String {
+    match value {
+        Value::Text(s) => s.clone(),
+        other => {
+            let t = cursor::to_text(other);
+            match cursor::tag_of(&t) {
+                Some(tag) => t[tag.len() + 1..].to_owned(),
+                None => t,
+            }
+        }
+    }
 }
 
 fn day_of_micros(us: i64) -> Day {
@@ -527,6 +622,51 @@ mod tests {
     }
 
     #[test]
+    fn a_batch_gives_its_days_per_value_of_another_column() {
+        let schema = Schema::new(
+            vec![
+                Field::new("tienda", LogicalType::Varchar { max_length: None }, true),
+                Field::new("fecha", LogicalType::Date, true),
+            ],
+            &[],
+        )
+        .unwrap();
+        let mut b = BatchBuilder::new(Arc::new(schema));
+        for (t, d) in [
+            (Some("b"), Some(3)),
+            (Some("a"), Some(4)),
+            (Some("b"), Some(3)),
+            (None, Some(9)),
+            (Some("a"), None),
+            (Some("a"), Some(2)),
+        ] {
+            match t {
+                Some(t) => b.push(0, t).unwrap(),
+                None => b.push_null(0).unwrap(),
+            }
+            match d {
+                Some(d) => b.push(1, d).unwrap(),
+                None => b.push_null(1).unwrap(),
+            }
+        }
+        let batch = b.finish().unwrap();
+        let pairs = days_by_value(&batch, "fecha", "tienda").unwrap();
+        assert_eq!(
+            pairs,
+            [
+                ("a".to_owned(), 2),
+                ("a".to_owned(), 4),
+                ("b".to_owned(), 3)
+            ]
+        );
+        let err = days_by_value(&batch, "fecha", "store").unwrap_err();
+        assert!(
+            err.contains("no column `store`") && err.contains("tienda, fecha"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn cursor_ranges_stand_in_only_for_one_or_two_days() {
         let (a, b, c) = ("date:2025-01-10", "date:2025-01-11", "date:2025-01-12");
         let ten = parse_day("2025-01-10").unwrap();
@@ -617,6 +757,7 @@ mod tests {
             stream: "ventas".into(),
             column: "fecha".into(),
             column_is_cursor: false,
+            by: None,
         };
         let mut days = LoadedDays::default();
         started(&mut days, &q, 1, "t1", &["wh", "cache"]);
@@ -633,7 +774,7 @@ mod tests {
         applied(&mut days, &q, "t1", "cache", 3);
         applied(&mut days, &q, "t1", "wh", 4);
         assert_eq!(days.batches.len(), 1, "batch 4 still lacks `cache`");
-        let g = days.gaps("wh", 20, &["t3".into()]);
+        let g = days.gaps("wh", 20, &["t3".into()], false);
         let names: Vec<_> = g.iter().map(|p| p.partition.clone().unwrap()).collect();
         assert_eq!(names, ["t1", "t2", "t3"]);
         assert_eq!(g[0].first_day, Some(10));
@@ -642,7 +783,7 @@ mod tests {
         assert_eq!(g[0].missing, [12, 13, 15]);
         assert_eq!(g[0].days_loaded, 5);
         assert_eq!((g[1].last_day, g[1].days_loaded), (None, 0));
-        let cache = days.gaps("cache", 20, &[]);
+        let cache = days.gaps("cache", 20, &[], false);
         assert_eq!(cache[0].last_day, Some(14), "batch 4 never reached `cache`");
         assert_eq!(cache[0].missing, [12, 13]);
     }
