@@ -61,6 +61,12 @@ impl TableDef {
             if !c.nullable {
                 s.push_str(" NOT NULL");
             }
+            if let SqlType::DateTimeOffset(_) = c.ty {
+                s.push_str(&format!(
+                    " CHECK ({})",
+                    datetimeoffset_check(&ident_sql(&c.name))
+                ));
+            }
             if let Some((n, binary)) = c.ty.length_limit() {
                 let f = if binary { "octet_length" } else { "length" };
                 s.push_str(&format!(" CHECK ({f}({}) <= {n})", ident_sql(&c.name)));
@@ -131,6 +137,19 @@ impl TableDef {
         }
         out
     }
+}
+
+/// A `datetimeoffset` is stored as text: it must read as one, and in UTC fall in 0001..9999
+/// (SQL Server stores the UTC instant).
+fn datetimeoffset_check(col: &str) -> String {
+    let offset = format!("regexp_extract({col}, '[+-]\\d{{2}}:\\d{{2}}$')");
+    format!(
+        "{col} IS NULL OR (regexp_full_match({col}, '\\d{{4}}-\\d{{2}}-\\d{{2}}[ T]\\d{{2}}:\\d{{2}}(:\\d{{2}}(\\.\\d{{1,7}})?)? ?[+-]\\d{{2}}:\\d{{2}}') \
+         AND year(CAST(substr({col}, 1, 10) || ' ' || substr({col}, 12, 5) AS TIMESTAMP) \
+         - to_minutes(CAST((CASE WHEN substr({offset}, 1, 1) = '-' THEN -1 ELSE 1 END) \
+         * (CAST(substr({offset}, 2, 2) AS INTEGER) * 60 + CAST(substr({offset}, 5, 2) AS INTEGER)) AS BIGINT))) \
+         BETWEEN 1 AND 9999)"
+    )
 }
 
 /// Creates the catalog schema and the INFORMATION_SCHEMA views of a database.

@@ -1393,6 +1393,14 @@ pub(crate) fn map_error(e: &duckdb::Error, target: Option<&str>) -> Error {
             ),
         );
     }
+    if lower.contains("check constraint") && lower.contains("regexp_full_match") {
+        return Error::sql(
+            241,
+            format!(
+                "Conversion failed when converting date and/or time from character string (a datetimeoffset of table 'dbo.{table}' out of range or unreadable)."
+            ),
+        );
+    }
     if lower.contains("check constraint") && lower.contains("length(") {
         let col = msg
             .split("length(")

@@ -136,6 +136,23 @@ async fn errors_come_back_with_sql_server_numbers() {
         ),
         245
     );
+    c.simple_query("CREATE TABLE o (id int PRIMARY KEY, d datetimeoffset(7))")
+        .await
+        .unwrap()
+        .into_results()
+        .await
+        .unwrap();
+    c.execute(
+        "INSERT INTO o VALUES (1, '9999-12-31 23:59:59.9999999 +14:00')",
+        &[],
+    )
+    .await
+    .unwrap();
+    // In UTC this is year 10000, out of datetimeoffset's range.
+    let late = "INSERT INTO o VALUES (2, '9999-12-31 23:59:59.9999999 -14:00')";
+    assert_eq!(error_number(c.execute(late, &[]).await), 241);
+    let unreadable = "INSERT INTO o VALUES (3, 'yesterday')";
+    assert_eq!(error_number(c.execute(unreadable, &[]).await), 241);
     // The connection stays usable after errors.
     let row = c
         .simple_query("SELECT COUNT(*) FROM t")
