@@ -537,16 +537,36 @@ impl<'r> BatchCache<'r> {
             seq,
             message: "no such entry in the journal".into(),
         })?;
-        match stored.entry.payload {
-            Payload::Inline(bytes) => Batch::decode(&bytes).map_err(|e| EngineError::Batch {
+        decode_payload(seq, stored.entry.payload)
+    }
+
+    /// Decodes the batches at `seqs` (ascending) in one pass over the journal, handing each
+    /// to `f` in order: one sequential read, where a lookup per batch would open and search
+    /// the segment each time.
+    fn for_each(&self, seqs: &[u64], mut f: impl FnMut(u64, Batch) -> Result<()>) -> Result<()> {
+        let Some(&first) = seqs.first() else {
+            return Ok(());
+        };
+        let mut want = seqs.iter().copied().peekable();
+        for stored in self.reader.entries_from(first)? {
+            let e = stored?.entry;
+            let Some(&next) = want.peek() else {
+                break;
+            };
+            if e.seq < next {
+                continue;
+            }
+            if e.seq > next {
+                break;
+            }
+            want.next();
+            f(e.seq, decode_payload(e.seq, e.payload)?)?;
+        }
+        match want.next() {
+            None => Ok(()),
+            Some(seq) => Err(EngineError::Batch {
                 seq,
-                message: e.to_string(),
-            }),
-            Payload::Compacted { .. } => Err(EngineError::Batch {
-                seq,
-                message: "its rows were dropped by `journal compact`: the expected state of \
-                          its table cannot be computed from this journal"
-                    .into(),
+                message: "no such entry in the journal".into(),
             }),
         }
     }
@@ -559,6 +579,22 @@ impl<'r> BatchCache<'r> {
         let b = Arc::new(self.load(seq)?);
         self.batches.insert(seq, Arc::clone(&b));
         Ok(b)
+    }
+}
+
+/// The batch an entry's payload holds.
+fn decode_payload(seq: u64, payload: Payload) -> Result<Batch> {
+    match payload {
+        Payload::Inline(bytes) => Batch::decode(&bytes).map_err(|e| EngineError::Batch {
+            seq,
+            message: e.to_string(),
+        }),
+        Payload::Compacted { .. } => Err(EngineError::Batch {
+            seq,
+            message: "its rows were dropped by `journal compact`: the expected state of its \
+                      table cannot be computed from this journal"
+                .into(),
+        }),
     }
 }
 
@@ -575,39 +611,43 @@ fn destination_schema(batches: &mut BatchCache<'_>, seqs: &[u64]) -> Result<Opti
 
 /// Folds the batches at `seqs` (in order) into the expected state `e` of `table`.
 fn fold_into(e: &mut Expected, table: &str, seqs: &[u64], batches: &BatchCache<'_>) -> Result<()> {
-    for &seq in seqs {
-        let batch = batches.load(seq)?;
-        if is_delete_schema(batch.schema()) {
-            for row in 0..batch.num_rows() {
-                let key = key_bytes(&batch, batch.schema().primary_key(), row);
-                if let Some(old) = e.rows.remove(&key) {
-                    e.digest.remove_row(&old.digest);
-                }
-            }
-            continue;
-        }
-        if !e.seen_rows {
-            e.keyed = !batch.schema().primary_key().is_empty();
-            e.seen_rows = true;
-        }
-        if !e.keyed {
-            e.digest.add_batch(table, &batch);
-            continue;
-        }
-        let (rows, added) = digest_keyed(table, &batch);
-        e.digest.combine(&added);
-        for (row, (key, digest)) in rows.into_iter().enumerate() {
-            let new = ExpectedRow {
-                digest,
-                seq,
-                row: u32::try_from(row).unwrap_or(u32::MAX),
-            };
-            if let Some(old) = e.rows.insert(key, new) {
+    batches.for_each(seqs, |seq, batch| {
+        fold_batch(e, table, seq, &batch);
+        Ok(())
+    })
+}
+
+/// Folds one batch (journaled at `seq`) into `e`.
+fn fold_batch(e: &mut Expected, table: &str, seq: u64, batch: &Batch) {
+    if is_delete_schema(batch.schema()) {
+        for row in 0..batch.num_rows() {
+            let key = key_bytes(batch, batch.schema().primary_key(), row);
+            if let Some(old) = e.rows.remove(&key) {
                 e.digest.remove_row(&old.digest);
             }
         }
+        return;
     }
-    Ok(())
+    if !e.seen_rows {
+        e.keyed = !batch.schema().primary_key().is_empty();
+        e.seen_rows = true;
+    }
+    if !e.keyed {
+        e.digest.add_batch(table, batch);
+        return;
+    }
+    let (rows, added) = digest_keyed(table, batch);
+    e.digest.combine(&added);
+    for (row, (key, digest)) in rows.into_iter().enumerate() {
+        let new = ExpectedRow {
+            digest,
+            seq,
+            row: u32::try_from(row).unwrap_or(u32::MAX),
+        };
+        if let Some(old) = e.rows.insert(key, new) {
+            e.digest.remove_row(&old.digest);
+        }
+    }
 }
 
 /// The expected state of `target` from the batches at `seqs`: from the fold's checkpoint
