@@ -117,12 +117,20 @@ fn parse_kind(text: &str) -> anyhow::Result<&'static str> {
         .iter()
         .copied()
         .find(|name| name.eq_ignore_ascii_case(text))
-        .with_context(|| format!("unknown entry kind `{text}`; kinds are: {}", EntryKind::NAMES.join(", ")))
+        .with_context(|| {
+            format!(
+                "unknown entry kind `{text}`; kinds are: {}",
+                EntryKind::NAMES.join(", ")
+            )
+        })
 }
 
 fn parse_run(text: &str) -> anyhow::Result<RunId> {
-    text.parse::<RunId>()
-        .map_err(|_| anyhow::anyhow!("`{text}` is not a run id (16 hex digits, as shown by `caudal journal inspect`)"))
+    text.parse::<RunId>().map_err(|_| {
+        anyhow::anyhow!(
+            "`{text}` is not a run id (16 hex digits, as shown by `caudal journal inspect`)"
+        )
+    })
 }
 
 impl Filter {
@@ -136,7 +144,11 @@ impl Filter {
 
     /// Whether only seq bounds are set, so "the last N" can be found by seq arithmetic.
     fn by_seq_only(&self) -> bool {
-        self.since.is_none() && self.until.is_none() && self.kind.is_empty() && self.pipeline.is_none() && self.run.is_none()
+        self.since.is_none()
+            && self.until.is_none()
+            && self.kind.is_empty()
+            && self.pipeline.is_none()
+            && self.run.is_none()
     }
 
     fn matches(&self, e: &Entry) -> bool {
@@ -236,9 +248,11 @@ fn stats(args: StatsArgs) -> anyhow::Result<ExitCode> {
     let reader = open_reader(&dir)?;
     let segments = reader.segments()?;
     let bytes: u64 = segments.iter().map(|s| s.bytes).sum();
-    let mut per_kind: BTreeMap<&'static str, u64> = EntryKind::NAMES.iter().map(|n| (*n, 0)).collect();
+    let mut per_kind: BTreeMap<&'static str, u64> =
+        EntryKind::NAMES.iter().map(|n| (*n, 0)).collect();
     let (mut entries, mut payload_bytes) = (0u64, 0u64);
-    let (mut first, mut last): (Option<(u64, Timestamp)>, Option<(u64, Timestamp)>) = (None, None);
+    let mut first: Option<(u64, Timestamp)> = None;
+    let mut last: Option<(u64, Timestamp)> = None;
     for stored in reader.entries_from(1)? {
         let e = stored?.entry;
         entries += 1;
@@ -248,7 +262,10 @@ fn stats(args: StatsArgs) -> anyhow::Result<ExitCode> {
         last = Some((e.seq, e.time));
     }
     if args.json {
-        let kinds: Map<String, Value> = per_kind.iter().map(|(k, v)| ((*k).to_owned(), json!(v))).collect();
+        let kinds: Map<String, Value> = per_kind
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), json!(v)))
+            .collect();
         let report = json!({
             "journal": dir.display().to_string(),
             "entries": entries,
@@ -267,7 +284,12 @@ fn stats(args: StatsArgs) -> anyhow::Result<ExitCode> {
     let mut out = io::stdout().lock();
     writeln!(out, "journal        {}", dir.display())?;
     writeln!(out, "entries        {entries}")?;
-    writeln!(out, "bytes          {} ({} of payload)", human_bytes(bytes), human_bytes(payload_bytes))?;
+    writeln!(
+        out,
+        "bytes          {} ({} of payload)",
+        human_bytes(bytes),
+        human_bytes(payload_bytes)
+    )?;
     writeln!(out, "segments       {}", segments.len())?;
     match (first, last) {
         (Some(f), Some(l)) => {
@@ -315,7 +337,13 @@ fn verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
         Err(err) => {
             if args.json {
                 let mut out = json!({ "ok": false, "journal": dir.display().to_string(), "error": err.to_string() });
-                if let caudal_journal::Error::Damaged { segment, offset, seq, reason } = &err {
+                if let caudal_journal::Error::Damaged {
+                    segment,
+                    offset,
+                    seq,
+                    reason,
+                } = &err
+                {
                     out["segment"] = json!(segment);
                     out["offset"] = json!(offset);
                     out["seq"] = json!(seq);
@@ -340,9 +368,11 @@ fn payload_len(p: &Payload) -> u64 {
 /// The kind's fields as a JSON object (the kind's name is carried separately).
 fn kind_fields(kind: &EntryKind) -> Value {
     match serde_json::to_value(kind) {
-        Ok(Value::Object(mut outer)) if outer.len() == 1 => {
-            outer.values_mut().next().map(std::mem::take).unwrap_or(Value::Null)
-        }
+        Ok(Value::Object(mut outer)) if outer.len() == 1 => outer
+            .values_mut()
+            .next()
+            .map(std::mem::take)
+            .unwrap_or(Value::Null),
         Ok(other) => other,
         Err(e) => json!({ "unprintable": e.to_string() }),
     }
@@ -408,7 +438,11 @@ pub fn human_bytes(n: u64) -> String {
         v /= 1024.0;
         unit += 1;
     }
-    if unit == 0 { format!("{n} B") } else { format!("{v:.1} {}", UNITS[unit]) }
+    if unit == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[unit])
+    }
 }
 
 /// Prints entries as a table (header once) or as JSON lines.
@@ -420,7 +454,11 @@ struct Printer {
 
 impl Printer {
     fn new(json: bool) -> Self {
-        Self { json, header_done: false, out: io::BufWriter::new(io::stdout()) }
+        Self {
+            json,
+            header_done: false,
+            out: io::BufWriter::new(io::stdout()),
+        }
     }
 
     fn entry(&mut self, stored: &StoredEntry) -> io::Result<()> {
@@ -428,12 +466,20 @@ impl Printer {
             return writeln!(self.out, "{}", entry_json(stored));
         }
         if !self.header_done {
-            writeln!(self.out, "{:>8}  {:<24}  {:<17}  {:<14}  {:<16}  DETAILS", "SEQ", "TIME", "KIND", "PIPELINE", "RUN")?;
+            writeln!(
+                self.out,
+                "{:>8}  {:<24}  {:<17}  {:<14}  {:<16}  DETAILS",
+                "SEQ", "TIME", "KIND", "PIPELINE", "RUN"
+            )?;
             self.header_done = true;
         }
         let e = &stored.entry;
         let run = e.run.map(|r| r.to_string()).unwrap_or_else(|| "-".into());
-        let pipeline = if e.pipeline.is_empty() { "-".to_owned() } else { truncate(&e.pipeline, 14) };
+        let pipeline = if e.pipeline.is_empty() {
+            "-".to_owned()
+        } else {
+            truncate(&e.pipeline, 14)
+        };
         writeln!(
             self.out,
             "{:>8}  {:<24}  {:<17}  {:<14}  {:<16}  {}",
@@ -466,7 +512,10 @@ mod tests {
     fn kinds_parse_case_insensitively_and_unknown_ones_are_named() {
         assert_eq!(parse_kind("batchread").unwrap(), "BatchRead");
         let err = parse_kind("BatchReed").unwrap_err().to_string();
-        assert!(err.contains("BatchReed") && err.contains("WriteFailed"), "{err}");
+        assert!(
+            err.contains("BatchReed") && err.contains("WriteFailed"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -477,10 +526,17 @@ mod tests {
 
     #[test]
     fn seq_bounds_and_filters_combine() {
-        let f = Filter { from_seq: Some(3), to_seq: Some(5), ..Filter::default() };
+        let f = Filter {
+            from_seq: Some(3),
+            to_seq: Some(5),
+            ..Filter::default()
+        };
         assert_eq!((f.first_seq(), f.last_seq()), (3, 5));
         assert!(f.by_seq_only());
-        let f = Filter { kind: vec!["BatchRead"], ..Filter::default() };
+        let f = Filter {
+            kind: vec!["BatchRead"],
+            ..Filter::default()
+        };
         assert!(!f.by_seq_only());
     }
 }

@@ -15,7 +15,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use caudal_journal::{Digest, Durability, EntryKind, Journal, JournalOptions, NewEntry, WriterStats};
+use caudal_journal::{
+    Digest, Durability, EntryKind, Journal, JournalOptions, NewEntry, WriterStats,
+};
 use clap::Args;
 use serde_json::json;
 use sha2::{Digest as _, Sha256};
@@ -75,12 +77,22 @@ pub fn run(args: JournalBenchArgs) -> anyhow::Result<ExitCode> {
     let scratch = tempfile::Builder::new()
         .prefix("caudal-bench-journal-")
         .tempdir_in(&args.dir)
-        .with_context(|| format!("cannot create a scratch directory in {}", args.dir.display()))?;
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+        .with_context(|| {
+            format!(
+                "cannot create a scratch directory in {}",
+                args.dir.display()
+            )
+        })?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     let policies: Vec<Durability> = args
         .policies
         .iter()
-        .map(|p| p.parse::<Durability>().map_err(|e| anyhow::anyhow!("--policies: {e}")))
+        .map(|p| {
+            p.parse::<Durability>()
+                .map_err(|e| anyhow::anyhow!("--policies: {e}"))
+        })
         .collect::<anyhow::Result<_>>()?;
 
     if !args.json {
@@ -92,19 +104,44 @@ pub fn run(args: JournalBenchArgs) -> anyhow::Result<ExitCode> {
         );
         println!(
             "{:>7}  {:<14}  {:>9}  {:>9}  {:>12}  {:>9}  {:>9}  {:>11}  {:>6}  {:>8}",
-            "size", "policy", "appenders", "in-flight", "entries/s", "MB/s", "syncs", "limit MB/s", "ratio", "entries"
+            "size",
+            "policy",
+            "appenders",
+            "in-flight",
+            "entries/s",
+            "MB/s",
+            "syncs",
+            "limit MB/s",
+            "ratio",
+            "entries"
         );
     }
     let mut verify_dir = None;
     for &size in &args.sizes {
         for policy in &policies {
-            for (appenders, in_flight) in args.appenders.iter().flat_map(|a| args.in_flight.iter().map(move |f| (*a, *f))) {
-                let dir = scratch.path().join(format!("j-{size}-{policy}-{appenders}x{in_flight}"));
-                let load = Load { size, policy: *policy, appenders, in_flight, duration: args.duration };
+            for (appenders, in_flight) in args
+                .appenders
+                .iter()
+                .flat_map(|a| args.in_flight.iter().map(move |f| (*a, *f)))
+            {
+                let dir = scratch
+                    .path()
+                    .join(format!("j-{size}-{policy}-{appenders}x{in_flight}"));
+                let load = Load {
+                    size,
+                    policy: *policy,
+                    appenders,
+                    in_flight,
+                    duration: args.duration,
+                };
                 let figure = runtime.block_on(measure_appends(&dir, load))?;
                 print_figure(&figure, args.json);
                 // Keep the largest batch-policy journal for the verify figure; drop the rest.
-                if matches!(policy, Durability::Batch) && verify_dir.as_ref().is_none_or(|(_, b)| figure.stats.bytes > *b) {
+                if matches!(policy, Durability::Batch)
+                    && verify_dir
+                        .as_ref()
+                        .is_none_or(|(_, b)| figure.stats.bytes > *b)
+                {
                     if let Some((old, _)) = verify_dir.replace((dir.clone(), figure.stats.bytes)) {
                         std::fs::remove_dir_all(old).ok();
                     }
@@ -131,9 +168,19 @@ struct Load {
 }
 
 async fn measure_appends(dir: &Path, load: Load) -> anyhow::Result<AppendFigure> {
-    let Load { size, policy, appenders, in_flight, duration } = load;
-    let opts = JournalOptions { durability: policy, ..JournalOptions::default() };
-    let journal = Journal::open(dir, opts).with_context(|| format!("cannot open scratch journal {}", dir.display()))?;
+    let Load {
+        size,
+        policy,
+        appenders,
+        in_flight,
+        duration,
+    } = load;
+    let opts = JournalOptions {
+        durability: policy,
+        ..JournalOptions::default()
+    };
+    let journal = Journal::open(dir, opts)
+        .with_context(|| format!("cannot open scratch journal {}", dir.display()))?;
     let stop = Arc::new(AtomicBool::new(false));
     let started = Instant::now();
     // An appender with k appends in flight is k tasks appending one at a time.
@@ -145,8 +192,14 @@ async fn measure_appends(dir: &Path, load: Load) -> anyhow::Result<AppendFigure>
         tasks.push(tokio::spawn(async move {
             let mut acked = 0u64;
             while !stop.load(Ordering::Relaxed) {
-                let kind = EntryKind::Ingested { table: "bench".into(), rows: 1, digest: Digest([0; 32]) };
-                journal.append(NewEntry::new("bench", kind).with_payload(payload.clone())).await?;
+                let kind = EntryKind::Ingested {
+                    table: "bench".into(),
+                    rows: 1,
+                    digest: Digest([0; 32]),
+                };
+                journal
+                    .append(NewEntry::new("bench", kind).with_payload(payload.clone()))
+                    .await?;
                 acked += 1;
             }
             Ok::<u64, caudal_journal::Error>(acked)
@@ -162,16 +215,31 @@ async fn measure_appends(dir: &Path, load: Load) -> anyhow::Result<AppendFigure>
     let stats = journal.stats();
     journal.close()?;
     let limit_mbps = sequential_write_limit(dir, &stats)?;
-    Ok(AppendFigure { size, policy: policy.to_string(), appenders, in_flight, entries, seconds, stats, limit_mbps })
+    Ok(AppendFigure {
+        size,
+        policy: policy.to_string(),
+        appenders,
+        in_flight,
+        entries,
+        seconds,
+        stats,
+        limit_mbps,
+    })
 }
 
 /// A plain file written with the same bytes, write calls and fdatasyncs as the journal made.
 fn sequential_write_limit(dir: &Path, stats: &WriterStats) -> anyhow::Result<f64> {
     let path = dir.join("limit.bin");
-    let mut file = OpenOptions::new().create(true).write(true).truncate(true).open(&path)?;
+    let mut file = OpenOptions::new()
+        .create(true)
+        .write(true)
+        .truncate(true)
+        .open(&path)?;
     let writes = stats.groups.max(1);
     let chunk = vec![0x5au8; (stats.bytes / writes).max(1) as usize];
-    let sync_every = if stats.syncs == 0 { u64::MAX } else { (writes / stats.syncs).max(1) };
+    let sync_every = writes
+        .checked_div(stats.syncs)
+        .map_or(u64::MAX, |n| n.max(1));
     let started = Instant::now();
     for i in 1..=writes {
         file.write_all(&chunk)?;
