@@ -7,36 +7,14 @@
 
 mod engine_support;
 mod redis_support;
+mod verify_support;
 
-use std::path::Path;
 
 use engine_support::*;
 use redis_support::*;
+use verify_support::{keys, verify_json};
 
 const KEY: [&str; 3] = ["tienda", "factura", "linea"];
-
-fn verify_json(file: &Path, extra: &[&str]) -> (i32, serde_json::Value) {
-    let mut args = vec!["verify", "--file", s(file), "--json", "--progress", "none"];
-    args.extend_from_slice(extra);
-    let out = run(&args);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let report: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap_or_else(|e| {
-        panic!(
-            "verify printed no JSON ({e}): {stdout}\nstderr: {}",
-            String::from_utf8_lossy(&out.stderr)
-        )
-    });
-    (out.status.code().unwrap_or(-1), report)
-}
-
-fn keys(table: &serde_json::Value, kind: &str) -> Vec<String> {
-    table[kind]
-        .as_array()
-        .unwrap_or_else(|| panic!("no `{kind}` in {table}"))
-        .iter()
-        .map(|k| k.as_str().unwrap().to_owned())
-        .collect()
-}
 
 #[test]
 fn redis_cache_rebuilt_from_the_journal_alone_then_tampered_and_repaired() {

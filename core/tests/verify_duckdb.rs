@@ -6,13 +6,14 @@
 //! Needs `cargo build --release --workspace` first (same CARGO_TARGET_DIR as the tests).
 
 mod engine_support;
+mod verify_support;
 
-use std::path::Path;
 use std::sync::Arc;
 
 use caudal_connector::{Batch, Schema, WriteOp};
 use caudal_journal::EntryKind;
 use engine_support::*;
+use verify_support::{keys, verify_json};
 
 const KEY: [&str; 3] = ["tienda", "factura", "linea"];
 
@@ -30,30 +31,6 @@ fn key_columns(b: &Batch) -> Batch {
     let fields = idx.iter().map(|&i| schema.fields()[i].clone()).collect();
     let columns = idx.iter().map(|&i| b.columns()[i].clone()).collect();
     Batch::try_new(Arc::new(Schema::new(fields, &KEY).unwrap()), columns).unwrap()
-}
-
-/// `caudal verify --json` with `extra` arguments: exit status and report.
-fn verify_json(file: &Path, extra: &[&str]) -> (i32, serde_json::Value) {
-    let mut args = vec!["verify", "--file", s(file), "--json", "--progress", "none"];
-    args.extend_from_slice(extra);
-    let out = run(&args);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let report: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap_or_else(|e| {
-        panic!(
-            "verify printed no JSON ({e}): {stdout}\nstderr: {}",
-            String::from_utf8_lossy(&out.stderr)
-        )
-    });
-    (out.status.code().unwrap_or(-1), report)
-}
-
-fn keys(table: &serde_json::Value, kind: &str) -> Vec<String> {
-    table[kind]
-        .as_array()
-        .unwrap_or_else(|| panic!("no `{kind}` in {table}"))
-        .iter()
-        .map(|k| k.as_str().unwrap().to_owned())
-        .collect()
 }
 
 #[test]

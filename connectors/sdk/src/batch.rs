@@ -724,16 +724,22 @@ mod raw {
     /// A plain value with a fixed little-endian encoding of `SIZE` bytes.
     pub trait Plain: Sized {
         const SIZE: usize;
-        /// True when the in-memory representation *is* the encoding on this target (a
-        /// little-endian number of `SIZE` bytes, no padding, every bit pattern valid): whole
-        /// vectors are then copied in one `memcpy` each way.
-        const BULK: bool = false;
         fn put(&self, out: &mut Vec<u8>);
         /// `None` when the bytes are not a valid value (a bool that is not 0 or 1).
         fn take(b: &[u8]) -> Option<Self>;
+        /// The encoding of a whole vector as it lies in memory, for types whose in-memory
+        /// representation *is* the encoding on this target (a little-endian number of `SIZE`
+        /// bytes, no padding, every bit pattern valid): one `memcpy` instead of a loop.
+        fn bulk_bytes(_v: &[Self]) -> Option<&[u8]> {
+            None
+        }
+        /// The inverse of [`Plain::bulk_bytes`]; `b.len()` is a multiple of `SIZE`.
+        fn bulk_vec(_b: &[u8]) -> Option<Vec<Self>> {
+            None
+        }
     }
 
-    /// Marks the types [`Plain::BULK`] may be true for.
+    /// Marks the types whose [`Plain::bulk_bytes`] may copy memory as it is.
     ///
     /// # Safety
     ///
@@ -781,7 +787,6 @@ mod raw {
         ($($t:ty),*) => {$(
             impl Plain for $t {
                 const SIZE: usize = std::mem::size_of::<$t>();
-                const BULK: bool = cfg!(target_endian = "little");
                 #[inline]
                 fn put(&self, out: &mut Vec<u8>) {
                     out.extend_from_slice(&self.to_le_bytes());
@@ -790,28 +795,19 @@ mod raw {
                 fn take(b: &[u8]) -> Option<Self> {
                     Some(<$t>::from_le_bytes(b.try_into().ok()?))
                 }
-            }
-            impl BulkCopy for $t {
-                fn bulk_bytes(v: &[Self]) -> &[u8] { pod_bytes(v) }
-                fn bulk_vec(b: &[u8]) -> Vec<Self> { pod_vec(b) }
+                fn bulk_bytes(v: &[Self]) -> Option<&[u8]> {
+                    cfg!(target_endian = "little").then(|| pod_bytes(v))
+                }
+                fn bulk_vec(b: &[u8]) -> Option<Vec<Self>> {
+                    cfg!(target_endian = "little").then(|| pod_vec(b))
+                }
             }
         )*};
     }
     plain_num!(i8, i16, i32, i64, i128, u16, u32, u64, f32, f64);
 
-    /// The bulk path of a [`Plain`] type; only called when [`Plain::BULK`] is true.
-    pub trait BulkCopy: Sized {
-        fn bulk_bytes(_v: &[Self]) -> &[u8] {
-            &[]
-        }
-        fn bulk_vec(_b: &[u8]) -> Vec<Self> {
-            Vec::new()
-        }
-    }
-
     impl Plain for u8 {
         const SIZE: usize = 1;
-        const BULK: bool = true;
         #[inline]
         fn put(&self, out: &mut Vec<u8>) {
             out.push(*self);
@@ -820,25 +816,11 @@ mod raw {
         fn take(b: &[u8]) -> Option<Self> {
             b.first().copied()
         }
-    }
-
-    impl BulkCopy for u8 {
-        fn bulk_bytes(v: &[Self]) -> &[u8] {
-            v
+        fn bulk_bytes(v: &[Self]) -> Option<&[u8]> {
+            Some(v)
         }
-        fn bulk_vec(b: &[u8]) -> Vec<Self> {
-            b.to_vec()
-        }
-    }
-    impl BulkCopy for bool {}
-    impl BulkCopy for OffsetTimestamp {}
-    impl BulkCopy for Interval {}
-    impl BulkCopy for [u8; 16] {
-        fn bulk_bytes(v: &[Self]) -> &[u8] {
-            pod_bytes(v)
-        }
-        fn bulk_vec(b: &[u8]) -> Vec<Self> {
-            pod_vec(b)
+        fn bulk_vec(b: &[u8]) -> Option<Vec<Self>> {
+            Some(b.to_vec())
         }
     }
 
@@ -860,7 +842,6 @@ mod raw {
 
     impl Plain for [u8; 16] {
         const SIZE: usize = 16;
-        const BULK: bool = true;
         #[inline]
         fn put(&self, out: &mut Vec<u8>) {
             out.extend_from_slice(self);
@@ -868,6 +849,12 @@ mod raw {
         #[inline]
         fn take(b: &[u8]) -> Option<Self> {
             b.try_into().ok()
+        }
+        fn bulk_bytes(v: &[Self]) -> Option<&[u8]> {
+            Some(pod_bytes(v))
+        }
+        fn bulk_vec(b: &[u8]) -> Option<Vec<Self>> {
+            Some(pod_vec(b))
         }
     }
 
@@ -901,9 +888,9 @@ mod raw {
         }
     }
 
-    pub fn serialize<T: Plain + BulkCopy, S: Serializer>(v: &[T], s: S) -> Result<S::Ok, S::Error> {
-        if T::BULK {
-            return s.serialize_bytes(T::bulk_bytes(v));
+    pub fn serialize<T: Plain, S: Serializer>(v: &[T], s: S) -> Result<S::Ok, S::Error> {
+        if let Some(bytes) = T::bulk_bytes(v) {
+            return s.serialize_bytes(bytes);
         }
         let mut out = Vec::with_capacity(v.len() * T::SIZE);
         for x in v {
@@ -912,7 +899,7 @@ mod raw {
         s.serialize_bytes(&out)
     }
 
-    fn from_bytes<T: Plain + BulkCopy, E: serde::de::Error>(b: &[u8]) -> Result<Vec<T>, E> {
+    fn from_bytes<T: Plain, E: serde::de::Error>(b: &[u8]) -> Result<Vec<T>, E> {
         if !b.len().is_multiple_of(T::SIZE) {
             return Err(E::custom(format!(
                 "{} bytes is not a whole number of {}-byte values",
@@ -920,8 +907,8 @@ mod raw {
                 T::SIZE
             )));
         }
-        if T::BULK {
-            return Ok(T::bulk_vec(b));
+        if let Some(v) = T::bulk_vec(b) {
+            return Ok(v);
         }
         b.chunks_exact(T::SIZE)
             .map(|c| T::take(c).ok_or_else(|| E::custom("invalid value in a fixed-width column")))
@@ -930,7 +917,7 @@ mod raw {
 
     struct RawVisitor<T>(std::marker::PhantomData<T>);
 
-    impl<'de, T: Plain + BulkCopy> Visitor<'de> for RawVisitor<T> {
+    impl<'de, T: Plain> Visitor<'de> for RawVisitor<T> {
         type Value = Vec<T>;
         fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
             f.write_str("a byte string of fixed-width values")
@@ -953,9 +940,7 @@ mod raw {
         }
     }
 
-    pub fn deserialize<'de, T: Plain + BulkCopy, D: Deserializer<'de>>(
-        d: D,
-    ) -> Result<Vec<T>, D::Error> {
+    pub fn deserialize<'de, T: Plain, D: Deserializer<'de>>(d: D) -> Result<Vec<T>, D::Error> {
         // `bytes`, not `byte_buf`: from a slice, bincode hands out a borrowed, bounds-checked
         // sub-slice instead of allocating the length the input claims.
         d.deserialize_bytes(RawVisitor(std::marker::PhantomData))
@@ -1028,15 +1013,16 @@ mod tests {
 
     #[test]
     fn bulk_copies_are_the_element_encoding() {
-        use raw::{BulkCopy, Plain};
-        fn same<T: Plain + BulkCopy + PartialEq + std::fmt::Debug>(v: &[T]) {
-            assert_eq!(T::BULK, cfg!(target_endian = "little") || T::SIZE == 1);
+        use raw::Plain;
+        fn same<T: Plain + PartialEq + std::fmt::Debug>(v: &[T]) {
             let mut one_by_one = Vec::new();
             for x in v {
                 x.put(&mut one_by_one);
             }
-            assert_eq!(T::bulk_bytes(v), &one_by_one[..]);
-            assert_eq!(T::bulk_vec(&one_by_one), v);
+            // Every fixed-width number and UUID takes the bulk path here (x86-64 is
+            // little-endian), and it gives the bytes and values of the element path.
+            assert_eq!(T::bulk_bytes(v), Some(&one_by_one[..]));
+            assert_eq!(T::bulk_vec(&one_by_one).as_deref(), Some(v));
         }
         same(&[i8::MIN, -1, 0, 1, i8::MAX]);
         same(&[i16::MIN, -2, 300, i16::MAX]);
@@ -1051,12 +1037,18 @@ mod tests {
         same(&[0.5f64, -1.25, f64::MIN_POSITIVE]);
         same(&[[1u8; 16], [0xAB; 16]]);
         // Types with a layout that is not their encoding keep the element path.
-        let element_path = [
-            <bool as Plain>::BULK,
-            <OffsetTimestamp as Plain>::BULK,
-            <Interval as Plain>::BULK,
-        ];
-        assert_eq!(element_path, [false; 3]);
+        assert!(<bool as Plain>::bulk_bytes(&[true]).is_none());
+        let offset = OffsetTimestamp {
+            utc_micros: 1,
+            offset_minutes: 60,
+        };
+        assert!(<OffsetTimestamp as Plain>::bulk_bytes(&[offset]).is_none());
+        let interval = Interval {
+            months: 1,
+            days: 2,
+            micros: 3,
+        };
+        assert!(<Interval as Plain>::bulk_bytes(&[interval]).is_none());
     }
 
     #[test]
