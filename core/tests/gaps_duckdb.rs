@@ -20,11 +20,8 @@ use std::collections::BTreeSet;
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
 
 use caudal_connector::{Batch, BatchBuilder, ReadTarget};
-use caudal_journal::EntryKind;
 use engine_support::*;
 use serde_json::Value as Json;
 
@@ -115,42 +112,46 @@ impl FileLock {
     }
 }
 
-/// Releases `lock` once the journal in `journal` shows the second read of `partition`
-/// started (its open then fails on the lock at once), after `grace`; the retry policy's
-/// `every` must be well above `grace`.
-fn release_after_second_read(
+/// Runs `caudal` with `args` while `lock` holds `partition`'s database, and releases the lock
+/// as soon as the run has logged the second failed read of that partition: the retry policy
+/// then waits its `every` before the third read, which finds the file free. Returns the exit
+/// status, what the run printed on standard error, and whether the lock was released that way.
+fn run_releasing_after_two_failed_reads(
+    args: &[&str],
     lock: FileLock,
-    journal: PathBuf,
-    partition: String,
-    grace: Duration,
-    stop: Arc<AtomicBool>,
-) -> std::thread::JoinHandle<bool> {
-    std::thread::spawn(move || {
-        let deadline = Instant::now() + Duration::from_secs(120);
-        while Instant::now() < deadline && !stop.load(Ordering::Relaxed) {
-            let reads = match caudal_journal::Reader::open(&journal) {
-                Ok(r) => r
-                    .entries_from(1)
-                    .map(|entries| {
-                        entries
-                            .filter_map(Result::ok)
-                            .filter(|e| {
-                                matches!(&e.entry.kind, EntryKind::StreamStarted { partition: Some(p), .. } if *p == partition)
-                            })
-                            .count()
-                    })
-                    .unwrap_or(0),
-                Err(_) => 0,
-            };
-            if reads >= 2 {
-                std::thread::sleep(grace);
-                drop(lock);
-                return true;
+    partition: &str,
+) -> (Option<i32>, String, bool) {
+    use std::io::BufRead;
+    let mut child = caudal()
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("caudal runs");
+    let stderr = child.stderr.take().expect("piped stderr");
+    let partition = partition.to_owned();
+    let reader = std::thread::spawn(move || {
+        let mut lock = Some(lock);
+        let mut failed_reads = 0;
+        let mut text = String::new();
+        for line in std::io::BufReader::new(stderr).lines() {
+            let line = line.expect("stderr is text");
+            if line.contains("stream failed") && line.contains(&partition) {
+                failed_reads += 1;
+                if failed_reads == 2 {
+                    lock = None;
+                }
             }
-            std::thread::sleep(Duration::from_millis(20));
+            text.push_str(&line);
+            text.push('\n');
         }
-        false
-    })
+        let released = lock.is_none() && failed_reads == 2;
+        drop(lock);
+        (text, released)
+    });
+    let status = child.wait().expect("caudal ends");
+    let (text, released) = reader.join().expect("the stderr reader ends");
+    (status.code(), text, released)
 }
 
 fn json(text: &str) -> Json {
@@ -287,22 +288,16 @@ fn nightly_job_on_duckdb_stores_summary_gaps_and_a_manual_fill() {
 
     // The night's run: tienda_05 locked for its first two reads, tienda_13 broken.
     let lock = FileLock::hold(&st.dir.path().join(format!("{}.duckdb", store(LOCKED))));
-    let stop = Arc::new(AtomicBool::new(false));
-    let releaser = release_after_second_read(
+    let (code, stderr, released) = run_releasing_after_two_failed_reads(
+        &["run", f, "--progress", "none"],
         lock,
-        st.journal.clone(),
-        store(LOCKED),
-        Duration::from_millis(300),
-        Arc::clone(&stop),
+        &store(LOCKED),
     );
-    let out = run(&["run", f, "--progress", "none"]);
-    stop.store(true, Ordering::Relaxed);
     assert!(
-        releaser.join().unwrap(),
-        "the lock was released after the second read"
+        released,
+        "the lock was released after the second failed read:\n{stderr}"
     );
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "one store failed:\n{stderr}");
+    assert_eq!(code, Some(1), "one store failed:\n{stderr}");
 
     // The summary, as JSON and as the table shows it.
     let history = json_lines(&run_ok(&["history", "--file", f, "--json"]));
