@@ -9,7 +9,6 @@ mod engine_support;
 mod redis_support;
 mod verify_support;
 
-
 use engine_support::*;
 use redis_support::*;
 use verify_support::{keys, verify_json};

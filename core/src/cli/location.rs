@@ -24,8 +24,9 @@ impl JournalLocation {
             return Ok(dir.clone());
         }
         if let Some(file) = &self.file {
-            let pipeline = caudal_config::Pipeline::from_path(file)
-                .with_context(|| format!("cannot read the journal location from {}", file.display()))?;
+            let pipeline = caudal_config::Pipeline::from_path(file).with_context(|| {
+                format!("cannot read the journal location from {}", file.display())
+            })?;
             return Ok(pipeline.journal_dir());
         }
         Ok(PathBuf::from("journal"))

@@ -46,7 +46,8 @@ pub fn format(t: Timestamp) -> String {
 
 /// Parses a duration flag such as `200ms` or `20m`.
 pub fn parse_duration(text: &str) -> anyhow::Result<std::time::Duration> {
-    humantime::parse_duration(text).with_context(|| format!("`{text}` is not a duration (e.g. 200ms, 20m)"))
+    humantime::parse_duration(text)
+        .with_context(|| format!("`{text}` is not a duration (e.g. 200ms, 20m)"))
 }
 
 #[cfg(test)]
@@ -57,7 +58,10 @@ mod tests {
     fn instants_round_trip_through_rfc3339() {
         let t = parse_instant("2026-11-23T05:06:07.250Z").unwrap();
         assert_eq!(format(t), "2026-11-23T05:06:07.250Z");
-        assert_eq!(parse_instant("2026-11-23").unwrap(), parse_instant("2026-11-23T00:00:00Z").unwrap());
+        assert_eq!(
+            parse_instant("2026-11-23").unwrap(),
+            parse_instant("2026-11-23T00:00:00Z").unwrap()
+        );
     }
 
     #[test]
