@@ -368,7 +368,9 @@ impl Sink for DuckDb {
             sql.push_str(&format!(" WHERE {cond}"));
         }
         let mut stmt = self.conn.prepare(&sql).map_err(|e| db_error(&ctx, e))?;
-        let mut digest = TableDigest::new();
+        // DuckDB hands over vectors of 2048 rows; worker threads digest them while the scan
+        // goes on.
+        let mut digest = caudal_connector::Digester::new(&request.table);
         for rb in stmt.stream_arrow([]).map_err(|e| db_error(&ctx, e))? {
             let rb = rb.map_err(|e| db_error(&ctx, e))?;
             let mut builder = caudal_connector::BatchBuilder::with_capacity(
@@ -376,9 +378,9 @@ impl Sink for DuckDb {
                 rb.num_rows(),
             );
             push_rows(&mut builder, &rb, 0..rb.num_rows()).map_err(|e| e.context(&ctx))?;
-            digest.add_batch(&request.table, &builder.finish()?);
+            digest.push(builder.finish()?);
         }
-        Ok(digest)
+        Ok(digest.finish())
     }
 
     fn replace_table(&mut self, staging: &str, table: &str) -> Result<()> {

@@ -19,8 +19,8 @@ use std::ops::Bound;
 use std::sync::Arc;
 
 use caudal_connector::{
-    Batch, BatchBuilder, DigestRequest, Field, PrepareTable, Schema, Sink, TableDigest, WriteOp,
-    WriteOutcome, WriteRequest,
+    Batch, BatchBuilder, DigestRequest, Digester, Field, PrepareTable, Schema, Sink, TableDigest,
+    WriteOp, WriteOutcome, WriteRequest,
 };
 use futures::TryStreamExt as _;
 use tiberius::{SqlBulkCopyOption, TokenRow};
@@ -514,7 +514,8 @@ async fn digest(
         Condition::Upper(key, request.range.upper.clone()),
     ];
     let statement = sql::digest_scan(&table, &cols, &conditions);
-    let mut digest = TableDigest::new();
+    // Worker threads digest each batch while the next one is read.
+    let mut digest = Digester::new(&request.table);
     let mut builder = BatchBuilder::with_capacity(Arc::clone(&schema), DIGEST_BATCH_ROWS);
     let mut rows = query(&statement)?
         .query(client)
@@ -530,11 +531,11 @@ async fn digest(
         decode::push_row(&mut builder, row.cells().map(|(_, d)| d))?;
         n += 1;
         if n.is_multiple_of(DIGEST_BATCH_ROWS) {
-            digest.add_batch(&request.table, &builder.take()?);
+            digest.push(builder.take()?);
         }
     }
-    digest.add_batch(&request.table, &builder.take()?);
-    Ok(digest)
+    digest.push(builder.take()?);
+    Ok(digest.finish())
 }
 
 async fn replace(

@@ -17,7 +17,7 @@ use std::ops::Bound;
 use std::sync::Arc;
 
 use caudal_connector::{
-    Batch, BatchBuilder, BatchReader, Chunk, ChunkLimits, DigestRequest, Error, KeyRange,
+    Batch, BatchBuilder, BatchReader, Chunk, ChunkLimits, DigestRequest, Digester, Error, KeyRange,
     ReadRequest, ReadTarget, Result, RowDigest, Schema, TableDigest, TableInfo, Value,
 };
 use redis::aio::MultiplexedConnection;
@@ -478,11 +478,15 @@ pub(crate) fn table_digest(redis: &mut Redis, request: &DigestRequest) -> Result
         return Ok(digest);
     }
     let limits = ChunkLimits::default();
-    while let Some(batch) = scanner.next_batch(&limits)? {
-        if request.range.is_all() {
-            digest.add_batch(table, &batch);
-            continue;
+    if request.range.is_all() {
+        // Worker threads digest each batch while the scan reads the next one.
+        let mut digester = Digester::new(table);
+        while let Some(batch) = scanner.next_batch(&limits)? {
+            digester.push(batch);
         }
+        return Ok(digester.finish());
+    }
+    while let Some(batch) = scanner.next_batch(&limits)? {
         for row in 0..batch.num_rows() {
             let key: Vec<Value> = schema
                 .primary_key()

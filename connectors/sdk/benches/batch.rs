@@ -89,15 +89,25 @@ criterion_main!(benches, parts_group);
 fn parts(c: &mut Criterion) {
     let mut g = c.benchmark_group("digest_parts");
     g.sample_size(20);
-    g.bench_function("blake3_xof_2k", |b| {
+    g.bench_function("expand_2k", |b| {
         let mut out = [0u8; 2048];
+        let mut seed = [0u8; 32];
         let mut i = 0u64;
         b.iter(|| {
             i += 1;
-            blake3::Hasher::new_keyed(b"caudal.lthash16.row-expansion.v1")
-                .update(&i.to_le_bytes())
-                .finalize_xof()
-                .fill(&mut out);
+            seed[..8].copy_from_slice(&i.to_le_bytes());
+            caudal_connector::expand::expand(&seed, &mut out);
+            out[7]
+        })
+    });
+    g.bench_function("expand_2k_portable", |b| {
+        let mut out = [0u8; 2048];
+        let mut seed = [0u8; 32];
+        let mut i = 0u64;
+        b.iter(|| {
+            i += 1;
+            seed[..8].copy_from_slice(&i.to_le_bytes());
+            caudal_connector::expand::expand_portable(&seed, &mut out);
             out[7]
         })
     });

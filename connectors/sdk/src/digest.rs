@@ -5,7 +5,7 @@
 //! `(table, key values, column values)`:
 //!
 //! ```text
-//! "caudal.row.v1" 0x00 | u64 len | table UTF-8
+//! "caudal.row.v2" 0x00 | u64 len | table UTF-8 | 0x00 to a multiple of 64 bytes
 //! u32 key count   | key cells, in primary-key order
 //! u32 column count| every cell, in schema order
 //! cell = 0x00                                   NULL (distinct from every value, "" included)
@@ -25,14 +25,15 @@
 //! ```
 //!
 //! Lengths and counts make the encoding prefix-free, so no two different rows share an
-//! encoding. Two connectors agree on a digest whenever they agree on the logical values, not on
+//! encoding. The table prefix fills whole SHA-256 blocks, so it is hashed once per table and
+//! each row costs only the blocks of its own cells. Two connectors agree on a digest whenever they agree on the logical values, not on
 //! storage widths: an `Int32` 7 and an `Int64` 7 hash alike; `decimal(10,2)` 1.50 and
 //! `decimal(12,4)` 1.5000 hash alike.
 //!
 //! **Table digest** ([`TableDigest`]): LtHash16 (Lewi et al., "Securing Update Propagation with
 //! Homomorphic Hashing", 2019): a state of 1024 `u16` lanes (2 KiB); a row is added by
-//! expanding its row digest to 2 KiB with the BLAKE3 XOF (keyed) and adding lane-wise with
-//! wrapping arithmetic, removed by subtracting. Order does not matter, partial states add up,
+//! expanding its row digest to 2 KiB with an XOF (AES-256-CTR keyed by the row digest, see
+//! [`crate::expand`]) and adding lane-wise with wrapping arithmetic, removed by subtracting. Order does not matter, partial states add up,
 //! an upsert is `remove(old) + add(new)`. Users see the SHA-256 of the state, in hex.
 //! Digesting a batch allocates nothing per row.
 
@@ -48,10 +49,10 @@ pub const LANES: usize = 1024;
 /// Bytes of the table digest state.
 pub const STATE_BYTES: usize = LANES * 2;
 
-/// Key of the BLAKE3 XOF that expands a row digest to a lattice element. Changing it changes
-/// every table digest: it is part of the format.
-const EXPANSION_KEY: &[u8; 32] = b"caudal.lthash16.row-expansion.v1";
-const ROW_DOMAIN: &[u8] = b"caudal.row.v1\0";
+/// Domain of the row encoding. Changing it, the prefix padding or the expansion changes every
+/// digest: they are part of the format (version 2: block-aligned prefix, AES-256-CTR
+/// expansion).
+const ROW_DOMAIN: &[u8] = b"caudal.row.v2\0";
 
 /// SHA-256 of one row's canonical encoding.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -230,6 +231,8 @@ impl<'a> RowHasher<'a> {
         prefix.update(ROW_DOMAIN);
         prefix.update((table.len() as u64).to_le_bytes());
         prefix.update(table.as_bytes());
+        let used = ROW_DOMAIN.len() + 8 + table.len();
+        prefix.update(&[0u8; 64][..(64 - used % 64) % 64]);
         let columns = batch
             .columns()
             .iter()
@@ -327,6 +330,94 @@ fn digest_rows(table: &str, batch: &Batch) -> TableDigest {
     })
 }
 
+/// Digests the batches of a scan on worker threads while the caller goes on reading the next
+/// ones, so that reading and digesting overlap: what a sink's table digest uses. Batches are
+/// handed over whole; each worker folds the batches it takes into a partial digest, and
+/// [`Digester::finish`] adds the partial digests up (the result does not depend on which
+/// worker took which batch).
+pub struct Digester {
+    table: std::sync::Arc<str>,
+    sender: Option<std::sync::mpsc::SyncSender<Batch>>,
+    workers: Vec<std::thread::JoinHandle<TableDigest>>,
+    /// The digest of batches folded on the calling thread (no worker could be started).
+    local: TableDigest,
+}
+
+impl Digester {
+    /// A digester of rows of `table`, with one worker per available core (at most
+    /// [`MAX_DIGEST_THREADS`]).
+    pub fn new(table: &str) -> Digester {
+        let threads = std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .min(MAX_DIGEST_THREADS);
+        let table: std::sync::Arc<str> = table.into();
+        // Two batches queued per worker: enough to keep them busy, little memory held.
+        let (sender, receiver) = std::sync::mpsc::sync_channel::<Batch>(threads * 2);
+        let receiver = std::sync::Arc::new(std::sync::Mutex::new(receiver));
+        let mut workers = Vec::with_capacity(threads);
+        for _ in 0..threads {
+            let (table, receiver) = (
+                std::sync::Arc::clone(&table),
+                std::sync::Arc::clone(&receiver),
+            );
+            let spawned = std::thread::Builder::new()
+                .name("caudal-digest".into())
+                .spawn(move || {
+                    let mut total = TableDigest::new();
+                    loop {
+                        // The lock is held only while taking the next batch.
+                        let next = match receiver.lock() {
+                            Ok(r) => r.recv(),
+                            Err(_) => break,
+                        };
+                        let Ok(batch) = next else { break };
+                        let hasher = RowHasher::new(&table, &batch);
+                        total.combine(&digest_range(&hasher, 0..batch.num_rows()));
+                    }
+                    total
+                });
+            match spawned {
+                Ok(handle) => workers.push(handle),
+                Err(_) => break,
+            }
+        }
+        Digester {
+            table,
+            sender: (!workers.is_empty()).then_some(sender),
+            workers,
+            local: TableDigest::new(),
+        }
+    }
+
+    /// Adds the rows of `batch`; returns once a worker can take it.
+    pub fn push(&mut self, batch: Batch) {
+        let batch = match &self.sender {
+            Some(sender) => match sender.send(batch) {
+                Ok(()) => return,
+                // Every worker is gone (only if one panicked): fold here; `finish` re-raises.
+                Err(std::sync::mpsc::SendError(batch)) => batch,
+            },
+            None => batch,
+        };
+        self.local.add_batch(&self.table, &batch);
+    }
+
+    /// The digest of every row pushed.
+    pub fn finish(mut self) -> TableDigest {
+        drop(self.sender.take());
+        let mut total = std::mem::take(&mut self.local);
+        for handle in self.workers.drain(..) {
+            match handle.join() {
+                Ok(part) => total.combine(&part),
+                // Digesting a checked batch does not panic; if it ever did, re-raise it here
+                // rather than return a digest that silently misses rows.
+                Err(payload) => std::panic::resume_unwind(payload),
+            }
+        }
+        total
+    }
+}
+
 /// The homomorphic multiset hash of a table's rows (LtHash16, 2 KiB), plus the net row count.
 #[derive(Clone, PartialEq, Eq)]
 pub struct TableDigest {
@@ -364,10 +455,7 @@ impl TableDigest {
     /// [`TableDigest::apply`] with the 2 KiB expansion buffer supplied by the caller.
     #[inline]
     fn apply_into(&mut self, row: &RowDigest, add: bool, expanded: &mut [u8; STATE_BYTES]) {
-        blake3::Hasher::new_keyed(EXPANSION_KEY)
-            .update(&row.0)
-            .finalize_xof()
-            .fill(expanded);
+        crate::expand::expand(&row.0, expanded);
         let lanes = self.lanes.iter_mut().zip(expanded.chunks_exact(2));
         if add {
             for (lane, b) in lanes {
@@ -658,11 +746,11 @@ mod tests {
         let batch = all_types_batch(&Arc::new(all_types_schema()), 0, 100).unwrap();
         assert_eq!(
             TableDigest::of_batch("golden", &batch).hex(),
-            "5319ab6126b26fc69389842c7352cd51c12ba94026e684ce893cd644ed99f0d4"
+            "8adb60bc370f96fc337cb34385120a7220131f542b5642fac231db25981f9b79"
         );
         assert_eq!(
             RowDigest::of_row("golden", &batch, 7).unwrap().hex(),
-            "4b48cd4e4c816728b210035972041ad172dcb163fa0694fd55c59d8f0f67447c"
+            "ee62b3d04ef5ea7269e195607111745123ca0d8ee5f10850b337eff5f402df13"
         );
     }
 
@@ -766,6 +854,22 @@ mod tests {
         let mut d = by_row.clone();
         d.remove_batch("t", &batch);
         assert_eq!(d, TableDigest::new());
+    }
+
+    #[test]
+    fn the_digester_adds_up_like_one_batch_at_a_time() {
+        let schema = Arc::new(all_types_schema());
+        let mut one_by_one = TableDigest::new();
+        let mut digester = Digester::new("t");
+        for part in 0..40 {
+            let batch = all_types_batch(&schema, part * 50, 50).unwrap();
+            one_by_one.add_batch("t", &batch);
+            digester.push(batch);
+        }
+        let got = digester.finish();
+        assert_eq!(got, one_by_one);
+        assert_eq!(got.rows(), 2000);
+        assert_eq!(Digester::new("t").finish(), TableDigest::new());
     }
 
     #[test]

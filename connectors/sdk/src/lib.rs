@@ -99,6 +99,7 @@ pub mod builder;
 pub mod connector;
 pub mod digest;
 pub mod error;
+pub mod expand;
 pub mod sample;
 pub mod types;
 pub mod value;
@@ -111,7 +112,7 @@ pub use connector::{
     PrepareTable, ReadRequest, ReadTarget, Sink, Source, TableInfo, WriteOp, WriteOutcome,
     WriteRequest,
 };
-pub use digest::{RowDigest, TableDigest};
+pub use digest::{Digester, RowDigest, TableDigest};
 pub use error::{Error, ErrorCode, Result};
 pub use types::{Capabilities, Field, LogicalType, Schema, SchemaId, Storage};
 pub use value::{KeyRange, Value};

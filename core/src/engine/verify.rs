@@ -714,7 +714,9 @@ struct FoldCheckpoint {
 type RowsFile = ([u8; 32], Vec<(Vec<u8>, [u8; 32], u64, u32)>);
 
 impl FoldCheckpoint {
-    const VERSION: u32 = 1;
+    /// 2: row and table digests of format 2 (block-aligned row prefix, AES-256-CTR
+    /// expansion); a checkpoint of version 1 holds digests of the old format and is refolded.
+    const VERSION: u32 = 2;
 
     fn paths(dir: &std::path::Path, target: &Target) -> (std::path::PathBuf, std::path::PathBuf) {
         let id = hex::encode(format!("{}\0{}", target.connection, target.table));
