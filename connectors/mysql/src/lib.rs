@@ -24,6 +24,7 @@
 pub mod config;
 pub mod types;
 
+mod bind;
 mod calendar;
 mod decode;
 mod encode;

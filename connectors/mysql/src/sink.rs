@@ -6,26 +6,28 @@
 //! set the offset to the batch's seq, commit. A failure anywhere rolls everything back: the
 //! rows and the offset move together or not at all.
 //!
-//! Rows travel as multi-row statements of literals (`encode.rs`) cut by
-//! [`StatementBuilder`] at 2 MiB, and never beyond the server's `max_allowed_packet` (or the
-//! configured override; a single larger row is an error saying so): inserts
-//! `INSERT ... VALUES (..),(..)`, upserts the same with `ON DUPLICATE KEY UPDATE c = VALUES(c)`,
-//! deletes `DELETE ... WHERE k IN (..)` (or `OR`ed key tuples), at most
-//! [`MAX_KEYS_PER_DELETE`] keys each so the range optimizer stays cheap. The host's thread
+//! Rows travel as multi-row statements cut at 2 MiB, and never beyond the server's
+//! `max_allowed_packet` (or the configured override; a single larger row is an error saying
+//! so): inserts `INSERT ... VALUES (?, ..),(?, ..)` and upserts the same with
+//! `ON DUPLICATE KEY UPDATE c = VALUES(c)` as prepared statements with bound values
+//! (`bind.rs`); deletes `DELETE ... WHERE k IN (..)` (or `OR`ed key tuples) as literals
+//! (`encode.rs`, [`StatementBuilder`]), at most [`MAX_KEYS_PER_DELETE`] keys each so the range
+//! optimizer stays cheap. The host's thread
 //! builds the next statement while the plugin's worker executes the previous one.
 
 use std::ops::Bound;
 use std::sync::Arc;
 
 use caudal_connector::{
-    Batch, BatchBuilder, DigestRequest, Field, PrepareTable, Schema, Sink, TableDigest, WriteOp,
-    WriteOutcome, WriteRequest,
+    Batch, BatchBuilder, DigestRequest, Digester, Field, PrepareTable, Schema, Sink, TableDigest,
+    WriteOp, WriteOutcome, WriteRequest,
 };
 use futures::TryStreamExt as _;
-use sqlx::mysql::MySqlPool;
+use sqlx::mysql::{MySqlArguments, MySqlPool};
 use sqlx::{Executor as _, Row as _};
 use tokio::sync::mpsc;
 
+use crate::bind::BoundRows;
 use crate::decode::{RowDecoder, raw_value};
 use crate::encode::write_literal;
 use crate::error::{self, Error, Result};
@@ -437,6 +439,31 @@ impl<'a> StatementBuilder<'a> {
     }
 }
 
+/// A statement on its way to the server.
+enum Statement {
+    /// SQL text with its values as literals.
+    Text(String),
+    /// A prepared statement, the values bound to it and their size on the wire.
+    Bound(String, MySqlArguments, usize),
+}
+
+/// The statements of one write.
+enum Statements<'a> {
+    Text(StatementBuilder<'a>),
+    Bound(BoundRows<'a>),
+}
+
+impl Statements<'_> {
+    fn next_statement(&mut self) -> Option<Result<Statement>> {
+        match self {
+            Statements::Text(b) => b.next_statement().map(|s| s.map(Statement::Text)),
+            Statements::Bound(b) => b
+                .next_statement()
+                .map(|s| s.map(|(sql, args, bytes)| Statement::Bound(sql, args, bytes))),
+        }
+    }
+}
+
 async fn write(
     pool: &MySqlPool,
     shared: &Arc<Shared>,
@@ -448,9 +475,20 @@ async fn write(
         database: shared.database.clone(),
         table: OFFSETS_TABLE.to_owned(),
     };
-    let mut statements =
-        StatementBuilder::new(&table, batch, request.op, shared.server.statement_target)?
-            .with_row_limit(shared.server.statement_limit);
+    let text = StatementBuilder::new(&table, batch, request.op, shared.server.statement_target)?
+        .with_row_limit(shared.server.statement_limit);
+    let mut statements = match request.op {
+        // Rows as bound parameters: the server parses no literal (see `bind.rs`).
+        WriteOp::Insert | WriteOp::Upsert => Statements::Bound(BoundRows::new(
+            &table,
+            batch,
+            text.prefix.clone(),
+            text.suffix.clone(),
+            shared.server.statement_target,
+            shared.server.statement_limit,
+        )),
+        WriteOp::Delete => Statements::Text(text),
+    };
     let mut tx = pool
         .begin()
         .await
@@ -480,17 +518,27 @@ async fn write(
     // Statements are built on this (the host's) thread while the previous one executes on the
     // plugin's worker thread, so the server's work and ours overlap. The task owns the
     // transaction and hands it back; dropping it uncommitted rolls everything back.
-    let (to_server, mut queued) = mpsc::channel::<String>(1);
+    let (to_server, mut queued) = mpsc::channel::<Statement>(1);
     let op = request.op;
     let stats = Arc::clone(shared);
     let executor = tokio::spawn(async move {
         let mut affected = 0u64;
         while let Some(statement) = queued.recv().await {
-            let bytes = statement.len();
-            match sqlx::raw_sql(sqlx::AssertSqlSafe(statement))
-                .execute(&mut *tx)
-                .await
-            {
+            let (bytes, executed) = match statement {
+                Statement::Text(sql) => (
+                    sql.len(),
+                    sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+                        .execute(&mut *tx)
+                        .await,
+                ),
+                Statement::Bound(sql, args, bytes) => (
+                    sql.len() + bytes,
+                    sqlx::query_with(sqlx::AssertSqlSafe(sql), args)
+                        .execute(&mut *tx)
+                        .await,
+                ),
+            };
+            match executed {
                 Ok(done) => {
                     stats.count_statement(bytes);
                     affected += done.rows_affected();
@@ -627,7 +675,8 @@ async fn digest(pool: &MySqlPool, shared: &Shared, request: &DigestRequest) -> R
         ),
         params: filter.params,
     };
-    let mut digest = TableDigest::new();
+    // Worker threads digest each batch while the next one is read.
+    let mut digest = Digester::new(&request.table);
     let mut builder = BatchBuilder::with_capacity(Arc::clone(&schema), DIGEST_BATCH_ROWS);
     let mut decoder: Option<RowDecoder> = None;
     let mut rows = 0usize;
@@ -646,11 +695,11 @@ async fn digest(pool: &MySqlPool, shared: &Shared, request: &DigestRequest) -> R
         }
         rows += 1;
         if rows.is_multiple_of(DIGEST_BATCH_ROWS) {
-            digest.add_batch(&request.table, &builder.take()?);
+            digest.push(builder.take()?);
         }
     }
-    digest.add_batch(&request.table, &builder.take()?);
-    Ok(digest)
+    digest.push(builder.take()?);
+    Ok(digest.finish())
 }
 
 async fn table_exists(pool: &MySqlPool, table: &TableName) -> Result<bool> {
