@@ -53,6 +53,17 @@ use crate::{Redis, redis_error};
 const MAX_ATTEMPTS: usize = 50;
 /// Keys or hash fields per command in long argument lists.
 const ARGS_PER_COMMAND: usize = 4096;
+/// Rows per pipeline of a bulk insert: new rows into a fresh table, the writes of a snapshot
+/// or of a cache rebuild ([`Redis::bulk_insert`]). Their row commands go outside the write's
+/// transaction, in plain pipelines that the server runs while the next rows are encoded;
+/// nothing reads a fresh table's rows by its offset, and should the write die before its
+/// `EXEC`, the rows it left are counted nowhere and written again, whole, by the batch's
+/// replay.
+const BULK_ROWS: usize = 2048;
+/// Keys a SCAN step looks at: a pass over a large keyspace in few round trips.
+const SCAN_COUNT: usize = 10_000;
+/// Pipelines of a bulk insert in flight at once.
+const BULK_DEPTH: usize = 4;
 /// Bytes of an encoded table digest: row count (i64 LE) then the LtHash state.
 const DIGEST_BYTES: usize = 8 + caudal_connector::digest::STATE_BYTES;
 
@@ -191,7 +202,32 @@ fn check_batch(table: &str, stored: &Schema, batch: &Batch, op: WriteOp) -> Resu
 #[derive(Debug, Default)]
 pub(crate) struct Fresh {
     digest: TableDigest,
-    written: HashSet<u64>,
+    written: KeyHashes,
+}
+
+/// A set of [`key_hash`] values. They are hashes already, so the set uses them as they are
+/// instead of hashing them again (a cache rebuild checks and adds one per row).
+type KeyHashes = HashSet<u64, std::hash::BuildHasherDefault<KeyHashHasher>>;
+
+/// The [`std::hash::Hasher`] of [`KeyHashes`]: the `u64` it is given.
+#[derive(Debug, Default)]
+struct KeyHashHasher(u64);
+
+impl std::hash::Hasher for KeyHashHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // Only `write_u64` is used; anything else still hashes, by folding the bytes in.
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+
+    fn write_u64(&mut self, v: u64) {
+        self.0 = v;
+    }
 }
 
 /// Keys a [`Fresh`] table remembers at most (8 bytes each); past that its writes take the
@@ -207,18 +243,25 @@ fn key_hash(pk: &[u8]) -> u64 {
     h.finish()
 }
 
-/// The row commands of a write: per row HSET (after a DEL where a row may be there), SET
-/// pairs of JSON rows in MSETs, or the keys to delete in DELs (one reply each, counting the
-/// rows removed).
-fn row_commands(pipe: &mut redis::Pipeline, plan: &WritePlan<'_>, may_exist: &[bool]) {
+/// The row commands of a write for the batch's rows in `rows`: per row HSET (after a DEL
+/// where `may_exist`, indexed by row, says a row may be there), SET pairs of JSON rows in
+/// MSETs, or the keys to delete in DELs (one reply each, counting the rows removed).
+fn row_commands(
+    pipe: &mut redis::Pipeline,
+    plan: &WritePlan<'_>,
+    rows: std::ops::Range<usize>,
+    may_exist: &[bool],
+) {
     let batch = plan.batch;
     let schema = batch.schema();
     let row_prefix = plan.row_prefix.as_bytes();
     let mut key = Vec::with_capacity(row_prefix.len() + 32);
     let mut text = Vec::with_capacity(64);
+    let first = rows.start;
+    let pks = &plan.pks[rows];
     match (plan.op, plan.format) {
         (WriteOp::Delete, _) => {
-            for chunk in plan.pks.chunks(ARGS_PER_COMMAND) {
+            for chunk in pks.chunks(ARGS_PER_COMMAND) {
                 let mut del = redis::cmd("DEL");
                 for pk in chunk {
                     key.clear();
@@ -231,7 +274,8 @@ fn row_commands(pipe: &mut redis::Pipeline, plan: &WritePlan<'_>, may_exist: &[b
         }
         (_, Format::Hash) => {
             let mut payload = HashPayload::default();
-            for (row, pk) in plan.pks.iter().enumerate() {
+            for (i, pk) in pks.iter().enumerate() {
+                let row = first + i;
                 key.clear();
                 key.extend_from_slice(row_prefix);
                 key.extend_from_slice(pk);
@@ -265,10 +309,10 @@ fn row_commands(pipe: &mut redis::Pipeline, plan: &WritePlan<'_>, may_exist: &[b
         }
         (_, Format::Json) => {
             // MSET sets its pairs in order: of a key given twice, the last value stays.
-            for (chunk_no, chunk) in plan.pks.chunks(ARGS_PER_COMMAND / 2).enumerate() {
+            for (chunk_no, chunk) in pks.chunks(ARGS_PER_COMMAND / 2).enumerate() {
                 let mut mset = redis::cmd("MSET");
                 for (i, pk) in chunk.iter().enumerate() {
-                    let row = chunk_no * (ARGS_PER_COMMAND / 2) + i;
+                    let row = first + chunk_no * (ARGS_PER_COMMAND / 2) + i;
                     key.clear();
                     key.extend_from_slice(row_prefix);
                     key.extend_from_slice(pk);
@@ -360,12 +404,14 @@ async fn try_write(
     result
 }
 
-async fn transact(
+/// In one round trip: `WATCH` the offsets hash and the digest key, read the stream's offset
+/// and the digest key. The table's digest now, or how the attempt ends already: the offset is
+/// at or past the seq, or (with `known`) the digest key is not what this connection left.
+async fn watch_and_read(
     conn: &mut MultiplexedConnection,
     plan: &WritePlan<'_>,
     known: Option<&Fresh>,
-) -> Result<Attempt> {
-    // WATCH, the offset and the digest key in one round trip.
+) -> Result<std::result::Result<TableDigest, Attempt>> {
     let (last, state): (Option<u64>, Option<Vec<u8>>) = redis::pipe()
         .cmd("WATCH")
         .arg(&plan.offsets)
@@ -390,9 +436,9 @@ async fn transact(
     if let Some(last_seq) = last
         && last_seq >= plan.seq
     {
-        return Ok(Attempt::AlreadyApplied(last_seq));
+        return Ok(Err(Attempt::AlreadyApplied(last_seq)));
     }
-    let mut digest = match &state {
+    let digest = match &state {
         Some(bytes) => decode_digest(bytes)
             .map_err(|e| e.context(format!("digest key `{}`", plan.digest_key)))?,
         None => TableDigest::new(),
@@ -400,8 +446,20 @@ async fn transact(
     if let Some(fresh) = known
         && (state.is_none() || digest != fresh.digest)
     {
-        return Ok(Attempt::NotFresh);
+        return Ok(Err(Attempt::NotFresh));
     }
+    Ok(Ok(digest))
+}
+
+async fn transact(
+    conn: &mut MultiplexedConnection,
+    plan: &WritePlan<'_>,
+    known: Option<&Fresh>,
+) -> Result<Attempt> {
+    let mut digest = match watch_and_read(conn, plan, known).await? {
+        Ok(digest) => digest,
+        Err(attempt) => return Ok(attempt),
+    };
     // On a fresh table only keys written before may hold a row.
     let ask: Vec<bool> = plan
         .pks
@@ -453,7 +511,7 @@ async fn transact(
     // attempt would cost more than building them again on the rare retry.
     let mut pipe = redis::pipe();
     pipe.atomic();
-    row_commands(&mut pipe, plan, &may_exist);
+    row_commands(&mut pipe, plan, 0..plan.pks.len(), &may_exist);
     let (set, gone): (Vec<_>, Vec<_>) = current.iter().partition(|(_, d)| d.is_some());
     for chunk in set.chunks(ARGS_PER_COMMAND) {
         let mut hset = redis::cmd("HSET");
@@ -498,6 +556,103 @@ async fn transact(
     })
 }
 
+/// One attempt of [`Redis::bulk_insert`].
+fn bulk_attempt(
+    runtime: &tokio::runtime::Runtime,
+    conn: &mut MultiplexedConnection,
+    plan: &WritePlan<'_>,
+    known: Option<&Fresh>,
+    table: &str,
+) -> Result<Attempt> {
+    let mut digest = match runtime.block_on(watch_and_read(conn, plan, known))? {
+        Ok(digest) => digest,
+        Err(attempt) => return Ok(attempt),
+    };
+    let (new_digests, added) = std::thread::scope(|s| {
+        let digests = s.spawn(|| row_digests(table, plan.batch));
+        let (tx, rx) = tokio::sync::mpsc::channel(BULK_DEPTH);
+        s.spawn(move || {
+            // A fresh table holds none of these rows: no DEL before an HSET.
+            let absent = vec![false; plan.pks.len()];
+            for start in (0..plan.pks.len()).step_by(BULK_ROWS) {
+                let mut pipe = redis::pipe();
+                row_commands(
+                    &mut pipe,
+                    plan,
+                    start..(start + BULK_ROWS).min(plan.pks.len()),
+                    &absent,
+                );
+                if tx.blocking_send(pipe).is_err() {
+                    // The sender stopped on an error, which it reports.
+                    return;
+                }
+            }
+        });
+        let sent = runtime.block_on(send_rows(conn, rx));
+        let digests = digests
+            .join()
+            .unwrap_or_else(|p| std::panic::resume_unwind(p));
+        sent.map(|()| digests)
+    })?;
+    digest.combine(&added);
+    let mut pipe = redis::pipe();
+    pipe.atomic();
+    let pairs: Vec<(&Vec<u8>, &RowDigest)> = plan.pks.iter().zip(&new_digests).collect();
+    for chunk in pairs.chunks(ARGS_PER_COMMAND) {
+        let mut hset = redis::cmd("HSET");
+        hset.arg(&plan.row_digests_key);
+        for (pk, d) in chunk {
+            hset.arg(&pk[..]).arg(&d.0[..]);
+        }
+        pipe.add_command(hset).ignore();
+    }
+    pipe.cmd("SET")
+        .arg(&plan.digest_key)
+        .arg(encode_digest(&digest))
+        .ignore();
+    pipe.cmd("HSET")
+        .arg(&plan.offsets)
+        .arg(&plan.field)
+        .arg(plan.seq)
+        .ignore();
+    let done: Option<redis::Value> = runtime
+        .block_on(pipe.query_async(conn))
+        .map_err(|e| redis_error("MULTI/EXEC of the row digests, digest key and offset", e))?;
+    Ok(match done {
+        None => Attempt::Changed,
+        Some(_) => Attempt::Applied(plan.pks.len() as u64, digest),
+    })
+}
+
+/// Sends the pipelines `rows` yields, up to [`BULK_DEPTH`] in flight, and waits for all of
+/// them; the first command the server refused is the error.
+async fn send_rows(
+    conn: &MultiplexedConnection,
+    mut rows: tokio::sync::mpsc::Receiver<redis::Pipeline>,
+) -> Result<()> {
+    let mut in_flight = std::collections::VecDeque::new();
+    let wait = |sent: tokio::task::JoinHandle<redis::RedisResult<()>>| async move {
+        sent.await
+            .map_err(|e| Error::Other(format!("sending rows: {e}")))?
+            .map_err(|e| redis_error("writing rows", e))
+    };
+    while let Some(pipe) = rows.recv().await {
+        let mut conn = conn.clone();
+        in_flight.push_back(tokio::spawn(async move {
+            pipe.query_async::<()>(&mut conn).await
+        }));
+        if in_flight.len() > BULK_DEPTH
+            && let Some(oldest) = in_flight.pop_front()
+        {
+            wait(oldest).await?;
+        }
+    }
+    while let Some(oldest) = in_flight.pop_front() {
+        wait(oldest).await?;
+    }
+    Ok(())
+}
+
 impl Redis {
     /// Whether the server takes hash rows as `RESTORE` payloads (probed once).
     fn restores(&mut self) -> Result<bool> {
@@ -528,7 +683,7 @@ impl Redis {
                         .arg("MATCH")
                         .arg(&pattern)
                         .arg("COUNT")
-                        .arg(1000)
+                        .arg(SCAN_COUNT)
                         .query_async(&mut self.conn),
                 )
                 .map_err(|e| redis_error(format!("scanning the keys of `{table}`"), e))?;
@@ -577,18 +732,29 @@ impl Redis {
         let existing = load_doc(self, table)?;
         let mut pipe = redis::pipe();
         pipe.atomic();
-        match existing {
-            Some(old) if request.replace => {
-                let rows = self.row_keys(table, &old.template()?)?;
-                for chunk in rows.chunks(ARGS_PER_COMMAND) {
-                    pipe.cmd("UNLINK").arg(chunk).ignore();
+        if let Some(old) = &existing
+            && !request.replace
+        {
+            return check_existing(table, old, &doc);
+        }
+        if request.replace {
+            // Every row key under the table's name goes: those the stored schema names, and
+            // those this connection's template names, which may be left without a schema key
+            // (stale keys of a cache whose metadata was flushed).
+            let mut rows = self.row_keys(table, &self.template.clone())?;
+            if let Some(old) = &existing {
+                let template = old.template()?;
+                if template.row_prefix(&prefix, table) != self.template.row_prefix(&prefix, table) {
+                    rows.extend(self.row_keys(table, &template)?);
                 }
-                pipe.cmd("DEL")
-                    .arg(keys::row_digests_key(&prefix, table))
-                    .ignore();
             }
-            Some(old) => return check_existing(table, &old, &doc),
-            None => {}
+            for chunk in rows.chunks(ARGS_PER_COMMAND) {
+                pipe.cmd("UNLINK").arg(chunk).ignore();
+            }
+            // UNLINK: a large hash is freed off the server's main thread.
+            pipe.cmd("UNLINK")
+                .arg(keys::row_digests_key(&prefix, table))
+                .ignore();
         }
         pipe.cmd("SET")
             .arg(keys::schema_key(&prefix, table))
@@ -618,13 +784,57 @@ impl Redis {
         check_batch(table, &doc.schema, batch, request.op)?;
         let pks = keys::encoded_keys(batch)?;
         let delete = request.op == WriteOp::Delete;
+        let row_prefix = doc.template()?.row_prefix(&prefix, table);
+        let restore = !delete && doc.format == Format::Hash && self.restores()?;
+        if request.op == WriteOp::Insert
+            && let Some(hashes) = self.new_keys(table, &pks)
+        {
+            let plan = WritePlan {
+                offsets: keys::offsets_key(&prefix),
+                field: keys::offset_field(&request.pipeline, &request.stream),
+                digest_key: keys::digest_key(&prefix, table),
+                row_digests_key: keys::row_digests_key(&prefix, table),
+                seq: request.seq,
+                pks: &pks,
+                new_digests: &[],
+                added: &TableDigest::new(),
+                batch,
+                op: request.op,
+                format: doc.format,
+                row_prefix: row_prefix.clone(),
+                delete,
+                restore,
+            };
+            match self.bulk_insert(table, &plan) {
+                Ok(Attempt::Applied(rows, digest)) => {
+                    if let Some(fresh) = self.fresh.get_mut(table) {
+                        fresh.digest = digest;
+                        fresh.written.extend(hashes);
+                        if fresh.written.len() > FRESH_KEYS {
+                            self.fresh.remove(table);
+                        }
+                    }
+                    return Ok(WriteOutcome::Applied { rows });
+                }
+                Ok(Attempt::AlreadyApplied(last_seq)) => {
+                    return Ok(WriteOutcome::AlreadyApplied { last_seq });
+                }
+                // Another writer came by: the rows sent are written again, in a transaction,
+                // by the general path below.
+                Ok(Attempt::Changed | Attempt::NotFresh) => {
+                    self.fresh.remove(table);
+                }
+                Err(e) => {
+                    self.fresh.remove(table);
+                    return Err(e);
+                }
+            }
+        }
         let (new_digests, added) = if delete {
             (Vec::new(), TableDigest::new())
         } else {
             row_digests(table, batch)
         };
-        let row_prefix = doc.template()?.row_prefix(&prefix, table);
-        let restore = !delete && doc.format == Format::Hash && self.restores()?;
         let plan = WritePlan {
             offsets: keys::offsets_key(&prefix),
             field: keys::offset_field(&request.pipeline, &request.stream),
@@ -680,6 +890,40 @@ impl Redis {
             "the table's digest key changed under {MAX_ATTEMPTS} attempts in a row (another \
              writer is busy on `{table}`); try again"
         )))
+    }
+
+    /// The hashes of `pks` when they are all new rows of a fresh table: none written by this
+    /// connection since it emptied the table, none twice in the batch. `None` otherwise (the
+    /// write takes the general path).
+    fn new_keys(&self, table: &str, pks: &[Vec<u8>]) -> Option<KeyHashes> {
+        let fresh = self.fresh.get(table)?;
+        if fresh.written.len() + pks.len() > FRESH_KEYS {
+            return None;
+        }
+        let mut hashes = KeyHashes::with_capacity_and_hasher(pks.len(), Default::default());
+        for pk in pks {
+            let h = key_hash(pk);
+            if fresh.written.contains(&h) || !hashes.insert(h) {
+                return None;
+            }
+        }
+        Some(hashes)
+    }
+
+    /// An insert of new rows into a fresh table (see [`BULK_ROWS`]): under WATCH of the offset
+    /// and the digest key, the rows go in plain pipelines while other threads digest them and
+    /// encode the next rows; then one `MULTI`/`EXEC` sets their row digests, the digest key and
+    /// the offset.
+    fn bulk_insert(&mut self, table: &str, plan: &WritePlan<'_>) -> Result<Attempt> {
+        let runtime = Arc::clone(&self.runtime);
+        let known = self.fresh.get(table);
+        let conn = &mut self.conn;
+        let result = bulk_attempt(&runtime, conn, plan, known, table);
+        if !matches!(result, Ok(Attempt::Applied(..) | Attempt::Changed)) {
+            // As in `try_write`: no watch may outlive the attempt.
+            let _ = runtime.block_on(redis::cmd("UNWATCH").exec_async(conn));
+        }
+        result
     }
 
     fn swap(&mut self, staging: &str, table: &str) -> Result<()> {

@@ -2,13 +2,13 @@
 //! [--rebuild] [--json]`: builds a Redis cache from the journal alone; the sources are never
 //! contacted.
 //!
-//! First the journaled batches the cache lacks are written, in seq order, with the offsets a
-//! run uses (a replay, [`crate::engine::replay`]). With `--rebuild`, the cache is then
-//! compared with the state the journal implies and made equal to it
-//! ([`crate::engine::verify`] with repair): rows whose keys were flushed are written again
-//! even when the offset key survived, and keys under the table's prefix that the journal does
-//! not imply are deleted. Exit status 0 when the cache ends equal to the journal, 1 otherwise,
-//! 2 for usage errors.
+//! Without `--rebuild`, the journaled batches the cache lacks are written, in seq order, with
+//! the offsets a run uses (a replay, [`crate::engine::replay`]). With `--rebuild`, each table
+//! is made equal to the state the journal implies ([`crate::engine::rebuild`]): the journal is
+//! folded into the final row of each key, the table's keys are removed (stale keys included),
+//! the final rows are written once, and the streams' offsets are set to their last journaled
+//! batches. Exit status 0 when every batch or table was written, 1 otherwise, 2 for usage
+//! errors.
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -20,7 +20,7 @@ use serde_json::json;
 use super::location::JournalLocation;
 use super::retry::pipeline_for;
 use super::run::{EXIT_USAGE, OutputArgs, engine_error};
-use crate::engine::{Engine, PluginEndpoints, ReplayOptions, VerifyOptions};
+use crate::engine::{Engine, PluginEndpoints, RebuildOptions, RebuildReport, ReplayOptions};
 
 /// `caudal project`
 #[derive(Debug, Args)]
@@ -141,6 +141,15 @@ fn redis(args: RedisArgs) -> anyhow::Result<ExitCode> {
     let progress = args.output.init();
     let endpoints = Arc::new(PluginEndpoints::for_pipeline(&pipeline));
     let engine = Engine::new(Arc::clone(&pipeline), endpoints, progress);
+    if args.rebuild {
+        return match engine.rebuild(&RebuildOptions {
+            connection: connection.clone(),
+            table,
+        }) {
+            Ok(report) => Ok(print_rebuild(&connection, &report, args.json)),
+            Err(e) => Ok(engine_error(&pipeline, &e)),
+        };
+    }
     let replay = match engine.replay(&ReplayOptions {
         to: connection.clone(),
         pipeline: None,
@@ -152,19 +161,7 @@ fn redis(args: RedisArgs) -> anyhow::Result<ExitCode> {
         Ok(r) => r,
         Err(e) => return Ok(engine_error(&pipeline, &e)),
     };
-    let verified = if args.rebuild {
-        match engine.verify(&VerifyOptions {
-            connection: Some(connection.clone()),
-            table,
-            repair: true,
-        }) {
-            Ok(r) => Some(r),
-            Err(e) => return Ok(engine_error(&pipeline, &e)),
-        }
-    } else {
-        None
-    };
-    let ok = replay.succeeded() && verified.as_ref().is_none_or(|v| v.passes());
+    let ok = replay.succeeded();
     if args.json {
         let streams: Vec<_> = replay
             .parts
@@ -180,23 +177,9 @@ fn redis(args: RedisArgs) -> anyhow::Result<ExitCode> {
                 })
             })
             .collect();
-        let tables: Vec<_> = verified
-            .iter()
-            .flat_map(|v| &v.tables)
-            .map(|t| {
-                json!({
-                    "table": t.table,
-                    "expected": { "digest": t.expected.digest, "rows": t.expected.rows },
-                    "written": t.missing.len() + t.changed.len(),
-                    "deleted": t.extra.len(),
-                    "ok": t.passes(),
-                    "error": t.error,
-                })
-            })
-            .collect();
         println!(
             "{}",
-            json!({ "connection": connection, "ok": ok, "streams": streams, "rebuilt": tables })
+            json!({ "connection": connection, "ok": ok, "streams": streams })
         );
     } else {
         for p in &replay.parts {
@@ -212,32 +195,57 @@ fn redis(args: RedisArgs) -> anyhow::Result<ExitCode> {
                     .unwrap_or_default()
             );
         }
-        for t in verified.iter().flat_map(|v| &v.tables) {
-            let after = t.repaired.as_ref().map_or(&t.actual, |(after, _)| after);
-            println!(
-                "{connection}.{}: {} rows written, {} stale keys deleted; {} rows, digest {}: {}",
-                t.table,
-                t.missing.len() + t.changed.len(),
-                t.extra.len(),
-                after.rows,
-                after.digest.get(..16).unwrap_or(&after.digest),
-                if t.passes() {
-                    "equal to the journal".to_owned()
-                } else {
-                    format!(
-                        "DIFFERENT{}",
-                        t.error
-                            .as_ref()
-                            .map(|e| format!(" ({e})"))
-                            .unwrap_or_default()
-                    )
-                }
-            );
-        }
     }
     Ok(if ok {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
     })
+}
+
+/// Prints a rebuild's report; the exit status.
+fn print_rebuild(connection: &str, report: &RebuildReport, as_json: bool) -> ExitCode {
+    if as_json {
+        let tables: Vec<_> = report
+            .tables
+            .iter()
+            .map(|t| {
+                json!({
+                    "table": t.table,
+                    "batches": t.batches,
+                    "rows": t.rows,
+                    "offsets": t.offsets.iter().map(|(s, seq)| json!({ "stream": s, "seq": seq })).collect::<Vec<_>>(),
+                    "ok": t.error.is_none(),
+                    "error": t.error,
+                })
+            })
+            .collect();
+        println!(
+            "{}",
+            json!({ "connection": connection, "ok": report.succeeded(), "rebuilt": tables })
+        );
+    } else {
+        for t in &report.tables {
+            match &t.error {
+                None => println!(
+                    "{connection}.{}: emptied, {} rows written from {} journaled batches; offsets \
+                     at {}",
+                    t.table,
+                    t.rows,
+                    t.batches,
+                    t.offsets
+                        .iter()
+                        .map(|(s, seq)| format!("{s} = {seq}"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+                Some(e) => println!("{connection}.{}: FAILED: {e}", t.table),
+            }
+        }
+    }
+    if report.succeeded() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
 }

@@ -26,6 +26,7 @@ pub mod gaps;
 pub mod plan;
 pub mod progress;
 pub mod projection;
+pub mod rebuild;
 pub mod replay;
 pub mod retry;
 pub mod run;
@@ -42,6 +43,7 @@ pub use endpoint::{ChunkReader, EncodedChunk, Endpoint, Endpoints, PluginEndpoin
 pub use error::{EngineError, Result};
 pub use progress::{Bars, Lines, Progress, Silent};
 pub use projection::{LaneKey, PartKey, Projection};
+pub use rebuild::{RebuildOptions, RebuildReport, TableRebuild};
 pub use replay::{ReplayOptions, ReplayPart, ReplayReport};
 pub use retry::{LaneRetry, RetryOptions, RetryReport};
 pub use run::{Engine, PartOutcome, PartReport, RunOptions, RunReport};

@@ -1,0 +1,600 @@
+//! `caudal project redis --rebuild`: makes a destination table equal to the state the journal
+//! implies, writing each row once and reading nothing back.
+//!
+//! For each table the connection gets from the pipeline's streams:
+//!
+//! 1. **Fold.** The journal's batches of the streams that write the table (for a snapshot
+//!    stream, its last finished snapshot, as in [`super::replay`]) are folded, in seq order,
+//!    into the final row of each primary key: upserts replace, delete batches remove. Only
+//!    where each final row is (seq, row) is kept, not the row.
+//! 2. **Empty.** `prepare_table` with `replace` drops every row key of the table, stale keys
+//!    the journal never implied included, its row digests, and resets its digest key (the
+//!    Redis connector's `prepare_table`).
+//! 3. **Write.** The final rows go in seq order of the batches they came from, as inserts
+//!    under the offset stream [`REBUILD_STREAM`]: a batch all of whose rows survive goes as
+//!    the journal holds it, bytes unchanged; another is cut down to its surviving rows. A
+//!    thread reads the journal ahead of the writes. Into a table its connection just emptied,
+//!    the Redis connector pipelines such inserts outside their transactions (its bulk insert);
+//!    row digests and the table's digest key are computed as usual, so `caudal verify`
+//!    compares them as after a run.
+//! 4. **Offsets, last.** Each stream's offset is set to the seq of its last journaled batch
+//!    (an empty write with that seq), so a later `caudal run` goes on right after it.
+//!
+//! A rebuild that dies midway leaves the table partly written, under offsets that are either
+//! still those from before it (the stream offsets are set last) or absent (a flushed cache).
+//! The next rebuild starts again from step 2 and so repairs it; `caudal verify` reports the
+//! rows it lacks meanwhile (and `--repair` writes them). Where the offsets were absent, a
+//! `caudal run` also repairs it: it writes every journaled batch again.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::sync::mpsc;
+
+use caudal_config::Mode;
+use caudal_connector::{Batch, BatchBuilder, PrepareTable, Schema, Value, WriteOp, WriteRequest};
+use caudal_journal::{EntryKind, Payload, Reader, RunId};
+
+use super::endpoint::CallError;
+use super::error::{EngineError, Result};
+use super::plan::part_label;
+use super::run::{Engine, pipeline_file};
+use super::session::Session;
+use super::shape::is_delete_schema;
+use super::verify::key_bytes;
+
+/// The offset stream of a rebuild's writes. Its offset only grows: each rebuild writes after
+/// the last one's.
+pub const REBUILD_STREAM: &str = "_caudal_rebuild";
+
+/// Journaled batches read ahead of the writes.
+const READ_AHEAD: usize = 2;
+
+/// What to rebuild.
+#[derive(Debug, Clone, Default)]
+pub struct RebuildOptions {
+    /// The destination connection.
+    pub connection: String,
+    /// Only this table (and every stream that writes it).
+    pub table: Option<String>,
+}
+
+/// One table rebuilt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TableRebuild {
+    /// Destination table.
+    pub table: String,
+    /// Journaled batches folded.
+    pub batches: u64,
+    /// Rows written: the table's rows.
+    pub rows: u64,
+    /// Per part (`stream` or `stream/partition`), the seq its offset was set to.
+    pub offsets: Vec<(String, u64)>,
+    /// Why the table could not be rebuilt.
+    pub error: Option<String>,
+}
+
+/// The result of a rebuild.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RebuildReport {
+    /// The rebuild's run.
+    pub run: RunId,
+    /// One per table, sorted.
+    pub tables: Vec<TableRebuild>,
+}
+
+impl RebuildReport {
+    /// Whether every table was rebuilt.
+    pub fn succeeded(&self) -> bool {
+        self.tables.iter().all(|t| t.error.is_none())
+    }
+}
+
+/// A part of a pipeline: `(stream, partition)`.
+type Part = (String, Option<String>);
+
+#[derive(Default)]
+struct Instance {
+    batches: Vec<(u64, u64)>,
+    complete: bool,
+}
+
+/// The final state of a table: where each key's row is.
+struct Fold {
+    /// The schema of the last batch of rows: the table's.
+    schema: Option<Arc<Schema>>,
+    /// Per seq, the rows of that batch that are final, ascending.
+    survivors: HashMap<u64, Vec<u32>>,
+    /// Rows in `survivors`.
+    rows: u64,
+}
+
+/// A batch to write: its seq, its rows, and its encoding.
+struct Ready {
+    seq: u64,
+    rows: u64,
+    bytes: Vec<u8>,
+}
+
+impl Engine {
+    /// Rebuilds the tables `options.connection` gets from the pipeline's streams. See the
+    /// module documentation.
+    pub fn rebuild(&self, options: &RebuildOptions) -> Result<RebuildReport> {
+        let path = self.pipeline.path().display();
+        if self.pipeline.connection(&options.connection).is_none() {
+            return Err(EngineError::Usage(format!(
+                "connection `{}`: no such connection in {path}",
+                options.connection
+            )));
+        }
+        let mut targets: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for stream in self.pipeline.streams() {
+            if options.table.as_ref().is_some_and(|t| t != stream.table())
+                || !stream.destinations().contains(&options.connection)
+            {
+                continue;
+            }
+            targets
+                .entry(stream.table().to_owned())
+                .or_default()
+                .push(stream.name().to_owned());
+        }
+        if targets.is_empty() {
+            return Err(EngineError::Usage(format!(
+                "no stream of {path} writes{} into connection `{}`",
+                options
+                    .table
+                    .as_ref()
+                    .map(|t| format!(" table `{t}`"))
+                    .unwrap_or_default(),
+                options.connection
+            )));
+        }
+        let session = Session::open(Arc::clone(&self.pipeline), Arc::clone(&self.endpoints))?;
+        let result = self.rebuild_in(&session, options, &targets);
+        let closed = session.close();
+        let report = result?;
+        closed?;
+        Ok(report)
+    }
+
+    fn rebuild_in(
+        &self,
+        session: &Session,
+        options: &RebuildOptions,
+        targets: &BTreeMap<String, Vec<String>>,
+    ) -> Result<RebuildReport> {
+        let parts = select(&session.reader, self)?;
+        let labels: Vec<String> = parts
+            .keys()
+            .filter(|(s, _)| targets.values().flatten().any(|t| t == s))
+            .map(|(s, p)| part_label(s, p.as_deref()))
+            .collect();
+        session.record(
+            EntryKind::RunStarted {
+                pipeline_file: pipeline_file(&self.pipeline),
+                trigger: "rebuild".into(),
+                streams: labels,
+                args: format!(
+                    "--connection {}{}",
+                    options.connection,
+                    options
+                        .table
+                        .as_ref()
+                        .map(|t| format!(" --table {t}"))
+                        .unwrap_or_default()
+                ),
+            },
+            Vec::new(),
+        )?;
+        let mut report = RebuildReport {
+            run: session.run,
+            tables: Vec::new(),
+        };
+        let mut next_seq = None;
+        let (mut rows, mut batches) = (0, 0);
+        for (table, streams) in targets {
+            let table_parts: Vec<(&Part, &Vec<(u64, u64)>)> = parts
+                .iter()
+                .filter(|((s, _), b)| streams.contains(s) && !b.is_empty())
+                .collect();
+            let mut done = TableRebuild {
+                table: table.clone(),
+                batches: table_parts.iter().map(|(_, b)| b.len() as u64).sum(),
+                rows: 0,
+                offsets: Vec::new(),
+                error: None,
+            };
+            let written = self.rebuild_table(
+                session,
+                &options.connection,
+                table,
+                &table_parts,
+                &mut next_seq,
+            )?;
+            match written {
+                Ok(n) => {
+                    done.rows = n;
+                    rows += n;
+                    batches += done.batches;
+                    for ((stream, partition), b) in &table_parts {
+                        let Some(&(last, _)) = b.last() else { continue };
+                        done.offsets
+                            .push((part_label(stream, partition.as_deref()), last));
+                        // The lane is up to date: its status says so, and a failure journaled
+                        // for it is cleared.
+                        session.record(
+                            EntryKind::WriteApplied {
+                                stream: stream.clone(),
+                                partition: partition.clone(),
+                                destination: options.connection.clone(),
+                                batch_seq: last,
+                                rows: b.iter().map(|(_, r)| r).sum(),
+                                attempt: 1,
+                                elapsed_us: session.elapsed_us(),
+                            },
+                            Vec::new(),
+                        )?;
+                    }
+                }
+                Err(e) => done.error = Some(e),
+            }
+            report.tables.push(done);
+        }
+        let ok = report.tables.iter().filter(|t| t.error.is_none()).count();
+        session.record(
+            EntryKind::RunCompleted {
+                rows,
+                batches,
+                streams_ok: u32::try_from(ok).unwrap_or(u32::MAX),
+                streams_failed: u32::try_from(report.tables.len() - ok).unwrap_or(u32::MAX),
+                elapsed_us: session.elapsed_us(),
+            },
+            Vec::new(),
+        )?;
+        Ok(report)
+    }
+
+    /// Rebuilds one table from the batches of `parts`; the rows written, or why the
+    /// destination refused.
+    fn rebuild_table(
+        &self,
+        session: &Session,
+        connection: &str,
+        table: &str,
+        parts: &[(&Part, &Vec<(u64, u64)>)],
+        next_seq: &mut Option<u64>,
+    ) -> Result<std::result::Result<u64, String>> {
+        let mut seqs: Vec<(u64, u64)> = parts.iter().flat_map(|(_, b)| b.iter().copied()).collect();
+        seqs.sort_unstable();
+        let fold = fold(&session.reader, &seqs)?;
+        let Some(schema) = fold.schema.clone() else {
+            // Nothing but deletes journaled: no schema to create the table with, and no row.
+            return Ok(Ok(0));
+        };
+        if schema.primary_key().is_empty() {
+            return Ok(Err(format!(
+                "table `{table}` has no primary key: a rebuild writes one final row per key"
+            )));
+        }
+        let pool = &session.pool;
+        let pipeline = self.pipeline.name();
+        let call = |what: &str, e: CallError| {
+            format!("{what} of `{table}` in `{connection}`: {}", e.message)
+        };
+        if let Err(e) = pool.with(connection, |c| {
+            c.prepare_table(&PrepareTable {
+                table: table.to_owned(),
+                schema: (*schema).clone(),
+                replace: true,
+            })
+        }) {
+            return Ok(Err(call("emptying", e)));
+        }
+        let mut seq = match *next_seq {
+            Some(s) => s,
+            None => match pool.with(connection, |c| c.last_applied_seq(pipeline, REBUILD_STREAM)) {
+                Ok(last) => last.unwrap_or(0) + 1,
+                Err(e) => return Ok(Err(call("reading the rebuild offset", e))),
+            },
+        };
+        let mut written = 0;
+        let outcome = std::thread::scope(|s| -> Result<std::result::Result<(), String>> {
+            let (tx, rx) = mpsc::sync_channel::<Result<Ready>>(READ_AHEAD);
+            let reader = session.reader.clone();
+            let (fold, seqs) = (&fold, &seqs);
+            s.spawn(move || {
+                let sent = read_final_rows(&reader, seqs, fold, |ready| tx.send(Ok(ready)).is_ok());
+                if let Err(e) = sent {
+                    let _ = tx.send(Err(e));
+                }
+            });
+            for ready in rx {
+                let ready = ready?;
+                let request = WriteRequest {
+                    pipeline: pipeline.to_owned(),
+                    stream: REBUILD_STREAM.to_owned(),
+                    table: table.to_owned(),
+                    seq,
+                    op: WriteOp::Insert,
+                };
+                if let Err(e) = pool.with(connection, |c| c.write(&request, &ready.bytes)) {
+                    // Dropping the receiver stops the reader.
+                    return Ok(Err(call(
+                        &format!("writing the final rows of journal seq {}", ready.seq),
+                        e,
+                    )));
+                }
+                seq += 1;
+                written += ready.rows;
+            }
+            Ok(Ok(()))
+        })?;
+        *next_seq = Some(seq);
+        if let Err(e) = outcome {
+            return Ok(Err(e));
+        }
+        // The offsets last: a run goes on after the last journaled batch of each part.
+        let empty = Batch::empty(Arc::clone(&schema))
+            .encode()
+            .map_err(|e| EngineError::Batch {
+                seq: 0,
+                message: format!("an empty batch of `{table}`: {e}"),
+            })?;
+        for ((stream, partition), b) in parts {
+            let Some(&(last, _)) = b.last() else { continue };
+            let request = WriteRequest {
+                pipeline: pipeline.to_owned(),
+                stream: part_label(stream, partition.as_deref()),
+                table: table.to_owned(),
+                seq: last,
+                op: WriteOp::Upsert,
+            };
+            if let Err(e) = pool.with(connection, |c| c.write(&request, &empty)) {
+                return Ok(Err(call(
+                    &format!("setting the offset of `{}` to {last}", request.stream),
+                    e,
+                )));
+            }
+        }
+        Ok(Ok(written))
+    }
+}
+
+/// Per part, the batches (seq, rows) its destinations hold after a replay: every batch, or
+/// for a snapshot stream those of its last finished snapshot.
+fn select(reader: &Reader, engine: &Engine) -> Result<BTreeMap<Part, Vec<(u64, u64)>>> {
+    let pipeline = &engine.pipeline;
+    let mut parts: BTreeMap<Part, Vec<Instance>> = BTreeMap::new();
+    for stored in reader.entries_from(1)? {
+        let e = stored?.entry;
+        if e.pipeline != pipeline.name() {
+            continue;
+        }
+        let (stream, partition) = match &e.kind {
+            EntryKind::StreamStarted {
+                stream, partition, ..
+            }
+            | EntryKind::BatchRead {
+                stream, partition, ..
+            }
+            | EntryKind::StreamCompleted {
+                stream, partition, ..
+            } => (stream, partition),
+            _ => continue,
+        };
+        let instances = parts
+            .entry((stream.clone(), partition.clone()))
+            .or_default();
+        match &e.kind {
+            EntryKind::StreamStarted { .. } => instances.push(Instance::default()),
+            EntryKind::BatchRead { rows, .. } => {
+                if instances.is_empty() {
+                    instances.push(Instance::default());
+                }
+                if let Some(i) = instances.last_mut() {
+                    i.batches.push((e.seq, *rows));
+                }
+            }
+            EntryKind::StreamCompleted { .. } => {
+                if let Some(i) = instances.last_mut() {
+                    i.complete = true;
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(parts
+        .into_iter()
+        .map(|(part, instances)| {
+            let snapshot = pipeline
+                .stream(&part.0)
+                .is_some_and(|s| s.mode() == Mode::Snapshot);
+            let batches = if snapshot {
+                instances
+                    .into_iter()
+                    .rev()
+                    .find(|i| i.complete && !i.batches.is_empty())
+                    .map(|i| i.batches)
+                    .unwrap_or_default()
+            } else {
+                instances.into_iter().flat_map(|i| i.batches).collect()
+            };
+            (part, batches)
+        })
+        .collect())
+}
+
+/// Hands the payload of each batch at `seqs` (ascending) to `f`, in one pass over the
+/// journal; stops early when `f` returns false.
+fn for_each_payload(
+    reader: &Reader,
+    seqs: &[(u64, u64)],
+    mut f: impl FnMut(u64, u64, Vec<u8>) -> Result<bool>,
+) -> Result<()> {
+    let Some(&(first, _)) = seqs.first() else {
+        return Ok(());
+    };
+    let mut want = seqs.iter().copied().peekable();
+    for stored in reader.entries_from(first)? {
+        let e = stored?.entry;
+        let Some(&(next, rows)) = want.peek() else {
+            return Ok(());
+        };
+        if e.seq < next {
+            continue;
+        }
+        if e.seq > next {
+            break;
+        }
+        want.next();
+        let bytes = match e.payload {
+            Payload::Inline(bytes) => bytes,
+            Payload::Compacted { .. } => {
+                return Err(EngineError::Batch {
+                    seq: e.seq,
+                    message: "its rows were dropped by `journal compact`: the table cannot be \
+                              rebuilt from this journal"
+                        .into(),
+                });
+            }
+        };
+        if !f(e.seq, rows, bytes)? {
+            return Ok(());
+        }
+    }
+    match want.next() {
+        None => Ok(()),
+        Some((seq, _)) => Err(EngineError::Batch {
+            seq,
+            message: "no such entry in the journal".into(),
+        }),
+    }
+}
+
+fn decode(seq: u64, bytes: &[u8]) -> Result<Batch> {
+    Batch::decode(bytes).map_err(|e| EngineError::Batch {
+        seq,
+        message: e.to_string(),
+    })
+}
+
+/// Folds the batches at `seqs` into where each key's final row is.
+fn fold(reader: &Reader, seqs: &[(u64, u64)]) -> Result<Fold> {
+    let mut last: HashMap<Vec<u8>, (u64, u32)> = HashMap::new();
+    let mut schema = None;
+    for_each_payload(reader, seqs, |seq, _, bytes| {
+        let batch = decode(seq, &bytes)?;
+        let key = batch.schema().primary_key().to_vec();
+        if is_delete_schema(batch.schema()) {
+            for row in 0..batch.num_rows() {
+                last.remove(&key_bytes(&batch, &key, row));
+            }
+            return Ok(true);
+        }
+        schema = Some(Arc::clone(batch.schema()));
+        last.reserve(batch.num_rows());
+        for row in 0..batch.num_rows() {
+            let at = (seq, u32::try_from(row).unwrap_or(u32::MAX));
+            last.insert(key_bytes(&batch, &key, row), at);
+        }
+        Ok(true)
+    })?;
+    let rows = last.len() as u64;
+    let mut survivors: HashMap<u64, Vec<u32>> = HashMap::new();
+    for (seq, row) in last.into_values() {
+        survivors.entry(seq).or_default().push(row);
+    }
+    for rows in survivors.values_mut() {
+        rows.sort_unstable();
+    }
+    Ok(Fold {
+        schema,
+        survivors,
+        rows,
+    })
+}
+
+/// Hands `ready` each batch's final rows, encoded, in seq order: a batch whose rows all
+/// survive as the journal holds it, another cut down to its survivors. Stops when `ready`
+/// returns false.
+fn read_final_rows(
+    reader: &Reader,
+    seqs: &[(u64, u64)],
+    fold: &Fold,
+    mut ready: impl FnMut(Ready) -> bool,
+) -> Result<()> {
+    let wanted: Vec<(u64, u64)> = seqs
+        .iter()
+        .copied()
+        .filter(|(seq, _)| fold.survivors.contains_key(seq))
+        .collect();
+    debug_assert!(
+        fold.survivors.values().map(|r| r.len() as u64).sum::<u64>() == fold.rows,
+        "every final row belongs to one batch"
+    );
+    for_each_payload(reader, &wanted, |seq, rows, bytes| {
+        let Some(keep) = fold.survivors.get(&seq) else {
+            return Ok(true);
+        };
+        if keep.len() as u64 == rows {
+            return Ok(ready(Ready { seq, rows, bytes }));
+        }
+        let batch = decode(seq, &bytes)?;
+        let cut = select_rows(&batch, keep).map_err(|e| EngineError::Batch {
+            seq,
+            message: format!("taking its final rows: {e}"),
+        })?;
+        Ok(ready(Ready {
+            seq,
+            rows: keep.len() as u64,
+            bytes: cut,
+        }))
+    })
+}
+
+/// The rows `keep` of `batch`, encoded.
+fn select_rows(batch: &Batch, keep: &[u32]) -> caudal_connector::Result<Vec<u8>> {
+    let mut b = BatchBuilder::with_capacity(Arc::clone(batch.schema()), keep.len());
+    for &row in keep {
+        for col in 0..batch.num_columns() {
+            let value = batch.value(row as usize, col).unwrap_or(Value::Null);
+            b.push_value(col, &value)?;
+        }
+    }
+    b.finish()?.encode()
+}
+
+#[cfg(test)]
+mod tests {
+    use caudal_connector::{Field, LogicalType};
+
+    use super::*;
+
+    #[test]
+    fn selected_rows_keep_their_values_and_nulls() {
+        let schema = Arc::new(
+            Schema::new(
+                vec![
+                    Field::new("id", LogicalType::Int64, false),
+                    Field::new("name", LogicalType::Text { max_bytes: None }, true),
+                ],
+                &["id"],
+            )
+            .unwrap(),
+        );
+        let mut b = BatchBuilder::new(Arc::clone(&schema));
+        for (id, name) in [(1i64, Some("a")), (2, None), (3, Some("c"))] {
+            b.push(0, id).unwrap();
+            match name {
+                Some(n) => b.push(1, n).unwrap(),
+                None => b.push_null(1).unwrap(),
+            }
+        }
+        let batch = b.finish().unwrap();
+        let cut = Batch::decode(&select_rows(&batch, &[1, 2]).unwrap()).unwrap();
+        assert_eq!(cut.num_rows(), 2);
+        assert_eq!(cut.value(0, 0), Some(Value::Int(2)));
+        assert_eq!(cut.value(0, 1), Some(Value::Null));
+        assert_eq!(cut.value(1, 1), batch.value(2, 1));
+    }
+}
