@@ -234,13 +234,19 @@ impl std::hash::Hasher for KeyHashHasher {
 /// general path, so memory stays bounded on very large tables.
 const FRESH_KEYS: usize = 4_000_000;
 
-/// The hash of an encoded key in [`Fresh::written`]. A collision only sends a key down the
-/// general path, which is always correct.
+/// The hash of an encoded key in [`Fresh::written`]: FNV-1a, then murmur3's final mix so that
+/// every bit of the result depends on every byte (the set uses it as it is). A collision only
+/// sends a key down the general path, which is always correct; SipHash here cost a rebuild
+/// more than its row digests.
 fn key_hash(pk: &[u8]) -> u64 {
-    use std::hash::Hasher;
-    let mut h = std::hash::DefaultHasher::new();
-    h.write(pk);
-    h.finish()
+    let mut h = pk.iter().fold(0xcbf2_9ce4_8422_2325_u64, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    });
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    h ^ (h >> 33)
 }
 
 /// The row commands of a write for the batch's rows in `rows`: per row HSET (after a DEL
@@ -281,12 +287,17 @@ fn row_commands(
                 key.extend_from_slice(pk);
                 if plan.restore && hash_payload(batch, row, &mut payload, &mut text) {
                     // REPLACE drops whatever the key held: no DEL needed.
-                    pipe.cmd("RESTORE")
+                    let payload = payload.finish();
+                    // Sized up front: a command grows its buffers otherwise, a few
+                    // reallocations a row.
+                    let mut restore = redis::Cmd::with_capacity(5, key.len() + payload.len() + 16);
+                    restore
+                        .arg("RESTORE")
                         .arg(&key[..])
                         .arg(0)
-                        .arg(payload.finish())
-                        .arg("REPLACE")
-                        .ignore();
+                        .arg(payload)
+                        .arg("REPLACE");
+                    pipe.add_command(restore).ignore();
                     continue;
                 }
                 if may_exist[row] {
@@ -575,7 +586,7 @@ fn bulk_attempt(
             // A fresh table holds none of these rows: no DEL before an HSET.
             let absent = vec![false; plan.pks.len()];
             for start in (0..plan.pks.len()).step_by(BULK_ROWS) {
-                let mut pipe = redis::pipe();
+                let mut pipe = redis::Pipeline::with_capacity(BULK_ROWS);
                 row_commands(
                     &mut pipe,
                     plan,

@@ -41,18 +41,29 @@ pub struct RedisBenchArgs {
     /// One JSON object instead of text.
     #[arg(long)]
     json: bool,
+    /// Keep the bench's pipeline, journal and source in this directory (to run or profile
+    /// `caudal project redis` on them again) instead of a temporary one; an empty directory.
+    #[arg(long, value_name = "DIR")]
+    dir: Option<std::path::PathBuf>,
 }
 
 const CHUNK: i64 = 20_000;
 
 pub fn run(args: RedisBenchArgs) -> anyhow::Result<ExitCode> {
-    let dir = tempfile::tempdir()?;
+    let temporary = tempfile::tempdir()?;
+    let dir = match &args.dir {
+        Some(d) => {
+            std::fs::create_dir_all(d).with_context(|| format!("cannot create {}", d.display()))?;
+            d.as_path()
+        }
+        None => temporary.path(),
+    };
     let prefix = format!("caudal_bench_{}", std::process::id());
     let server = Server {
         host: args.host.clone(),
         port: args.port,
     };
-    let result = measure(&args, dir.path(), &prefix, &server);
+    let result = measure(&args, dir, &prefix, &server);
     server.delete_under(&prefix);
     let m = result?;
     let baseline = m.baseline;
