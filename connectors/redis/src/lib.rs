@@ -27,8 +27,11 @@
 //!
 //! # Invariants
 //!
-//! - A write's rows, the table's digest key, its row digests and the stream's offset change in
-//!   one MULTI/EXEC, under WATCH of the offset and digest keys: a replayed seq changes nothing.
+//! - A write's table digest key, row digests and stream offset change in one MULTI/EXEC, under
+//!   WATCH of the offset and digest keys: a replayed seq changes nothing. Its rows change in
+//!   the same MULTI/EXEC, except those of an insert of new keys into a fresh table (below),
+//!   which go just before it: a write that dies in between leaves rows that neither the
+//!   digest key nor the row digests count, which the batch's replay writes again whole.
 //! - A table this connection created or emptied (`prepare_table`) is written without reading
 //!   row digests back while its digest key still holds what this connection last wrote there
 //!   (no other writer came by): rows never written by this connection cannot be there.

@@ -17,11 +17,18 @@
 //! A table this connection created or emptied with `prepare_table` is *fresh* ([`Fresh`]):
 //! while its digest key holds what this connection's last write left there, only keys this
 //! connection wrote can hold rows, so step 2 asks only for those and rows of other keys get no
-//! `DEL`. This is what a cache rebuild does: every batch into a table just emptied. When the
-//! digest key shows another writer, the table stops being fresh here and writes take the
-//! general path.
+//! `DEL`. When the digest key shows another writer, the table stops being fresh here and
+//! writes take the general path.
 //!
-//! Insert and upsert are the same operation here: a key holds one row.
+//! An *insert* into a fresh table whose keys this connection never wrote (a cache rebuild's
+//! final rows, a snapshot's staging table) is a bulk insert ([`Redis::bulk_insert`]): after
+//! step 1, the row commands go in plain pipelines, several in flight, encoded on one thread
+//! while others digest the rows; step 3's transaction then holds only the row digests, the
+//! digest key and the offset. Nothing reads a fresh table's rows by its offset, and should the
+//! write die before its `EXEC`, the rows it left are counted nowhere and written again, whole,
+//! by the batch's replay.
+//!
+//! Otherwise insert and upsert are the same operation here: a key holds one row.
 //!
 //! # A snapshot swap
 //!
@@ -53,12 +60,8 @@ use crate::{Redis, redis_error};
 const MAX_ATTEMPTS: usize = 50;
 /// Keys or hash fields per command in long argument lists.
 const ARGS_PER_COMMAND: usize = 4096;
-/// Rows per pipeline of a bulk insert: new rows into a fresh table, the writes of a snapshot
-/// or of a cache rebuild ([`Redis::bulk_insert`]). Their row commands go outside the write's
-/// transaction, in plain pipelines that the server runs while the next rows are encoded;
-/// nothing reads a fresh table's rows by its offset, and should the write die before its
-/// `EXEC`, the rows it left are counted nowhere and written again, whole, by the batch's
-/// replay.
+/// Rows per pipeline of a bulk insert ([`Redis::bulk_insert`]): the server runs one while the
+/// next is encoded.
 const BULK_ROWS: usize = 2048;
 /// Keys a SCAN step looks at: a pass over a large keyspace in few round trips.
 const SCAN_COUNT: usize = 10_000;
@@ -921,10 +924,10 @@ impl Redis {
         Some(hashes)
     }
 
-    /// An insert of new rows into a fresh table (see [`BULK_ROWS`]): under WATCH of the offset
-    /// and the digest key, the rows go in plain pipelines while other threads digest them and
-    /// encode the next rows; then one `MULTI`/`EXEC` sets their row digests, the digest key and
-    /// the offset.
+    /// An insert of new rows into a fresh table (see the module documentation): under WATCH
+    /// of the offset and the digest key, the rows go in plain pipelines while other threads
+    /// digest them and encode the next rows; then one `MULTI`/`EXEC` sets their row digests,
+    /// the digest key and the offset.
     fn bulk_insert(&mut self, table: &str, plan: &WritePlan<'_>) -> Result<Attempt> {
         let runtime = Arc::clone(&self.runtime);
         let known = self.fresh.get(table);
