@@ -211,6 +211,14 @@ pub fn normalize_decimal(mut unscaled: i128, mut scale: u8) -> (i128, u8) {
     if unscaled == 0 {
         return (0, 0);
     }
+    // Most decimals fit in 64 bits, where division is one instruction, not a library call.
+    if let Ok(mut small) = i64::try_from(unscaled) {
+        while scale > 0 && small % 10 == 0 {
+            small /= 10;
+            scale -= 1;
+        }
+        return (i128::from(small), scale);
+    }
     while scale > 0 && unscaled % 10 == 0 {
         unscaled /= 10;
         scale -= 1;
@@ -452,22 +460,16 @@ impl TableDigest {
         self.apply_into(row, add, &mut [0u8; STATE_BYTES]);
     }
 
-    /// [`TableDigest::apply`] with the 2 KiB expansion buffer supplied by the caller.
+    /// [`TableDigest::apply`] with the 2 KiB expansion buffer supplied by the caller (the
+    /// fast path adds the expansion to the lanes without writing it out).
     #[inline]
     fn apply_into(&mut self, row: &RowDigest, add: bool, expanded: &mut [u8; STATE_BYTES]) {
-        crate::expand::expand(&row.0, expanded);
-        let lanes = self.lanes.iter_mut().zip(expanded.chunks_exact(2));
-        if add {
-            for (lane, b) in lanes {
-                *lane = lane.wrapping_add(u16::from_le_bytes([b[0], b[1]]));
-            }
-            self.rows = self.rows.wrapping_add(1);
+        crate::expand::expand_into_lanes(&row.0, &mut self.lanes, add, expanded);
+        self.rows = if add {
+            self.rows.wrapping_add(1)
         } else {
-            for (lane, b) in lanes {
-                *lane = lane.wrapping_sub(u16::from_le_bytes([b[0], b[1]]));
-            }
-            self.rows = self.rows.wrapping_sub(1);
-        }
+            self.rows.wrapping_sub(1)
+        };
     }
 
     /// Adds one row.

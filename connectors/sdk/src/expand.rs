@@ -31,6 +31,41 @@ pub fn expand(seed: &[u8; 32], out: &mut [u8; EXPANDED_BYTES]) {
     expand_portable(seed, out);
 }
 
+/// Adds (or, with `add` false, subtracts) the expansion of `seed` to 1024 little-endian `u16`
+/// lanes, wrapping: one row into an LtHash16 state. `scratch` is used where the expansion
+/// has to be written out first.
+#[inline]
+pub fn expand_into_lanes(
+    seed: &[u8; 32],
+    lanes: &mut [u16; EXPANDED_BYTES / 2],
+    add: bool,
+    scratch: &mut [u8; EXPANDED_BYTES],
+) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("vaes")
+            && std::arch::is_x86_feature_detected!("avx512f")
+            && std::arch::is_x86_feature_detected!("avx512bw")
+            && std::arch::is_x86_feature_detected!("aes")
+        {
+            // SAFETY: the features the function is compiled for were detected just above.
+            unsafe { vaes::expand_into_lanes(seed, lanes, add) };
+            return;
+        }
+    }
+    expand_portable(seed, scratch);
+    let pairs = lanes.iter_mut().zip(scratch.chunks_exact(2));
+    if add {
+        for (lane, b) in pairs {
+            *lane = lane.wrapping_add(u16::from_le_bytes([b[0], b[1]]));
+        }
+    } else {
+        for (lane, b) in pairs {
+            *lane = lane.wrapping_sub(u16::from_le_bytes([b[0], b[1]]));
+        }
+    }
+}
+
 /// The expansion through the `aes` crate.
 pub fn expand_portable(seed: &[u8; 32], out: &mut [u8; EXPANDED_BYTES]) {
     let cipher = aes::Aes256::new(GenericArray::from_slice(seed));
@@ -48,8 +83,9 @@ pub fn expand_portable(seed: &[u8; 32], out: &mut [u8; EXPANDED_BYTES]) {
 mod vaes {
     use std::arch::x86_64::{
         __m128i, __m512i, _mm_aeskeygenassist_si128, _mm_loadu_si128, _mm_setzero_si128,
-        _mm_shuffle_epi32, _mm_slli_si128, _mm_xor_si128, _mm512_add_epi64, _mm512_aesenc_epi128,
-        _mm512_aesenclast_epi128, _mm512_broadcast_i32x4, _mm512_set_epi64, _mm512_storeu_si512,
+        _mm_shuffle_epi32, _mm_slli_si128, _mm_xor_si128, _mm512_add_epi16, _mm512_add_epi64,
+        _mm512_aesenc_epi128, _mm512_aesenclast_epi128, _mm512_broadcast_i32x4, _mm512_loadu_si512,
+        _mm512_set_epi64, _mm512_setzero_si512, _mm512_storeu_si512, _mm512_sub_epi16,
         _mm512_xor_si512,
     };
 
@@ -110,29 +146,82 @@ mod vaes {
         rk
     }
 
+    /// The round keys, each broadcast to the four 128-bit lanes of a vector.
+    #[inline]
+    #[target_feature(enable = "aes,sse2,avx512f")]
+    fn broadcast_keys(seed: &[u8; 32]) -> [__m512i; 15] {
+        let rk = round_keys(seed);
+        let mut k = [_mm512_setzero_si512(); 15];
+        for (wide, r) in k.iter_mut().zip(rk) {
+            *wide = _mm512_broadcast_i32x4(r);
+        }
+        k
+    }
+
+    /// 32 blocks of keystream, from the counter vector `counter` on (advanced past them).
+    #[inline]
+    #[target_feature(enable = "aes,sse2,avx512f,vaes")]
+    fn keystream(k: &[__m512i; 15], counter: &mut __m512i) -> [__m512i; 8] {
+        // Lanes hold blocks n, n+1, n+2, n+3 (the counter is the low 64 bits, little-endian).
+        let step = _mm512_set_epi64(0, 4, 0, 4, 0, 4, 0, 4);
+        let mut x = [_mm512_setzero_si512(); 8];
+        for lane in &mut x {
+            *lane = _mm512_xor_si512(*counter, k[0]);
+            *counter = _mm512_add_epi64(*counter, step);
+        }
+        for key in &k[1..14] {
+            for lane in &mut x {
+                *lane = _mm512_aesenc_epi128(*lane, *key);
+            }
+        }
+        for lane in &mut x {
+            *lane = _mm512_aesenclast_epi128(*lane, k[14]);
+        }
+        x
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    fn first_counter() -> __m512i {
+        _mm512_set_epi64(0, 3, 0, 2, 0, 1, 0, 0)
+    }
+
     /// AES-256-CTR over 128 blocks, four blocks per instruction, 32 blocks in flight.
     #[target_feature(enable = "aes,sse2,avx512f,vaes")]
     pub(super) fn expand(seed: &[u8; 32], out: &mut [u8; EXPANDED_BYTES]) {
-        let rk = round_keys(seed);
-        let k = rk.map(|r| _mm512_broadcast_i32x4(r));
-        // Lanes hold blocks n, n+1, n+2, n+3 (the counter is the low 64 bits, little-endian).
-        let step = _mm512_set_epi64(0, 4, 0, 4, 0, 4, 0, 4);
-        let mut counter = _mm512_set_epi64(0, 3, 0, 2, 0, 1, 0, 0);
+        let k = broadcast_keys(seed);
+        let mut counter = first_counter();
         for group in out.chunks_exact_mut(512) {
-            let mut x: [__m512i; 8] = [k[0]; 8];
-            for lane in &mut x {
-                *lane = _mm512_xor_si512(counter, k[0]);
-                counter = _mm512_add_epi64(counter, step);
-            }
-            for key in &k[1..14] {
-                for lane in &mut x {
-                    *lane = _mm512_aesenc_epi128(*lane, *key);
-                }
-            }
-            for (lane, dst) in x.iter_mut().zip(group.chunks_exact_mut(64)) {
-                *lane = _mm512_aesenclast_epi128(*lane, k[14]);
+            let x = keystream(&k, &mut counter);
+            for (lane, dst) in x.iter().zip(group.chunks_exact_mut(64)) {
                 // SAFETY: `dst` is 64 bytes; the store is unaligned.
                 unsafe { _mm512_storeu_si512(dst.as_mut_ptr().cast(), *lane) };
+            }
+        }
+    }
+
+    /// [`expand`] added to (or subtracted from) 1024 `u16` lanes, without writing it out.
+    #[target_feature(enable = "aes,sse2,avx512f,avx512bw,vaes")]
+    pub(super) fn expand_into_lanes(
+        seed: &[u8; 32],
+        lanes: &mut [u16; EXPANDED_BYTES / 2],
+        add: bool,
+    ) {
+        let k = broadcast_keys(seed);
+        let mut counter = first_counter();
+        for group in lanes.chunks_exact_mut(256) {
+            let x = keystream(&k, &mut counter);
+            for (stream, dst) in x.iter().zip(group.chunks_exact_mut(32)) {
+                // SAFETY: `dst` is 32 lanes = 64 bytes; loads and stores are unaligned.
+                unsafe {
+                    let have = _mm512_loadu_si512(dst.as_ptr().cast());
+                    let sum = if add {
+                        _mm512_add_epi16(have, *stream)
+                    } else {
+                        _mm512_sub_epi16(have, *stream)
+                    };
+                    _mm512_storeu_si512(dst.as_mut_ptr().cast(), sum);
+                }
             }
         }
     }
@@ -153,6 +242,29 @@ mod tests {
             expand(&seed, &mut fast);
             expand_portable(&seed, &mut portable);
             assert_eq!(fast, portable, "seed {i}");
+        }
+    }
+
+    #[test]
+    fn adding_into_lanes_equals_adding_the_expansion() {
+        let mut fused = [0u16; EXPANDED_BYTES / 2];
+        let mut plain = [0u16; EXPANDED_BYTES / 2];
+        let mut scratch = [0u8; EXPANDED_BYTES];
+        for i in 0..50u8 {
+            let seed = [i; 32];
+            let add = i % 3 != 0;
+            expand_into_lanes(&seed, &mut fused, add, &mut scratch);
+            let mut e = [0u8; EXPANDED_BYTES];
+            expand_portable(&seed, &mut e);
+            for (lane, b) in plain.iter_mut().zip(e.chunks_exact(2)) {
+                let v = u16::from_le_bytes([b[0], b[1]]);
+                *lane = if add {
+                    lane.wrapping_add(v)
+                } else {
+                    lane.wrapping_sub(v)
+                };
+            }
+            assert_eq!(fused, plain, "after seed {i}");
         }
     }
 
