@@ -78,7 +78,12 @@ fn redis_rebuild_writes_the_final_rows_over_stale_keys_and_a_half_done_rebuild()
     // Three runs: inserts; updates of journaled rows and new rows; deletes.
     fill(&src, "items", &[items(0..500, 0)], true);
     run_ok(&["run", s(&file), "--progress", "none"]);
-    fill(&src, "items", &[items(10..20, 1), items(500..520, 0)], false);
+    fill(
+        &src,
+        "items",
+        &[items(10..20, 1), items(500..520, 0)],
+        false,
+    );
     run_ok(&["run", s(&file), "--progress", "none"]);
     delete(&src, "items", &item_keys(30..40));
     run_ok(&["run", s(&file), "--progress", "none"]);
@@ -103,7 +108,10 @@ fn redis_rebuild_writes_the_final_rows_over_stale_keys_and_a_half_done_rebuild()
     assert_eq!(redis_cli(&["EXISTS", &stale, &stale_text]).trim(), "0");
     let (code, report) = verify_json(&file, &[]);
     assert_eq!(code, 0, "{report}");
-    assert_eq!(report["tables"][0]["actual"], before, "the digest is the one before");
+    assert_eq!(
+        report["tables"][0]["actual"], before,
+        "the digest is the one before"
+    );
 
     // A cache a rebuild left half-written: rows of later batches missing, rows of the batch
     // it was writing there without their row digests, offsets from before it.
