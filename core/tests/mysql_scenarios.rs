@@ -332,7 +332,7 @@ const MOVIMIENTOS: &str = "CREATE TABLE movimientos (id BIGINT NOT NULL, cuenta 
     importe DECIMAL(14,2) NOT NULL, concepto VARCHAR(80) NOT NULL, fecha DATETIME(6) NOT NULL, \
     KEY (id))";
 
-/// Polls the server for an `INSERT` into `database` running after at least one batch was
+/// Polls the server for an `INSERT` (a prepared one shows as `Execute`) into `database` running after at least one batch was
 /// applied there, and `KILL`s its connection. Returns its id, or `None` after `patience`.
 fn kill_an_insert(database: &str, patience: Duration) -> Option<(u64, String)> {
     let mut admin = Admin::connect();
@@ -353,7 +353,7 @@ fn kill_an_insert(database: &str, patience: Duration) -> Option<(u64, String)> {
         }
         let running = admin.rows(&format!(
             "SELECT ID, LEFT(INFO, 60) FROM information_schema.PROCESSLIST WHERE DB = '{database}' \
-             AND COMMAND = 'Query' AND INFO LIKE 'INSERT INTO%movimientos%'"
+             AND COMMAND IN ('Query', 'Execute') AND INFO LIKE 'INSERT INTO%movimientos%'"
         ));
         if let Some(row) = running.first() {
             let id: u64 = row[0].as_deref().unwrap().parse().unwrap();

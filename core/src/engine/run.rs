@@ -468,14 +468,14 @@ impl<'a> Runner<'a> {
             None => None,
         };
         let snapshot = stream.mode() == Mode::Snapshot;
-        // Snapshot: the newest batch is held back until the next one (or the end) shows
-        // whether it is the last, which is written together with the swap.
-        let mut held: Option<Journaled> = None;
-        // Two stages, so that digesting the next chunk overlaps journaling and writing this
-        // one: a thread reads, shapes and digests; this thread journals and delivers, in order.
+        // Three stages, so that each overlaps the others: a thread reads, shapes and digests
+        // the next chunk; this thread journals it; a third writes the batch journaled before
+        // into the destinations, in journal order. A batch is written only after it is
+        // durable in the journal, as before; the channels hold one batch each.
         let (tx, rx) = std::sync::mpsc::sync_channel::<Result<Prepared, (String, bool)>>(1);
+        let (to_deliver, journaled_rx) = std::sync::mpsc::sync_channel::<Journaled>(1);
         let collect_keys = previous_keys.is_some();
-        let keys_now = std::thread::scope(|scope| {
+        let (keys_now, held) = std::thread::scope(|scope| {
             let producer = {
                 let shape = &shape;
                 let pipeline = &*s.pipeline;
@@ -493,6 +493,28 @@ impl<'a> Runner<'a> {
                     )
                 })
             };
+            let deliverer = {
+                let lanes = &mut *lanes;
+                scope.spawn(move || {
+                    // Snapshot: the newest batch is held back until the next one (or the end)
+                    // shows whether it is the last, which is written together with the swap.
+                    let mut held: Option<Journaled> = None;
+                    for journaled in journaled_rx.iter() {
+                        let delivered = if snapshot {
+                            match held.replace(journaled) {
+                                Some(prev) => self.deliver_all(lanes, &prev, false),
+                                None => Ok(()),
+                            }
+                        } else {
+                            self.deliver_all(lanes, &journaled, false)
+                        };
+                        if let Err(e) = delivered {
+                            return (held, Err(e));
+                        }
+                    }
+                    (held, Ok(()))
+                })
+            };
             let consumed = (|| {
                 for item in rx.iter() {
                     let prepared = match item {
@@ -504,21 +526,25 @@ impl<'a> Runner<'a> {
                     };
                     let journaled = self.journal_batch(st, prepared)?;
                     progress.advance(journaled.rows, journaled.bytes.len() as u64);
-                    if snapshot {
-                        if let Some(prev) = held.replace(journaled) {
-                            self.deliver_all(lanes, &prev, false)?;
-                        }
-                    } else {
-                        self.deliver_all(lanes, &journaled, false)?;
+                    // A closed channel means the deliverer stopped on an error: below.
+                    if to_deliver.send(journaled).is_err() {
+                        break;
                     }
                 }
                 Ok(())
             })();
-            // Stops the producer if this side stopped first (its next send fails).
+            // Stops the producer if this side stopped first (its next send fails); the
+            // deliverer writes what was journaled, then ends.
             drop(rx);
+            drop(to_deliver);
+            let (held, delivered) = match deliverer.join() {
+                Ok(done) => done,
+                Err(payload) => std::panic::resume_unwind(payload),
+            };
             let keys = producer.join().unwrap_or_default();
-            consumed.map(|()| keys)
-        })?;
+            (delivered.and(consumed).map(|()| keys), held)
+        });
+        let keys_now = keys_now?;
         if let Some(before) = previous_keys {
             self.journal_deletes(st, lanes, &shape, &before, &keys_now)?;
         }
