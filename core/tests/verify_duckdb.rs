@@ -262,7 +262,8 @@ fn verify_refolds_the_journal_when_its_checkpoint_is_damaged() {
                 .is_some_and(|n| n.starts_with("verify-"))
         })
         .collect();
-    assert_eq!(checkpoints.len(), 2, "{checkpoints:?}");
+    // The table's fold (head and rows) and the batches per part.
+    assert_eq!(checkpoints.len(), 3, "{checkpoints:?}");
     for p in &checkpoints {
         std::fs::write(p, b"not a checkpoint").unwrap();
     }
@@ -273,4 +274,39 @@ fn verify_refolds_the_journal_when_its_checkpoint_is_damaged() {
         assert_eq!(keys(&report["tables"][0], "missing"), ["t1,3,2"]);
         assert_eq!(report["tables"][0]["expected"]["rows"], 300);
     }
+}
+
+#[test]
+fn a_verify_after_a_later_run_sees_the_batches_journaled_since_its_checkpoints() {
+    let dir = tempfile::tempdir().unwrap();
+    let (src, journal) = (dir.path().join("src.duckdb"), dir.path().join("journal"));
+    fill(&src, "items", &[sales("t1", 0..300, 100, &KEY)], true);
+    let file = pipeline(
+        dir.path(),
+        &format!(
+            "{}[[streams]]\nfrom = \"src\"\ntable = \"items\"\nto = \"wh\"\nmode = \"merge\"\n\
+             primary_key = [\"tienda\", \"factura\", \"linea\"]\nchunk_rows = 50\n",
+            connections(&["src", "wh"])
+        ),
+    );
+    run_ok(&["run", s(&file), "--progress", "none"]);
+    let (code, report) = verify_json(&file, &[]);
+    assert_eq!(code, 0, "{report}");
+    assert_eq!(report["tables"][0]["expected"]["rows"], 300);
+    let parts = std::fs::read_dir(&journal)
+        .unwrap()
+        .filter_map(|e| e.unwrap().file_name().into_string().ok())
+        .filter(|n| n.starts_with("verify-parts-"))
+        .count();
+    assert_eq!(parts, 1, "the batches per part are checkpointed");
+    // New rows and a changed one, journaled after the checkpoints were written.
+    fill(&src, "items", &[sales("t1", 250..400, 9, &KEY)], false);
+    run_ok(&["run", s(&file), "--progress", "none"]);
+    let (code, report) = verify_json(&file, &[]);
+    assert_eq!(code, 0, "{report}");
+    assert_eq!(report["tables"][0]["expected"]["rows"], 400);
+    assert_eq!(
+        report["tables"][0]["actual"],
+        report["tables"][0]["expected"]
+    );
 }

@@ -187,10 +187,73 @@ type Part = (String, Option<String>);
 /// Rows read back from a destination: encoded key -> (row digest, key values).
 type FoundRows = HashMap<Vec<u8>, (RowDigest, Vec<Value>)>;
 
-#[derive(Default)]
+#[derive(Default, Clone, serde::Serialize, serde::Deserialize)]
 struct Instance {
     seqs: Vec<u64>,
     complete: bool,
+}
+
+/// The journal's `BatchRead` seqs per part and stream instance, as folded up to `last_seq`
+/// (whose chain hash is `chain`): saved next to the segments so that a verify reads only the
+/// entries journaled since instead of every entry with its rows. A checkpoint whose entry is
+/// no longer in the journal with that chain (another journal, a rewritten one) is ignored.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct PartsCheckpoint {
+    version: u32,
+    last_seq: u64,
+    chain: [u8; 32],
+    parts: Vec<(Part, Vec<Instance>)>,
+}
+
+impl PartsCheckpoint {
+    const VERSION: u32 = 1;
+
+    fn path(reader: &Reader, pipeline: &str) -> std::path::PathBuf {
+        reader
+            .dir()
+            .join(format!("verify-parts-{}.bin", hex::encode(pipeline)))
+    }
+
+    fn load(reader: &Reader, pipeline: &str) -> Option<PartsCheckpoint> {
+        let bytes = std::fs::read(Self::path(reader, pipeline)).ok()?;
+        let (c, _): (PartsCheckpoint, usize) =
+            bincode::serde::decode_from_slice(&bytes, bincode::config::standard()).ok()?;
+        if c.version != Self::VERSION {
+            return None;
+        }
+        let stored = reader.get(c.last_seq).ok()??;
+        (stored.chain.0 == c.chain).then_some(c)
+    }
+
+    fn parts(self) -> BTreeMap<Part, Vec<Instance>> {
+        self.parts.into_iter().collect()
+    }
+
+    /// Saves the fold; a checkpoint that cannot be written only costs the next verify a
+    /// longer read.
+    fn save(
+        reader: &Reader,
+        pipeline: &str,
+        last_seq: u64,
+        chain: [u8; 32],
+        parts: &BTreeMap<Part, Vec<Instance>>,
+    ) {
+        let c = PartsCheckpoint {
+            version: Self::VERSION,
+            last_seq,
+            chain,
+            parts: parts.iter().map(|(p, i)| (p.clone(), i.clone())).collect(),
+        };
+        let path = Self::path(reader, pipeline);
+        let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
+        let written = bincode::serde::encode_to_vec(&c, bincode::config::standard())
+            .map_err(std::io::Error::other)
+            .and_then(|b| std::fs::write(&tmp, b))
+            .and_then(|()| std::fs::rename(&tmp, &path));
+        if let Err(err) = written {
+            tracing::warn!(error = %err, "verify checkpoint not written");
+        }
+    }
 }
 
 impl Engine {
@@ -275,11 +338,24 @@ impl Engine {
 
     /// Per part (`(stream, partition)`), the seqs of the batches its destinations should
     /// hold: every batch, or for a snapshot stream those of its last finished snapshot.
+    ///
+    /// The fold of the journal's entries into parts is checkpointed next to the segments
+    /// ([`PartsCheckpoint`]), so a later verify reads only the entries journaled since.
     fn expected_batches(&self, reader: &Reader) -> Result<BTreeMap<Part, Vec<u64>>> {
-        let mut parts: BTreeMap<Part, Vec<Instance>> = BTreeMap::new();
-        for stored in reader.entries_from(1)? {
-            let e = stored?.entry;
-            if e.pipeline != self.pipeline.name() {
+        let pipeline = self.pipeline.name();
+        let (mut parts, from) = match PartsCheckpoint::load(reader, pipeline) {
+            Some(c) => {
+                let from = c.last_seq + 1;
+                (c.parts(), from)
+            }
+            None => (BTreeMap::new(), 1),
+        };
+        let mut last = None;
+        for stored in reader.entries_from(from)? {
+            let stored = stored?;
+            last = Some((stored.entry.seq, stored.chain.0));
+            let e = stored.entry;
+            if e.pipeline != pipeline {
                 continue;
             }
             let (stream, partition) = match &e.kind {
@@ -314,6 +390,9 @@ impl Engine {
                 }
                 _ => {}
             }
+        }
+        if let Some((seq, chain)) = last {
+            PartsCheckpoint::save(reader, pipeline, seq, chain, &parts);
         }
         let mut out = BTreeMap::new();
         for (part, instances) in parts {
