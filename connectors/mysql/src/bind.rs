@@ -52,6 +52,7 @@ pub struct BoundRows<'a> {
     max_rows: usize,
     next_row: usize,
     scratch: String,
+    sizes: Vec<usize>,
 }
 
 impl<'a> BoundRows<'a> {
@@ -77,6 +78,7 @@ impl<'a> BoundRows<'a> {
             max_rows: (MAX_PARAMS / columns).max(1),
             next_row: 0,
             scratch: String::new(),
+            sizes: Vec::new(),
         }
     }
 
@@ -102,6 +104,8 @@ impl<'a> BoundRows<'a> {
         // How many of the next rows fit, by parameters and by bytes.
         let mut fit = 0usize;
         let mut bytes = fixed;
+        // The statement's size after each row that fits.
+        self.sizes.clear();
         let most = self.max_rows.min(rows - self.next_row);
         while fit < most {
             let more = self.row_bytes(self.next_row + fit);
@@ -122,13 +126,11 @@ impl<'a> BoundRows<'a> {
             }
             bytes += more;
             fit += 1;
+            self.sizes.push(bytes);
         }
         // A power of two: few statement shapes, each prepared once per connection.
         let n = 1usize << (usize::BITS - 1 - fit.leading_zeros());
-        let bytes = fixed
-            + (0..n)
-                .map(|i| self.row_bytes(self.next_row + i))
-                .sum::<usize>();
+        let bytes = self.sizes[n - 1];
         let mut args = MySqlArguments::default();
         args.reserve(n * self.batch.num_columns(), bytes);
         for r in self.next_row..self.next_row + n {

@@ -70,6 +70,19 @@ const BULK_DEPTH: usize = 4;
 /// Bytes of an encoded table digest: row count (i64 LE) then the LtHash state.
 const DIGEST_BYTES: usize = 8 + caudal_connector::digest::STATE_BYTES;
 
+/// Queues the write's last two commands: the table's new digest and the stream's offset.
+fn push_digest_and_offset(pipe: &mut redis::Pipeline, plan: &WritePlan<'_>, digest: &TableDigest) {
+    pipe.cmd("SET")
+        .arg(&plan.digest_key)
+        .arg(encode_digest(digest))
+        .ignore();
+    pipe.cmd("HSET")
+        .arg(&plan.offsets)
+        .arg(&plan.field)
+        .arg(plan.seq)
+        .ignore();
+}
+
 /// The digest key's value for `digest`.
 pub(crate) fn encode_digest(digest: &TableDigest) -> Vec<u8> {
     let mut out = Vec::with_capacity(DIGEST_BYTES);
@@ -544,15 +557,7 @@ async fn transact(
         }
         pipe.add_command(hdel).ignore();
     }
-    pipe.cmd("SET")
-        .arg(&plan.digest_key)
-        .arg(encode_digest(&digest))
-        .ignore();
-    pipe.cmd("HSET")
-        .arg(&plan.offsets)
-        .arg(&plan.field)
-        .arg(plan.seq)
-        .ignore();
+    push_digest_and_offset(&mut pipe, plan, &digest);
     let replies: Option<Vec<i64>> = pipe
         .query_async(conn)
         .await
@@ -620,15 +625,7 @@ fn bulk_attempt(
         }
         pipe.add_command(hset).ignore();
     }
-    pipe.cmd("SET")
-        .arg(&plan.digest_key)
-        .arg(encode_digest(&digest))
-        .ignore();
-    pipe.cmd("HSET")
-        .arg(&plan.offsets)
-        .arg(&plan.field)
-        .arg(plan.seq)
-        .ignore();
+    push_digest_and_offset(&mut pipe, plan, &digest);
     let done: Option<redis::Value> = runtime
         .block_on(pipe.query_async(conn))
         .map_err(|e| redis_error("MULTI/EXEC of the row digests, digest key and offset", e))?;

@@ -89,28 +89,27 @@ criterion_main!(benches, parts_group);
 fn parts(c: &mut Criterion) {
     let mut g = c.benchmark_group("digest_parts");
     g.sample_size(20);
-    g.bench_function("expand_2k", |b| {
-        let mut out = [0u8; 2048];
-        let mut seed = [0u8; 32];
-        let mut i = 0u64;
-        b.iter(|| {
-            i += 1;
-            seed[..8].copy_from_slice(&i.to_le_bytes());
-            caudal_connector::expand::expand(&seed, &mut out);
-            out[7]
-        })
-    });
-    g.bench_function("expand_2k_portable", |b| {
-        let mut out = [0u8; 2048];
-        let mut seed = [0u8; 32];
-        let mut i = 0u64;
-        b.iter(|| {
-            i += 1;
-            seed[..8].copy_from_slice(&i.to_le_bytes());
-            caudal_connector::expand::expand_portable(&seed, &mut out);
-            out[7]
-        })
-    });
+    type Expand = fn(&[u8; 32], &mut [u8; 2048]);
+    let expansions: [(&str, Expand); 2] = [
+        ("expand_2k", caudal_connector::expand::expand),
+        (
+            "expand_2k_portable",
+            caudal_connector::expand::expand_portable,
+        ),
+    ];
+    for (name, expand) in expansions {
+        g.bench_function(name, |b| {
+            let mut out = [0u8; 2048];
+            let mut seed = [0u8; 32];
+            let mut i = 0u64;
+            b.iter(|| {
+                i += 1;
+                seed[..8].copy_from_slice(&i.to_le_bytes());
+                expand(&seed, &mut out);
+                out[7]
+            })
+        });
+    }
     g.bench_function("add_row", |b| {
         let mut d = TableDigest::new();
         let r = caudal_connector::RowDigest([7; 32]);

@@ -23,6 +23,7 @@ pub mod cursor;
 pub mod endpoint;
 mod error;
 pub mod gaps;
+mod instances;
 pub mod plan;
 pub mod progress;
 pub mod projection;

@@ -34,13 +34,14 @@ use std::sync::mpsc;
 
 use caudal_config::Mode;
 use caudal_connector::{Batch, BatchBuilder, PrepareTable, Schema, Value, WriteOp, WriteRequest};
-use caudal_journal::{EntryKind, Payload, Reader, RunId};
+use caudal_journal::{EntryKind, Reader, RunId};
 
 use super::endpoint::CallError;
 use super::error::{EngineError, Result};
+use super::instances::{self, Instance, Part};
 use super::plan::part_label;
 use super::run::{Engine, pipeline_file};
-use super::session::Session;
+use super::session::{Session, batch_bytes};
 use super::shape::is_delete_schema;
 use super::verify::key_bytes;
 
@@ -89,15 +90,6 @@ impl RebuildReport {
     pub fn succeeded(&self) -> bool {
         self.tables.iter().all(|t| t.error.is_none())
     }
-}
-
-/// A part of a pipeline: `(stream, partition)`.
-type Part = (String, Option<String>);
-
-#[derive(Default)]
-struct Instance {
-    batches: Vec<(u64, u64)>,
-    complete: bool,
 }
 
 /// A hash set on [`KeyHasher`].
@@ -421,78 +413,19 @@ fn select(reader: &Reader, engine: &Engine) -> Result<BTreeMap<Part, Vec<(u64, u
     let mut parts: BTreeMap<Part, Vec<Instance>> = BTreeMap::new();
     for stored in reader.entries_from(1)? {
         let e = stored?.entry;
-        if e.pipeline != pipeline.name() {
-            continue;
-        }
-        let (stream, partition) = match &e.kind {
-            EntryKind::StreamStarted {
-                stream, partition, ..
-            }
-            | EntryKind::BatchRead {
-                stream, partition, ..
-            }
-            | EntryKind::StreamCompleted {
-                stream, partition, ..
-            } => (stream, partition),
-            _ => continue,
-        };
-        let instances = parts
-            .entry((stream.clone(), partition.clone()))
-            .or_default();
-        match &e.kind {
-            EntryKind::StreamStarted { .. } => instances.push(Instance::default()),
-            EntryKind::BatchRead { rows, .. } => {
-                if instances.is_empty() {
-                    instances.push(Instance::default());
-                }
-                if let Some(i) = instances.last_mut() {
-                    i.batches.push((e.seq, *rows));
-                }
-            }
-            EntryKind::StreamCompleted { .. } => {
-                if let Some(i) = instances.last_mut() {
-                    i.complete = true;
-                }
-            }
-            _ => {}
+        if e.pipeline == pipeline.name() {
+            instances::fold(&mut parts, &e);
         }
     }
     Ok(parts
         .into_iter()
-        .map(|(part, instances)| {
+        .map(|(part, found)| {
             let snapshot = pipeline
                 .stream(&part.0)
                 .is_some_and(|s| s.mode() == Mode::Snapshot);
-            let batches = if snapshot {
-                instances
-                    .into_iter()
-                    .rev()
-                    .find(|i| i.complete && !i.batches.is_empty())
-                    .map(|i| i.batches)
-                    .unwrap_or_default()
-            } else {
-                instances.into_iter().flat_map(|i| i.batches).collect()
-            };
-            (part, batches)
+            (part, instances::held(found, snapshot))
         })
         .collect())
-}
-
-/// The encoded batch journaled at `seq`.
-fn payload(reader: &Reader, seq: u64) -> Result<Vec<u8>> {
-    let stored = reader.get(seq)?.ok_or_else(|| EngineError::Batch {
-        seq,
-        message: "no such entry in the journal".into(),
-    })?;
-    match stored.entry.payload {
-        Payload::Inline(bytes) => Ok(bytes),
-        Payload::Compacted { .. } => Err(EngineError::Batch {
-            seq,
-            message: "its rows were dropped by `journal compact`: the table cannot be rebuilt \
-                      from this journal"
-                .into(),
-        }),
-    }
 }
 
 fn decode(seq: u64, bytes: &[u8]) -> Result<Batch> {
@@ -505,7 +438,7 @@ fn decode(seq: u64, bytes: &[u8]) -> Result<Batch> {
 /// The table's schema: that of the last batch of rows at `seqs` (not of deleted keys).
 fn table_schema(reader: &Reader, seqs: &[(u64, u64)]) -> Result<Option<Arc<Schema>>> {
     for &(seq, _) in seqs.iter().rev() {
-        let batch = decode(seq, &payload(reader, seq)?)?;
+        let batch = decode(seq, &batch_bytes(reader, seq)?)?;
         if !is_delete_schema(batch.schema()) {
             return Ok(Some(Arc::clone(batch.schema())));
         }
@@ -531,7 +464,7 @@ fn final_rows(
         BuildHasherDefault::default(),
     );
     for &(seq, _) in seqs.iter().rev() {
-        let bytes = payload(reader, seq)?;
+        let bytes = batch_bytes(reader, seq)?;
         let batch = decode(seq, &bytes)?;
         let key = batch.schema().primary_key();
         let rows = batch.num_rows();

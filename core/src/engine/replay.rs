@@ -17,6 +17,8 @@ use caudal_config::Mode;
 use caudal_connector::Batch;
 use caudal_journal::{EntryKind, Reader, RunId};
 
+use super::instances::{self, Instance, Part};
+
 use super::error::{EngineError, Result};
 use super::plan::part_label;
 use super::run::{Engine, pipeline_file};
@@ -74,12 +76,6 @@ impl ReplayReport {
     pub fn succeeded(&self) -> bool {
         self.parts.iter().all(|p| p.error.is_none())
     }
-}
-
-#[derive(Default)]
-struct Instance {
-    batches: Vec<(u64, u64)>,
-    complete: bool,
 }
 
 /// The batches selected for one part.
@@ -145,7 +141,7 @@ impl Engine {
         source: &str,
         options: &ReplayOptions,
     ) -> Result<Vec<Selected>> {
-        let mut parts: BTreeMap<(String, Option<String>), Vec<Instance>> = BTreeMap::new();
+        let mut parts: BTreeMap<Part, Vec<Instance>> = BTreeMap::new();
         let from = options.from_seq.unwrap_or(1);
         for stored in reader.entries_from(from)? {
             let e = stored?.entry;
@@ -155,41 +151,12 @@ impl Engine {
             if e.pipeline != source {
                 continue;
             }
-            let (stream, partition) = match &e.kind {
-                EntryKind::StreamStarted {
-                    stream, partition, ..
-                }
-                | EntryKind::BatchRead {
-                    stream, partition, ..
-                }
-                | EntryKind::StreamCompleted {
-                    stream, partition, ..
-                } => (stream, partition),
-                _ => continue,
-            };
-            if options.stream.as_ref().is_some_and(|s| s != stream) {
+            if let Some((stream, _)) = instances::part_of(&e.kind)
+                && options.stream.as_ref().is_some_and(|s| s != stream)
+            {
                 continue;
             }
-            let instances = parts
-                .entry((stream.clone(), partition.clone()))
-                .or_default();
-            match &e.kind {
-                EntryKind::StreamStarted { .. } => instances.push(Instance::default()),
-                EntryKind::BatchRead { rows, .. } => {
-                    if instances.is_empty() {
-                        instances.push(Instance::default());
-                    }
-                    if let Some(i) = instances.last_mut() {
-                        i.batches.push((e.seq, *rows));
-                    }
-                }
-                EntryKind::StreamCompleted { .. } => {
-                    if let Some(i) = instances.last_mut() {
-                        i.complete = true;
-                    }
-                }
-                _ => {}
-            }
+            instances::fold(&mut parts, &e);
         }
         // Streams that write into the destination are what rebuilding it means; a connection
         // no stream writes (a fresh copy) gets every stream.
@@ -208,16 +175,7 @@ impl Engine {
                 .pipeline
                 .stream(&stream)
                 .is_some_and(|s| s.mode() == Mode::Snapshot);
-            let batches: Vec<(u64, u64)> = if snapshot {
-                instances
-                    .into_iter()
-                    .rev()
-                    .find(|i| i.complete && !i.batches.is_empty())
-                    .map(|i| i.batches)
-                    .unwrap_or_default()
-            } else {
-                instances.into_iter().flat_map(|i| i.batches).collect()
-            };
+            let batches = instances::held(instances, snapshot);
             if !batches.is_empty() {
                 out.push(Selected {
                     stream,

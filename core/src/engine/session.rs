@@ -164,19 +164,7 @@ impl Session {
 
     /// The encoded batch journaled at `seq`.
     pub fn batch_bytes(&self, seq: u64) -> Result<Vec<u8>> {
-        let stored = self.reader.get(seq)?.ok_or_else(|| EngineError::Batch {
-            seq,
-            message: "no such entry in the journal".into(),
-        })?;
-        match stored.entry.payload {
-            Payload::Inline(bytes) => Ok(bytes),
-            Payload::Compacted { .. } => Err(EngineError::Batch {
-                seq,
-                message: "its rows were dropped by `journal compact`; the batch can no longer \
-                          be written (replay from a journal that still has them)"
-                    .into(),
-            }),
-        }
+        batch_bytes(&self.reader, seq)
     }
 
     /// Applies a lane's journaled-but-unapplied batches, in order, from the journal. Batches
@@ -548,4 +536,21 @@ fn unit_random() -> f64 {
 pub fn until(due: Timestamp) -> Duration {
     let now = caudal_journal::now();
     Duration::from_micros(u64::try_from(due.saturating_sub(now)).unwrap_or(0))
+}
+
+/// The encoded batch journaled at `seq` in `reader`'s journal.
+pub(crate) fn batch_bytes(reader: &Reader, seq: u64) -> Result<Vec<u8>> {
+    let stored = reader.get(seq)?.ok_or_else(|| EngineError::Batch {
+        seq,
+        message: "no such entry in the journal".into(),
+    })?;
+    match stored.entry.payload {
+        Payload::Inline(bytes) => Ok(bytes),
+        Payload::Compacted { .. } => Err(EngineError::Batch {
+            seq,
+            message: "its rows were dropped by `journal compact`; the batch can no longer \
+                      be written (replay from a journal that still has them)"
+                .into(),
+        }),
+    }
 }

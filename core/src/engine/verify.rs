@@ -39,6 +39,8 @@ use caudal_connector::{
 };
 use caudal_journal::{Digest, EntryKind, Payload, Reader};
 
+use super::instances::{self, Instance, Part};
+
 use super::endpoint::{CallError, ConnectionPool, Endpoint};
 use super::error::{EngineError, Result};
 use super::run::Engine;
@@ -181,17 +183,8 @@ impl Expected {
     }
 }
 
-/// A part of a pipeline: `(stream, partition)`.
-type Part = (String, Option<String>);
-
 /// Rows read back from a destination: encoded key -> (row digest, key values).
 type FoundRows = HashMap<Vec<u8>, (RowDigest, Vec<Value>)>;
-
-#[derive(Default, Clone, serde::Serialize, serde::Deserialize)]
-struct Instance {
-    seqs: Vec<u64>,
-    complete: bool,
-}
 
 /// The journal's `BatchRead` seqs per part and stream instance, as folded up to `last_seq`
 /// (whose chain hash is `chain`): saved next to the segments so that a verify reads only the
@@ -206,7 +199,8 @@ struct PartsCheckpoint {
 }
 
 impl PartsCheckpoint {
-    const VERSION: u32 = 1;
+    /// 2: instances hold `(seq, rows)`.
+    const VERSION: u32 = 2;
 
     fn path(reader: &Reader, pipeline: &str) -> std::path::PathBuf {
         reader
@@ -354,62 +348,23 @@ impl Engine {
         for stored in reader.entries_from(from)? {
             let stored = stored?;
             last = Some((stored.entry.seq, stored.chain.0));
-            let e = stored.entry;
-            if e.pipeline != pipeline {
-                continue;
-            }
-            let (stream, partition) = match &e.kind {
-                EntryKind::StreamStarted {
-                    stream, partition, ..
-                }
-                | EntryKind::BatchRead {
-                    stream, partition, ..
-                }
-                | EntryKind::StreamCompleted {
-                    stream, partition, ..
-                } => (stream, partition),
-                _ => continue,
-            };
-            let instances = parts
-                .entry((stream.clone(), partition.clone()))
-                .or_default();
-            match &e.kind {
-                EntryKind::StreamStarted { .. } => instances.push(Instance::default()),
-                EntryKind::BatchRead { .. } => {
-                    if instances.is_empty() {
-                        instances.push(Instance::default());
-                    }
-                    if let Some(i) = instances.last_mut() {
-                        i.seqs.push(e.seq);
-                    }
-                }
-                EntryKind::StreamCompleted { .. } => {
-                    if let Some(i) = instances.last_mut() {
-                        i.complete = true;
-                    }
-                }
-                _ => {}
+            if stored.entry.pipeline == pipeline {
+                instances::fold(&mut parts, &stored.entry);
             }
         }
         if let Some((seq, chain)) = last {
             PartsCheckpoint::save(reader, pipeline, seq, chain, &parts);
         }
         let mut out = BTreeMap::new();
-        for (part, instances) in parts {
+        for (part, found) in parts {
             let snapshot = self
                 .pipeline
                 .stream(&part.0)
                 .is_some_and(|s| s.mode() == Mode::Snapshot);
-            let seqs: Vec<u64> = if snapshot {
-                instances
-                    .into_iter()
-                    .rev()
-                    .find(|i| i.complete && !i.seqs.is_empty())
-                    .map(|i| i.seqs)
-                    .unwrap_or_default()
-            } else {
-                instances.into_iter().flat_map(|i| i.seqs).collect()
-            };
+            let seqs = instances::held(found, snapshot)
+                .into_iter()
+                .map(|(seq, _)| seq)
+                .collect();
             out.insert(part, seqs);
         }
         Ok(out)
