@@ -35,8 +35,10 @@ pub struct DuckDbConfig {
     /// Worker threads DuckDB may use (at least 1). Default: DuckDB's own (one per core).
     #[serde(default)]
     pub threads: Option<u32>,
-    /// Memory limit as DuckDB spells it, e.g. `"2GB"` or `"512MiB"`. Default: DuckDB's own
-    /// (80% of the machine's memory).
+    /// Memory limit as DuckDB spells it, e.g. `"2GB"` or `"512MiB"`. Default: for a file
+    /// database [`crate::database::DEFAULT_FILE_MEMORY_LIMIT`] (its blocks are on disk, so
+    /// memory stays the same whatever the table's size); for `:memory:`, DuckDB's own (80% of
+    /// the machine's memory).
     #[serde(default)]
     pub memory_limit: Option<String>,
 }

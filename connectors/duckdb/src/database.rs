@@ -96,7 +96,7 @@ impl Database {
         location: Location,
         file: Option<&Path>,
     ) -> Result<(Arc<Database>, Connection)> {
-        let cfg = duckdb_config(config)?;
+        let cfg = duckdb_config(config, file.is_some())?;
         let root = match file {
             None => Connection::open_in_memory_with_flags(cfg),
             Some(path) => Connection::open_with_flags(path, cfg),
@@ -157,7 +157,12 @@ fn canonical(path: &Path, read_only: bool) -> Result<PathBuf> {
     Ok(dir.join(file))
 }
 
-fn duckdb_config(config: &DuckDbConfig) -> Result<Config> {
+/// The memory limit of a file database whose connection sets none. Scans, appends, index
+/// updates and the joins of merges run within it (operators spill to disk beyond it); measured
+/// on `caudal bench mysql`, throughput is the same as with DuckDB's default.
+pub const DEFAULT_FILE_MEMORY_LIMIT: &str = "16MB";
+
+fn duckdb_config(config: &DuckDbConfig, file: bool) -> Result<Config> {
     let bad = |e: duckdb::Error| Error::Config(format!("DuckDB setting: {e}"));
     let mut c = Config::default()
         // No network access and no surprise downloads from inside a pipeline run.
@@ -171,7 +176,16 @@ fn duckdb_config(config: &DuckDbConfig) -> Result<Config> {
     if let Some(threads) = config.threads {
         c = c.threads(i64::from(threads)).map_err(bad)?;
     }
-    if let Some(limit) = &config.memory_limit {
+    // A file database's blocks are on disk: the buffer pool only caches them, and a command
+    // that streams a table through would otherwise keep every block it read or wrote (up to
+    // DuckDB's default of 80% of the machine's memory), so its memory grew with the table.
+    // An in-memory database lives in the buffer pool: DuckDB's default stays.
+    let limit = match (&config.memory_limit, file) {
+        (Some(limit), _) => Some(limit.as_str()),
+        (None, true) => Some(DEFAULT_FILE_MEMORY_LIMIT),
+        (None, false) => None,
+    };
+    if let Some(limit) = limit {
         c = c
             .max_memory(limit)
             .map_err(|e| Error::Config(format!("`memory_limit` = {limit:?}: {e}")))?;
