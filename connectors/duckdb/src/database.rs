@@ -24,6 +24,10 @@ use crate::config::{DuckDbConfig, Location};
 pub struct Database {
     /// The first connection, from which every other is cloned; kept for the instance's life.
     root: Mutex<Connection>,
+    /// The memory limit in bytes when it is caudal's default, which a write that runs out of
+    /// memory raises ([`Database::raise_memory_limit`]); `None` when the connection set one
+    /// (the user's choice stands) or the database is in memory (DuckDB's default).
+    adaptive_limit: Mutex<Option<u64>>,
     location: Location,
     read_only: bool,
     /// The registry key of a file database.
@@ -102,8 +106,11 @@ impl Database {
             Some(path) => Connection::open_with_flags(path, cfg),
         }
         .map_err(|e| open_error(&location, &e))?;
+        let adaptive = (file.is_some() && config.memory_limit.is_none())
+            .then_some(DEFAULT_FILE_MEMORY_LIMIT_BYTES);
         let db = Arc::new(Database {
             root: Mutex::new(root),
+            adaptive_limit: Mutex::new(adaptive),
             location,
             read_only: config.read_only,
             key: file.map(Path::to_path_buf),
@@ -117,6 +124,30 @@ impl Database {
         let root = self.root.lock().unwrap_or_else(|p| p.into_inner());
         root.try_clone()
             .map_err(|e| Error::Connection(format!("{}: cannot connect: {e}", self.location)))
+    }
+
+    /// Doubles the memory limit when it is caudal's default and below the ceiling (80% of
+    /// the machine's memory, DuckDB's own default), so that a write that ran out of memory
+    /// can be tried again: what grows with a table and cannot be evicted (a primary key's
+    /// index) gets the room it needs, while streaming stays small. `false` when the limit was
+    /// configured or is at the ceiling: the error stands.
+    pub fn raise_memory_limit(&self, conn: &Connection) -> Result<bool> {
+        let mut limit = self
+            .adaptive_limit
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let Some(current) = *limit else {
+            return Ok(false);
+        };
+        let ceiling = memory_ceiling();
+        if current >= ceiling {
+            return Ok(false);
+        }
+        let next = current.saturating_mul(2).min(ceiling);
+        conn.execute_batch(&format!("SET memory_limit = '{}KiB'", next / 1024))
+            .map_err(|e| db_error(format!("{}: raising the memory limit", self.location), e))?;
+        *limit = Some(next);
+        Ok(true)
     }
 
     /// Where the database lives (for messages).
@@ -157,10 +188,31 @@ fn canonical(path: &Path, read_only: bool) -> Result<PathBuf> {
     Ok(dir.join(file))
 }
 
-/// The memory limit of a file database whose connection sets none. Scans, appends, index
-/// updates and the joins of merges run within it (operators spill to disk beyond it); measured
-/// on `caudal bench mysql`, throughput is the same as with DuckDB's default.
-pub const DEFAULT_FILE_MEMORY_LIMIT: &str = "16MB";
+/// The memory limit a file database whose connection sets none starts with. Scans, appends
+/// and the joins of merges run within it (operators spill to disk beyond it); measured on
+/// `caudal bench mysql`, throughput is the same as with DuckDB's default. A primary key's
+/// index must stay in memory while rows are upserted: a write that runs out doubles the
+/// limit and runs again ([`Database::raise_memory_limit`]).
+pub const DEFAULT_FILE_MEMORY_LIMIT: &str = "16MiB";
+const DEFAULT_FILE_MEMORY_LIMIT_BYTES: u64 = 16 << 20;
+
+/// DuckDB's own default limit: 80% of the machine's memory (8 GiB when it cannot be read).
+fn memory_ceiling() -> u64 {
+    let total_kib = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .find_map(|l| l.strip_prefix("MemTotal:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        })
+        .unwrap_or(10 << 20);
+    total_kib * 1024 / 10 * 8
+}
+
+/// Whether a DuckDB error is its out-of-memory error (the memory limit was reached).
+pub fn is_out_of_memory(e: &Error) -> bool {
+    e.to_string().contains("Out of Memory Error")
+}
 
 fn duckdb_config(config: &DuckDbConfig, file: bool) -> Result<Config> {
     let bad = |e: duckdb::Error| Error::Config(format!("DuckDB setting: {e}"));

@@ -22,7 +22,7 @@ use duckdb::Connection;
 
 use crate::DuckDb;
 use crate::arrow::{push_rows, record_batch};
-use crate::database::db_error;
+use crate::database::{db_error, is_out_of_memory};
 use crate::source::tables;
 use crate::sql::{TableName, ident, key_range_condition};
 use crate::types::{duckdb_type, read_expression};
@@ -254,6 +254,42 @@ impl DuckDb {
         }
         Ok(())
     }
+
+    /// One attempt at [`Sink::write`], in one transaction.
+    fn write_once(&mut self, request: &WriteRequest, batch: &Batch) -> Result<WriteOutcome> {
+        self.writable("write")?;
+        self.ensure_offsets()?;
+        let table = TableName::parse(&request.table)?;
+        let ctx = format!(
+            "{}: writing seq {} of stream `{}` of pipeline `{}` to table `{table}`",
+            self.describe(),
+            request.seq,
+            request.stream,
+            request.pipeline
+        );
+        let tx = self.conn.transaction().map_err(|e| db_error(&ctx, e))?;
+        let last =
+            offset(&tx, &request.pipeline, &request.stream).map_err(|e| db_error(&ctx, e))?;
+        if let Some(last_seq) = last
+            && last_seq >= request.seq
+        {
+            // Dropping the transaction rolls it back; nothing was changed.
+            return Ok(WriteOutcome::AlreadyApplied { last_seq });
+        }
+        let rows = match request.op {
+            WriteOp::Insert => {
+                let all: Vec<usize> = (0..batch.num_columns()).collect();
+                append(&tx, None, &table, batch, &all).map(|()| batch.num_rows() as u64)
+            }
+            WriteOp::Upsert => upsert(&tx, &table, batch),
+            WriteOp::Delete => delete(&tx, &table, batch),
+        }
+        .map_err(|e| e.context(&ctx))?;
+        set_offset(&tx, &request.pipeline, &request.stream, request.seq)
+            .map_err(|e| db_error(&ctx, e))?;
+        tx.commit().map_err(|e| db_error(&ctx, e))?;
+        Ok(WriteOutcome::Applied { rows })
+    }
 }
 
 impl Sink for DuckDb {
@@ -298,38 +334,13 @@ impl Sink for DuckDb {
     }
 
     fn write(&mut self, request: &WriteRequest, batch: &Batch) -> Result<WriteOutcome> {
-        self.writable("write")?;
-        self.ensure_offsets()?;
-        let table = TableName::parse(&request.table)?;
-        let ctx = format!(
-            "{}: writing seq {} of stream `{}` of pipeline `{}` to table `{table}`",
-            self.describe(),
-            request.seq,
-            request.stream,
-            request.pipeline
-        );
-        let tx = self.conn.transaction().map_err(|e| db_error(&ctx, e))?;
-        let last =
-            offset(&tx, &request.pipeline, &request.stream).map_err(|e| db_error(&ctx, e))?;
-        if let Some(last_seq) = last
-            && last_seq >= request.seq
-        {
-            // Dropping the transaction rolls it back; nothing was changed.
-            return Ok(WriteOutcome::AlreadyApplied { last_seq });
-        }
-        let rows = match request.op {
-            WriteOp::Insert => {
-                let all: Vec<usize> = (0..batch.num_columns()).collect();
-                append(&tx, None, &table, batch, &all).map(|()| batch.num_rows() as u64)
+        loop {
+            match self.write_once(request, batch) {
+                // The transaction was rolled back: nothing of it stays.
+                Err(e) if is_out_of_memory(&e) && self.db.raise_memory_limit(&self.conn)? => {}
+                done => return done,
             }
-            WriteOp::Upsert => upsert(&tx, &table, batch),
-            WriteOp::Delete => delete(&tx, &table, batch),
         }
-        .map_err(|e| e.context(&ctx))?;
-        set_offset(&tx, &request.pipeline, &request.stream, request.seq)
-            .map_err(|e| db_error(&ctx, e))?;
-        tx.commit().map_err(|e| db_error(&ctx, e))?;
-        Ok(WriteOutcome::Applied { rows })
     }
 
     fn last_applied_seq(&mut self, pipeline: &str, stream: &str) -> Result<Option<u64>> {
@@ -588,6 +599,45 @@ mod tests {
         db.write(&write_req("kv", 3, WriteOp::Upsert), &kv(&[(1, Some("z"))]))
             .unwrap();
         assert_eq!(kv_rows(&db)[0], (1, Some("z".into())));
+    }
+
+    /// A file database without `memory_limit` starts small; upserts into a table whose key
+    /// index outgrows that limit still succeed, the limit raised as they need it.
+    #[test]
+    fn upserts_past_the_default_memory_limit_raise_it_and_succeed() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut db = open(DuckDbConfig::file(
+            dir.path().join("kv.duckdb").to_string_lossy(),
+        ));
+        prepare_kv(&mut db);
+        let limit = |db: &DuckDb| -> String {
+            db.conn
+                .query_row("SELECT current_setting('memory_limit')", [], |r| r.get(0))
+                .unwrap()
+        };
+        let before = limit(&db);
+        let per_batch = 100_000;
+        for seq in 1..=12u64 {
+            let first = (seq as i32 - 1) * per_batch;
+            let mut b = BatchBuilder::new(kv_schema());
+            for k in first..first + per_batch {
+                b.push(0, k).unwrap();
+                b.push_opt(1, Some("value")).unwrap();
+            }
+            let batch = b.finish().unwrap();
+            let outcome = db
+                .write(&write_req("kv", seq, WriteOp::Upsert), &batch)
+                .unwrap();
+            assert_eq!(
+                outcome,
+                WriteOutcome::Applied {
+                    rows: per_batch as u64
+                }
+            );
+        }
+        assert_eq!(count(&db, "kv"), 12 * i64::from(per_batch));
+        let after = limit(&db);
+        assert_ne!(before, after, "the limit should have been raised");
     }
 
     #[test]
