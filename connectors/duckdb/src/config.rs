@@ -36,9 +36,9 @@ pub struct DuckDbConfig {
     #[serde(default)]
     pub threads: Option<u32>,
     /// Memory limit as DuckDB spells it, e.g. `"2GB"` or `"512MiB"`. Default: for a file
-    /// database [`crate::database::DEFAULT_FILE_MEMORY_LIMIT`] (its blocks are on disk, so
-    /// memory stays the same whatever the table's size); for `:memory:`, DuckDB's own (80% of
-    /// the machine's memory).
+    /// database, [`crate::database::DEFAULT_FILE_MEMORY_LIMIT_BYTES`], doubled when a write
+    /// runs out (its blocks are on disk, so memory stays the same whatever the table's size);
+    /// for `:memory:`, DuckDB's own (80% of the machine's memory).
     #[serde(default)]
     pub memory_limit: Option<String>,
 }

@@ -193,8 +193,7 @@ fn canonical(path: &Path, read_only: bool) -> Result<PathBuf> {
 /// `caudal bench mysql`, throughput is the same as with DuckDB's default. A primary key's
 /// index must stay in memory while rows are upserted: a write that runs out doubles the
 /// limit and runs again ([`Database::raise_memory_limit`]).
-pub const DEFAULT_FILE_MEMORY_LIMIT: &str = "16MiB";
-const DEFAULT_FILE_MEMORY_LIMIT_BYTES: u64 = 16 << 20;
+pub const DEFAULT_FILE_MEMORY_LIMIT_BYTES: u64 = 16 << 20;
 
 /// DuckDB's own default limit: 80% of the machine's memory (8 GiB when it cannot be read).
 fn memory_ceiling() -> u64 {
@@ -233,13 +232,13 @@ fn duckdb_config(config: &DuckDbConfig, file: bool) -> Result<Config> {
     // DuckDB's default of 80% of the machine's memory), so its memory grew with the table.
     // An in-memory database lives in the buffer pool: DuckDB's default stays.
     let limit = match (&config.memory_limit, file) {
-        (Some(limit), _) => Some(limit.as_str()),
-        (None, true) => Some(DEFAULT_FILE_MEMORY_LIMIT),
+        (Some(limit), _) => Some(limit.clone()),
+        (None, true) => Some(format!("{}KiB", DEFAULT_FILE_MEMORY_LIMIT_BYTES / 1024)),
         (None, false) => None,
     };
     if let Some(limit) = limit {
         c = c
-            .max_memory(limit)
+            .max_memory(&limit)
             .map_err(|e| Error::Config(format!("`memory_limit` = {limit:?}: {e}")))?;
     }
     Ok(c)
