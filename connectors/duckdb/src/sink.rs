@@ -15,15 +15,15 @@
 //! deletes by key. Temporary tables live in memory only, so staging writes no WAL.
 
 use caudal_connector::{
-    Batch, DigestRequest, Error, PrepareTable, Result, Schema, Sink, TableDigest, WriteOp,
-    WriteOutcome, WriteRequest,
+    Batch, BatchReader, ChunkLimits, DigestRequest, Digester, Error, PrepareTable, Result,
+    Schema, Sink, TableDigest, WriteOp, WriteOutcome, WriteRequest,
 };
 use duckdb::Connection;
 
 use crate::DuckDb;
-use crate::arrow::{push_rows, record_batch};
+use crate::arrow::record_batch;
 use crate::database::{db_error, is_out_of_memory};
-use crate::source::tables;
+use crate::source::{DuckDbReader, tables};
 use crate::sql::{TableName, ident, key_range_condition};
 use crate::types::{duckdb_type, read_expression};
 
@@ -32,6 +32,10 @@ pub const OFFSETS_TABLE: &str = "_caudal_offsets";
 /// The temporary staging table of upserts and deletes (per connection, so writers on other
 /// connections never see it).
 const STAGING_TABLE: &str = "_caudal_staging";
+
+/// Rows per batch handed to the digest workers: large enough that handing over costs little,
+/// small enough that both workers stay busy to the end of the scan.
+const DIGEST_CHUNK_ROWS: usize = 16_384;
 
 const CREATE_OFFSETS: &str = "CREATE TABLE IF NOT EXISTS main._caudal_offsets (
     pipeline VARCHAR NOT NULL,
@@ -378,18 +382,25 @@ impl Sink for DuckDb {
         {
             sql.push_str(&format!(" WHERE {cond}"));
         }
-        let mut stmt = self.conn.prepare(&sql).map_err(|e| db_error(&ctx, e))?;
-        // DuckDB hands over vectors of 2048 rows; worker threads digest them while the scan
-        // goes on.
-        let mut digest = caudal_connector::Digester::new(&request.table);
-        for rb in stmt.stream_arrow([]).map_err(|e| db_error(&ctx, e))? {
-            let rb = rb.map_err(|e| db_error(&ctx, e))?;
-            let mut builder = caudal_connector::BatchBuilder::with_capacity(
-                std::sync::Arc::clone(&schema),
-                rb.num_rows(),
-            );
-            push_rows(&mut builder, &rb, 0..rb.num_rows()).map_err(|e| e.context(&ctx))?;
-            digest.push(builder.finish()?);
+        // The scan runs on its own connection in a thread of the reader while this thread
+        // turns DuckDB's vectors into batches and the digest workers hash them: scan,
+        // conversion and hashing overlap.
+        let limits = ChunkLimits {
+            max_rows: DIGEST_CHUNK_ROWS,
+            max_bytes: usize::MAX,
+        };
+        let mut reader = DuckDbReader::start(
+            &self.db,
+            std::sync::Arc::clone(&schema),
+            None,
+            limits,
+            sql,
+            format!("table `{table}` for its digest"),
+        )
+        .map_err(|e| e.context(&ctx))?;
+        let mut digest = Digester::new(&request.table);
+        while let Some(chunk) = reader.next_chunk().map_err(|e| e.context(&ctx))? {
+            digest.push(chunk.batch);
         }
         Ok(digest.finish())
     }

@@ -249,7 +249,7 @@ pub struct DuckDbReader {
 }
 
 impl DuckDbReader {
-    fn start(
+    pub(crate) fn start(
         db: &Arc<Database>,
         schema: Arc<Schema>,
         cursor: Option<usize>,
