@@ -32,7 +32,8 @@ pub struct DuckDbConfig {
     /// read-only connection can be a source only. Default: `false`.
     #[serde(default)]
     pub read_only: bool,
-    /// Worker threads DuckDB may use (at least 1). Default: DuckDB's own (one per core).
+    /// Worker threads DuckDB may use (at least 1). Default: half the cores, at least one
+    /// ([`crate::database::default_threads`]): the engine's own threads use the others.
     #[serde(default)]
     pub threads: Option<u32>,
     /// Memory limit as DuckDB spells it, e.g. `"2GB"` or `"512MiB"`. Default: for a file
