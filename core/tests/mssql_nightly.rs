@@ -274,16 +274,56 @@ fn nightly_job_from_16_sql_server_stores_with_retries_summary_gaps_and_a_manual_
     // last day journaled never skips rows: at least 20 000 rows and whole days, except each
     // store's last chunk.
     let mut batches: std::collections::BTreeMap<String, Vec<u64>> = Default::default();
+    // Every failed read is journaled: attempt, whether it may succeed later, and when it is
+    // tried again (nothing due after the last attempt).
+    let mut read_failures: std::collections::BTreeMap<String, Vec<(u32, bool, bool)>> =
+        Default::default();
     for e in entries(&journal) {
-        if let caudal_journal::EntryKind::BatchRead {
-            rows,
-            partition: Some(p),
-            ..
-        } = e.kind
-        {
-            batches.entry(p).or_default().push(rows);
+        match e.kind {
+            caudal_journal::EntryKind::BatchRead {
+                rows,
+                partition: Some(p),
+                ..
+            } => batches.entry(p).or_default().push(rows),
+            caudal_journal::EntryKind::ReadFailed {
+                partition: Some(p),
+                error,
+                attempt,
+                retryable,
+                retry_due,
+                ..
+            } => {
+                assert!(
+                    !error.is_empty() && !error.contains(PASSWORD),
+                    "{p}: {error}"
+                );
+                if let Some(due) = retry_due {
+                    assert!(due > e.time, "{p}: retry due {due} before the failure {}", e.time);
+                }
+                read_failures.entry(p).or_default().push((
+                    attempt,
+                    retryable,
+                    retry_due.is_some(),
+                ));
+            }
+            _ => {}
         }
     }
+    assert_eq!(
+        read_failures,
+        [
+            (
+                store(REFUSES_TWICE),
+                vec![(1, true, true), (2, true, true)]
+            ),
+            (
+                store(ALWAYS_FAILS),
+                vec![(1, true, true), (2, true, true), (3, true, false)]
+            ),
+        ]
+        .into_iter()
+        .collect()
+    );
     assert_eq!(batches.len(), 15, "{batches:?}");
     for (store, rows) in &batches {
         let (last, full) = rows.split_last().unwrap();

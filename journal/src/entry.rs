@@ -419,6 +419,22 @@ pub enum EntryKind {
         /// Digest of the rows.
         digest: Digest,
     },
+    /// Reading a stream's source failed; the batches read before the failure stay journaled.
+    ReadFailed {
+        /// Stream name.
+        stream: String,
+        /// Source connection of a partitioned stream.
+        partition: Option<String>,
+        /// The source's error text.
+        error: String,
+        /// Read attempt in this run, from 1.
+        attempt: u32,
+        /// Whether the source was unavailable, so that a later read may succeed.
+        retryable: bool,
+        /// When this run reads the stream again; `None` when it does not (the error is not
+        /// retryable or the retry policy's attempts are used up).
+        retry_due: Option<Timestamp>,
+    },
 }
 
 impl EntryKind {
@@ -438,6 +454,7 @@ impl EntryKind {
         "VerifyResult",
         "JournalRecovered",
         "Ingested",
+        "ReadFailed",
     ];
 
     /// The kind's name, e.g. "BatchRead".
@@ -462,6 +479,7 @@ impl EntryKind {
             EntryKind::VerifyResult { .. } => 11,
             EntryKind::JournalRecovered { .. } => 12,
             EntryKind::Ingested { .. } => 13,
+            EntryKind::ReadFailed { .. } => 14,
         }
     }
 }
@@ -520,6 +538,15 @@ mod tests {
             elapsed_us: 0,
         };
         assert_eq!(k.name(), "RunFailed");
-        assert_eq!(EntryKind::NAMES.len(), 14);
+        let k = EntryKind::ReadFailed {
+            stream: "s".into(),
+            partition: None,
+            error: "x".into(),
+            attempt: 1,
+            retryable: true,
+            retry_due: None,
+        };
+        assert_eq!(k.name(), "ReadFailed");
+        assert_eq!(EntryKind::NAMES.len(), 15);
     }
 }

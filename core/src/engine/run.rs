@@ -415,6 +415,19 @@ impl<'a> Runner<'a> {
             }
             _ => None,
         };
+        if let PartOutcome::ReadFailed(message) = &outcome {
+            s.record(
+                EntryKind::ReadFailed {
+                    stream: stream.name().to_owned(),
+                    partition: task.partition.clone(),
+                    error: message.clone(),
+                    attempt: read_attempt,
+                    retryable: retry_read,
+                    retry_due: read_due,
+                },
+                Vec::new(),
+            )?;
+        }
         Ok(TaskResult {
             report: PartReport {
                 label,

@@ -283,6 +283,24 @@ pub fn kind() -> impl Strategy<Value = EntryKind> {
             rows,
             digest
         }),
+        (
+            text(),
+            proptest::option::of(text()),
+            text(),
+            any::<u32>(),
+            any::<bool>(),
+            proptest::option::of(any::<i64>()),
+        )
+            .prop_map(|(stream, partition, error, attempt, retryable, retry_due)| {
+                EntryKind::ReadFailed {
+                    stream,
+                    partition,
+                    error,
+                    attempt,
+                    retryable,
+                    retry_due,
+                }
+            }),
     ]
 }
 
