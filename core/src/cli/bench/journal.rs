@@ -27,7 +27,8 @@ use crate::cli::when;
 /// Options of `caudal bench journal`.
 #[derive(Debug, Args)]
 pub struct JournalBenchArgs {
-    /// Directory to write the scratch journals in (must be on the disk you care about).
+    /// Directory to write the scratch journals in, created if missing (it must be on the disk
+    /// you care about).
     #[arg(long, value_name = "DIR", default_value = ".")]
     dir: PathBuf,
     /// Seconds each configuration runs.
@@ -74,15 +75,7 @@ impl AppendFigure {
 }
 
 pub fn run(args: JournalBenchArgs) -> anyhow::Result<ExitCode> {
-    let scratch = tempfile::Builder::new()
-        .prefix("caudal-bench-journal-")
-        .tempdir_in(&args.dir)
-        .with_context(|| {
-            format!(
-                "cannot create a scratch directory in {}",
-                args.dir.display()
-            )
-        })?;
+    let scratch = super::scratch_dir(&args.dir, "caudal-bench-journal-")?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;

@@ -6,8 +6,10 @@ mod mysql;
 mod redis;
 mod verify;
 
+use std::path::Path;
 use std::process::ExitCode;
 
+use anyhow::Context;
 use clap::{Args, Subcommand};
 
 /// `caudal bench ...`
@@ -37,4 +39,14 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         BenchCommand::Redis(a) => redis::run(a),
         BenchCommand::Verify(a) => verify::run(a),
     }
+}
+
+/// A scratch directory named `{prefix}...` inside `dir` (created if missing), removed when
+/// dropped.
+fn scratch_dir(dir: &Path, prefix: &str) -> anyhow::Result<tempfile::TempDir> {
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    tempfile::Builder::new()
+        .prefix(prefix)
+        .tempdir_in(dir)
+        .with_context(|| format!("cannot create a scratch directory in {}", dir.display()))
 }

@@ -45,8 +45,8 @@ pub struct MySqlBenchArgs {
     /// Rows of the generated table.
     #[arg(long, default_value_t = 1_000_000)]
     rows: u64,
-    /// Directory for the scratch files (the data file, the DuckDB file, two journals): about
-    /// 600 bytes a row.
+    /// Directory for the scratch files (the data file, the DuckDB file, two journals), created
+    /// if missing: about 600 bytes a row.
     #[arg(long, value_name = "DIR", default_value = ".")]
     dir: PathBuf,
     /// The MySQL / MariaDB command-line client that runs `LOAD DATA LOCAL INFILE`.
@@ -89,15 +89,7 @@ pub fn run(args: MySqlBenchArgs) -> anyhow::Result<ExitCode> {
         bail!("--rows must be at least 1");
     }
     let server = Server::parse(&args.url)?;
-    let scratch = tempfile::Builder::new()
-        .prefix("caudal-bench-mysql-")
-        .tempdir_in(&args.dir)
-        .with_context(|| {
-            format!(
-                "cannot create a scratch directory in {}",
-                args.dir.display()
-            )
-        })?;
+    let scratch = super::scratch_dir(&args.dir, "caudal-bench-mysql-")?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
