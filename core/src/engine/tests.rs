@@ -869,6 +869,66 @@ fn a_source_that_is_down_is_read_again_and_one_that_is_wrong_is_not() {
     };
     assert_eq!(started("ventas"), 2);
     assert_eq!(started("missing"), 2);
+    // Each failed read is journaled: the outages as retryable with the time of the next read,
+    // the missing table as final.
+    let mut failures: Vec<(String, u32, bool, bool)> = read_failures(&f)
+        .into_iter()
+        .map(|(time, stream, attempt, retryable, due)| {
+            (stream, attempt, retryable, due.is_some_and(|d| d > time))
+        })
+        .collect();
+    // The two streams' first reads may run side by side.
+    failures.sort();
+    assert_eq!(
+        failures,
+        [
+            ("missing".to_owned(), 1, true, true),
+            ("missing".to_owned(), 2, false, false),
+            ("ventas".to_owned(), 1, true, true),
+        ]
+    );
+}
+
+#[test]
+fn without_waiting_for_retries_a_failed_read_is_journaled_with_nothing_due() {
+    let f = Fixture::new();
+    put(&f.world, "src", "ventas", sales("a", 0..10));
+    let p = f.pipeline(&format!(
+        "{TWO_DBS}[[streams]]\nfrom = \"src\"\ntable = \"ventas\"\nto = \"wh\"\n\
+         [retry]\nmax_attempts = 3\nevery = \"10ms\"\n"
+    ));
+    f.world.db("src").refuse_reads = 1;
+    let no_wait = RunOptions {
+        wait_for_retries: false,
+        ..opts()
+    };
+    let report = f.engine(&p).run(&no_wait).unwrap();
+    assert!(
+        matches!(report.parts[0].outcome, PartOutcome::ReadFailed(_)),
+        "{report:?}"
+    );
+    let failures: Vec<(u32, bool, Option<i64>)> = read_failures(&f)
+        .into_iter()
+        .map(|(_, _, attempt, retryable, due)| (attempt, retryable, due))
+        .collect();
+    assert_eq!(failures, [(1, true, None)]);
+}
+
+/// The journal's `ReadFailed` entries: time, stream, attempt, retryable, retry due.
+fn read_failures(f: &Fixture) -> Vec<(i64, String, u32, bool, Option<i64>)> {
+    f.entries()
+        .into_iter()
+        .filter_map(|e| match e.kind {
+            EntryKind::ReadFailed {
+                stream,
+                attempt,
+                retryable,
+                retry_due,
+                ..
+            } => Some((e.time, stream, attempt, retryable, retry_due)),
+            _ => None,
+        })
+        .collect()
 }
 
 #[test]
