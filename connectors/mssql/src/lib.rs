@@ -62,7 +62,7 @@ pub(crate) struct Shared {
 impl Shared {
     /// Converts an internal error for the host.
     pub fn sdk(&self, e: Error) -> caudal_connector::Error {
-        e.into_sdk(&self.connection, &self.config.secret)
+        e.for_connection(error::CONNECTOR, &self.connection, &self.config.secret)
     }
 
     /// The schema of unqualified table names.
@@ -167,7 +167,7 @@ impl MsSqlConnector {
             .thread_name("caudal-mssql")
             .enable_all()
             .build()
-            .map_err(|e| Error::Internal(format!("cannot start the plugin's runtime: {e}")))?;
+            .map_err(|e| Error::Other(format!("cannot start the plugin's runtime: {e}")))?;
         let client = runtime.block_on(connect(&valid))?;
         Ok(MsSqlConnector {
             runtime: Arc::new(runtime),
@@ -194,7 +194,7 @@ impl MsSqlConnector {
                 *slot = Some(connect(&shared.config).await?);
             }
             let Some(client) = slot.as_mut() else {
-                return Err(Error::Internal("no connection".into()));
+                return Err(Error::Other("no connection".into()));
             };
             let result = work(client, &shared).await;
             if matches!(result, Err(Error::Connection(_))) {
@@ -214,7 +214,7 @@ impl Connector for MsSqlConnector {
     fn open(config: MsSqlConfig, context: &OpenContext) -> caudal_connector::Result<Self> {
         let secret: Secret = config::secret_of(&config.url);
         MsSqlConnector::open_inner(config, context)
-            .map_err(|e| e.into_sdk(&context.connection, &secret))
+            .map_err(|e| e.for_connection(error::CONNECTOR, &context.connection, &secret))
     }
 
     fn source(&mut self) -> Option<&mut dyn Source> {

@@ -482,7 +482,7 @@ fn cell_value(row: &tiberius::Row, col: usize, schema: &Schema) -> Result<Value>
         .cells()
         .nth(col)
         .map(|(_, d)| d)
-        .ok_or_else(|| Error::Internal(format!("row without column {col}")))?;
+        .ok_or_else(|| Error::Other(format!("row without column {col}")))?;
     let field = &schema.fields()[col];
     decode::value(data, &field.logical_type)
         .map_err(|why| Error::Decode(format!("column `{}`: {why}", field.name)))
@@ -572,7 +572,7 @@ impl BatchReader for MsSqlReader {
             Some(Err(e)) => Err(self.shared.sdk(e)),
             None => Err(self
                 .shared
-                .sdk(Error::Internal("the read stopped before its end".into()))),
+                .sdk(Error::Other("the read stopped before its end".into()))),
         };
         self.finished = Some(outcome.clone());
         outcome.map(|()| None)

@@ -10,7 +10,8 @@
 //!
 //! Where to start reading:
 //! - [`config`]: the connection's keys and their checks (the password never appears in
-//!   `Debug` or in errors: `error.rs` removes it from every message);
+//!   `Debug` or in errors: every error reaches the host through `Error::for_connection`,
+//!   which removes it);
 //! - [`types`]: the type mapping both ways, with its table;
 //! - `source.rs`: discovery and chunked keyset reads; `decode.rs`: binary rows -> batch;
 //! - `sink.rs`: table creation, sized multi-row INSERTs, upserts, deletes, the offset row,
@@ -130,7 +131,7 @@ pub(crate) struct Shared {
 impl Shared {
     /// Converts an internal error for the host.
     pub fn sdk(&self, e: Error) -> caudal_connector::Error {
-        e.into_sdk(&self.connection, &self.secret)
+        e.for_connection(error::CONNECTOR, &self.connection, &self.secret)
     }
 
     pub(crate) fn count_statement(&self, bytes: usize) {
@@ -171,7 +172,7 @@ impl MySqlConnector {
             .thread_name("caudal-mysql")
             .enable_all()
             .build()
-            .map_err(|e| Error::Internal(format!("cannot start the plugin's runtime: {e}")))?;
+            .map_err(|e| Error::Other(format!("cannot start the plugin's runtime: {e}")))?;
         let host = format!("{}:{}", valid.options.get_host(), valid.options.get_port());
         let (pool, server) = runtime.block_on(async {
             // One direct connection first: the pool retries a refused connection until its
@@ -263,7 +264,7 @@ impl Connector for MySqlConnector {
     fn open(config: MySqlConfig, context: &OpenContext) -> caudal_connector::Result<Self> {
         let secret = config::secret_of(&config.url);
         MySqlConnector::open_inner(config, context)
-            .map_err(|e| e.into_sdk(&context.connection, &secret))
+            .map_err(|e| e.for_connection(error::CONNECTOR, &context.connection, &secret))
     }
 
     fn source(&mut self) -> Option<&mut dyn Source> {

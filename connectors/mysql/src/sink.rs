@@ -566,7 +566,7 @@ async fn write(
     drop(to_server);
     let (mut tx, executed) = executor
         .await
-        .map_err(|e| Error::Internal(format!("the statement task stopped: {e}")))?;
+        .map_err(|e| Error::Other(format!("the statement task stopped: {e}")))?;
     built?;
     let affected = executed?;
     sql::query(Fragment {

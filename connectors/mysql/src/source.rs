@@ -622,7 +622,7 @@ async fn read_pages(plan: &mut ReadPlan, tx: &mpsc::Sender<Result<Option<Chunk>>
         for &k in &plan.order {
             let column = d
                 .column(k)
-                .ok_or_else(|| Error::Internal(format!("no decoder for column {k}")))?;
+                .ok_or_else(|| Error::Other(format!("no decoder for column {k}")))?;
             key.push(decode_value(
                 &plan.schema.fields()[k],
                 column,
@@ -676,7 +676,7 @@ impl BatchReader for MySqlReader {
             Some(Ok(Some(chunk))) => return Ok(Some(chunk)),
             Some(Ok(None)) => Ok(()),
             Some(Err(e)) => Err(self.shared.sdk(e)),
-            None => Err(self.shared.sdk(Error::Internal(
+            None => Err(self.shared.sdk(Error::Other(
                 "the read stopped before its end (the connection was closed)".into(),
             ))),
         };

@@ -199,6 +199,52 @@ impl Error {
         let message = format!("{context}: {}", self.message());
         Error::from_wire(code, message, retryable)
     }
+
+    /// The error as a connector hands it to the host: prefixed with the connection it happened
+    /// on (`mysql connection `tienda_01`: ...`), with every spelling of `secret` removed (a
+    /// server or driver may echo parts of a connection string). Code and flag are kept.
+    pub fn for_connection(self, connector: &str, connection: &str, secret: &Secret) -> Error {
+        let e = self.context(format!("{connector} connection `{connection}`"));
+        let code = e.code();
+        let retryable = e.is_retryable();
+        Error::from_wire(code, secret.redact(e.message()), retryable)
+    }
+}
+
+/// A secret of a connection (its password), in the spellings it may appear in (as written,
+/// percent-decoded), so that it can be removed from any text shown to users. Its `Debug`
+/// shows nothing of it.
+#[derive(Clone, Default)]
+pub struct Secret {
+    spellings: Vec<String>,
+}
+
+impl Secret {
+    /// A secret with the given spellings; empty strings are ignored.
+    pub fn new(spellings: impl IntoIterator<Item = String>) -> Secret {
+        let mut spellings: Vec<String> = spellings.into_iter().filter(|s| !s.is_empty()).collect();
+        // Longest first, so that a spelling containing another is replaced whole.
+        spellings.sort_by_key(|s| std::cmp::Reverse(s.len()));
+        spellings.dedup();
+        Secret { spellings }
+    }
+
+    /// `text` with every spelling of the secret replaced by `***`.
+    pub fn redact(&self, text: &str) -> String {
+        let mut out = text.to_owned();
+        for s in &self.spellings {
+            if out.contains(s.as_str()) {
+                out = out.replace(s.as_str(), "***");
+            }
+        }
+        out
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(***)")
+    }
 }
 
 /// The error triple as it is encoded (bincode) across the plugin boundary.
@@ -228,6 +274,39 @@ impl From<WireError> for Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn redaction_replaces_every_spelling() {
+        let s = Secret::new(["p%40ss".to_owned(), "p@ss".to_owned(), String::new()]);
+        assert_eq!(
+            s.redact("url mysql://u:p%40ss@h, password p@ss"),
+            "url mysql://u:***@h, password ***"
+        );
+        assert_eq!(format!("{s:?}"), "Secret(***)");
+    }
+
+    #[test]
+    fn for_connection_names_the_connection_keeps_kind_and_redacts() {
+        let s = Secret::new(["hunter2".to_owned()]);
+        let e = Error::retryable_database("deadlock near hunter2").for_connection(
+            "mysql",
+            "tienda_01",
+            &s,
+        );
+        assert!(e.is_retryable());
+        assert_eq!(e.code(), ErrorCode::Database);
+        assert!(!e.message().contains("hunter2"), "{e}");
+        assert!(
+            e.message().starts_with("mysql connection `tienda_01`: "),
+            "{e}"
+        );
+        let e = Error::Connection("gone".into()).for_connection("mssql", "c", &s);
+        assert!(e.is_retryable());
+        assert_eq!(e.code(), ErrorCode::Connection);
+        let e = Error::Encode("inf".into()).for_connection("mssql", "c", &s);
+        assert!(!e.is_retryable());
+        assert_eq!(e.code(), ErrorCode::Encode);
+    }
 
     #[test]
     fn every_error_survives_the_wire() {

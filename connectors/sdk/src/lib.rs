@@ -113,6 +113,6 @@ pub use connector::{
     WriteRequest,
 };
 pub use digest::{Digester, RowDigest, TableDigest};
-pub use error::{Error, ErrorCode, Result};
+pub use error::{Error, ErrorCode, Result, Secret};
 pub use types::{Capabilities, Field, LogicalType, Schema, SchemaId, Storage};
 pub use value::{KeyRange, Value};
