@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The test command (README "Testing"): makes sure MariaDB and Redis are up, starting them if
-# needed; builds the whole workspace, plugin libraries included; runs every test.
+# The test command (README "Testing"): checks formatting; makes sure MariaDB and Redis are up,
+# starting them if needed; builds the whole workspace, plugin libraries included; runs every
+# test.
 #
 # One cargo profile (release) is built for everything, in a target directory outside the clone
 # ($CARGO_TARGET_DIR, default ~/.cache/caudal/target) so the bundled DuckDB compiles once per
@@ -40,6 +41,10 @@ ensure_services() {
     say "MariaDB and Redis are up"
 }
 
+if [ "$#" -eq 0 ]; then
+    say "checking formatting (cargo fmt)"
+    cargo fmt --all --check || die "code is not formatted as rustfmt would: run \`cargo fmt --all\`"
+fi
 ensure_services
 say "building the workspace and plugins (release, target $CARGO_TARGET_DIR)"
 cargo build --release --workspace --all-targets --locked

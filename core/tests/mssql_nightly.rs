@@ -298,13 +298,16 @@ fn nightly_job_from_16_sql_server_stores_with_retries_summary_gaps_and_a_manual_
                     "{p}: {error}"
                 );
                 if let Some(due) = retry_due {
-                    assert!(due > e.time, "{p}: retry due {due} before the failure {}", e.time);
+                    assert!(
+                        due > e.time,
+                        "{p}: retry due {due} before the failure {}",
+                        e.time
+                    );
                 }
-                read_failures.entry(p).or_default().push((
-                    attempt,
-                    retryable,
-                    retry_due.is_some(),
-                ));
+                read_failures
+                    .entry(p)
+                    .or_default()
+                    .push((attempt, retryable, retry_due.is_some()));
             }
             _ => {}
         }
@@ -312,10 +315,7 @@ fn nightly_job_from_16_sql_server_stores_with_retries_summary_gaps_and_a_manual_
     assert_eq!(
         read_failures,
         [
-            (
-                store(REFUSES_TWICE),
-                vec![(1, true, true), (2, true, true)]
-            ),
+            (store(REFUSES_TWICE), vec![(1, true, true), (2, true, true)]),
             (
                 store(ALWAYS_FAILS),
                 vec![(1, true, true), (2, true, true), (3, true, false)]

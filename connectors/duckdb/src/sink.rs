@@ -15,8 +15,8 @@
 //! deletes by key. Temporary tables live in memory only, so staging writes no WAL.
 
 use caudal_connector::{
-    Batch, BatchReader, ChunkLimits, DigestRequest, Digester, Error, PrepareTable, Result,
-    Schema, Sink, TableDigest, WriteOp, WriteOutcome, WriteRequest,
+    Batch, BatchReader, ChunkLimits, DigestRequest, Digester, Error, PrepareTable, Result, Schema,
+    Sink, TableDigest, WriteOp, WriteOutcome, WriteRequest,
 };
 use duckdb::Connection;
 

@@ -407,7 +407,9 @@ impl<'a> Runner<'a> {
         let policy = stream.retry();
         let read_due = match &outcome {
             PartOutcome::ReadFailed(_)
-                if retry_read && self.options.wait_for_retries && policy.may_retry(read_attempt) =>
+                if retry_read
+                    && self.options.wait_for_retries
+                    && policy.may_retry(read_attempt) =>
             {
                 let wait = policy.delay_after(read_attempt, 0.5);
                 Some(

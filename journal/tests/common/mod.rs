@@ -291,16 +291,18 @@ pub fn kind() -> impl Strategy<Value = EntryKind> {
             any::<bool>(),
             proptest::option::of(any::<i64>()),
         )
-            .prop_map(|(stream, partition, error, attempt, retryable, retry_due)| {
-                EntryKind::ReadFailed {
-                    stream,
-                    partition,
-                    error,
-                    attempt,
-                    retryable,
-                    retry_due,
+            .prop_map(
+                |(stream, partition, error, attempt, retryable, retry_due)| {
+                    EntryKind::ReadFailed {
+                        stream,
+                        partition,
+                        error,
+                        attempt,
+                        retryable,
+                        retry_due,
+                    }
                 }
-            }),
+            ),
     ]
 }
 
