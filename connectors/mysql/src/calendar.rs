@@ -6,6 +6,8 @@
 
 use std::fmt::Write as _;
 
+use crate::encode::push_padded;
+
 /// Microseconds per day.
 pub const MICROS_PER_DAY: i64 = 86_400_000_000;
 
@@ -52,8 +54,20 @@ pub fn is_valid_date(year: i64, month: u32, day: u32) -> bool {
 /// Appends `YYYY-MM-DD`.
 pub fn write_date(out: &mut String, days: i64) {
     let (y, m, d) = civil_from_days(days);
-    // Writing to a String cannot fail.
-    let _ = write!(out, "{y:04}-{m:02}-{d:02}");
+    match u64::try_from(y) {
+        // Years MySQL stores: fixed-width digits, no formatting machinery.
+        Ok(year) if year <= 9999 => {
+            push_padded(out, year, 4);
+            out.push('-');
+            push_padded(out, u64::from(m), 2);
+            out.push('-');
+            push_padded(out, u64::from(d), 2);
+        }
+        // Writing to a String cannot fail.
+        _ => {
+            let _ = write!(out, "{y:04}-{m:02}-{d:02}");
+        }
+    }
 }
 
 /// Appends `YYYY-MM-DD HH:MM:SS.ffffff` for microseconds since 1970-01-01T00:00.
@@ -75,15 +89,16 @@ pub fn write_time(out: &mut String, micros: i64) {
 }
 
 fn write_clock(out: &mut String, micros: i64) {
+    // Callers pass a non-negative count; the hours of a TIME may take three digits.
+    let micros = micros.unsigned_abs();
     let secs = micros / 1_000_000;
-    let frac = micros % 1_000_000;
-    let _ = write!(
-        out,
-        "{:02}:{:02}:{:02}.{frac:06}",
-        secs / 3600,
-        secs / 60 % 60,
-        secs % 60
-    );
+    push_padded(out, secs / 3600, 2);
+    out.push(':');
+    push_padded(out, secs / 60 % 60, 2);
+    out.push(':');
+    push_padded(out, secs % 60, 2);
+    out.push('.');
+    push_padded(out, micros % 1_000_000, 6);
 }
 
 #[cfg(test)]
@@ -118,6 +133,35 @@ mod tests {
     }
 
     proptest! {
+        #[test]
+        fn text_forms_equal_formatted_ones(
+            days in -1_000_000i64..3_000_000,
+            of_day in 0i64..MICROS_PER_DAY,
+            time in -3_020_399_999_999i64..=3_020_399_999_999,
+        ) {
+            let (y, m, d) = civil_from_days(days);
+            let mut s = String::new();
+            write_date(&mut s, days);
+            prop_assert_eq!(&s, &format!("{y:04}-{m:02}-{d:02}"));
+            let clock = |us: u64| {
+                let secs = us / 1_000_000;
+                format!(
+                    "{:02}:{:02}:{:02}.{:06}",
+                    secs / 3600,
+                    secs / 60 % 60,
+                    secs % 60,
+                    us % 1_000_000
+                )
+            };
+            s.clear();
+            write_datetime(&mut s, days * MICROS_PER_DAY + of_day);
+            prop_assert_eq!(&s, &format!("{y:04}-{m:02}-{d:02} {}", clock(of_day as u64)));
+            s.clear();
+            write_time(&mut s, time);
+            let sign = if time < 0 { "-" } else { "" };
+            prop_assert_eq!(&s, &format!("{sign}{}", clock(time.unsigned_abs())));
+        }
+
         #[test]
         fn days_round_trip(days in -1_000_000i64..3_000_000) {
             let (y, m, d) = civil_from_days(days);

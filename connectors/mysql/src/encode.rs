@@ -49,10 +49,34 @@ pub fn push_hex(out: &mut String, bytes: &[u8]) {
     out.push('\'');
 }
 
-/// Appends the decimal digits of `v` (no allocation: a stack buffer).
+/// Appends the decimal digits of `v` (no allocation: a stack buffer). Values that fit 64 bits
+/// (nearly every decimal) take 64-bit division, one instruction, not a 128-bit library call.
 #[inline]
-pub fn push_u128(out: &mut String, mut v: u128) {
-    let mut buf = [0u8; 39];
+pub fn push_u128(out: &mut String, v: u128) {
+    match u64::try_from(v) {
+        Ok(small) => push_padded(out, small, 1),
+        Err(_) => {
+            let mut buf = [0u8; 39];
+            let mut i = buf.len();
+            let mut v = v;
+            loop {
+                i -= 1;
+                buf[i] = b'0' + (v % 10) as u8;
+                v /= 10;
+                if v == 0 {
+                    break;
+                }
+            }
+            // Only ASCII digits were written.
+            out.push_str(std::str::from_utf8(&buf[i..]).unwrap_or_default());
+        }
+    }
+}
+
+/// Appends the decimal digits of `v`, zero-padded to at least `width` digits (at most 20).
+#[inline]
+pub fn push_padded(out: &mut String, mut v: u64, width: usize) {
+    let mut buf = [b'0'; 20];
     let mut i = buf.len();
     loop {
         i -= 1;
@@ -62,8 +86,9 @@ pub fn push_u128(out: &mut String, mut v: u128) {
             break;
         }
     }
-    // Only ASCII digits were written.
-    out.push_str(std::str::from_utf8(&buf[i..]).unwrap_or_default());
+    let start = i.min(buf.len() - width.min(buf.len()));
+    // Only ASCII digits are in the buffer.
+    out.push_str(std::str::from_utf8(&buf[start..]).unwrap_or_default());
 }
 
 /// Appends a signed integer.
@@ -241,10 +266,20 @@ mod tests {
 
     proptest! {
         #[test]
-        fn integers_print_like_display(v in any::<i128>()) {
+        fn integers_print_like_display(v in any::<i128>(), small in any::<i64>()) {
             let mut s = String::new();
             push_i128(&mut s, v);
             prop_assert_eq!(s, v.to_string());
+            let mut s = String::new();
+            push_i128(&mut s, i128::from(small));
+            prop_assert_eq!(s, small.to_string());
+        }
+
+        #[test]
+        fn padded_digits_print_like_format(v in any::<u64>(), width in 0usize..=20) {
+            let mut s = String::new();
+            push_padded(&mut s, v, width);
+            prop_assert_eq!(s, format!("{v:0width$}"));
         }
 
         #[test]
