@@ -50,25 +50,17 @@ pub fn push_hex(out: &mut String, bytes: &[u8]) {
 }
 
 /// Appends the decimal digits of `v` (no allocation: a stack buffer). Values that fit 64 bits
-/// (nearly every decimal) take 64-bit division, one instruction, not a 128-bit library call.
+/// (nearly every decimal) take 64-bit division, one instruction, not a 128-bit library call;
+/// larger ones are cut into 19-digit parts.
 #[inline]
 pub fn push_u128(out: &mut String, v: u128) {
+    const PART: u128 = 10_000_000_000_000_000_000;
     match u64::try_from(v) {
         Ok(small) => push_padded(out, small, 1),
         Err(_) => {
-            let mut buf = [0u8; 39];
-            let mut i = buf.len();
-            let mut v = v;
-            loop {
-                i -= 1;
-                buf[i] = b'0' + (v % 10) as u8;
-                v /= 10;
-                if v == 0 {
-                    break;
-                }
-            }
-            // Only ASCII digits were written.
-            out.push_str(std::str::from_utf8(&buf[i..]).unwrap_or_default());
+            push_u128(out, v / PART);
+            // The remainder is below 10^19, so it fits 64 bits.
+            push_padded(out, (v % PART) as u64, 19);
         }
     }
 }
