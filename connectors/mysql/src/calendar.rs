@@ -76,7 +76,7 @@ pub fn write_datetime(out: &mut String, micros: i64) {
     let of_day = micros.rem_euclid(MICROS_PER_DAY);
     write_date(out, days);
     out.push(' ');
-    write_clock(out, of_day);
+    write_clock(out, of_day.unsigned_abs());
 }
 
 /// Appends `[-]HH:MM:SS.ffffff` for a signed duration in microseconds (MySQL `TIME`; hours
@@ -85,12 +85,11 @@ pub fn write_time(out: &mut String, micros: i64) {
     if micros < 0 {
         out.push('-');
     }
-    write_clock(out, micros.unsigned_abs() as i64);
+    write_clock(out, micros.unsigned_abs());
 }
 
-fn write_clock(out: &mut String, micros: i64) {
-    // Callers pass a non-negative count; the hours of a TIME may take three digits.
-    let micros = micros.unsigned_abs();
+/// Appends `HH:MM:SS.ffffff`; the hours of a TIME may take three digits.
+fn write_clock(out: &mut String, micros: u64) {
     let secs = micros / 1_000_000;
     push_padded(out, secs / 3600, 2);
     out.push(':');
