@@ -294,7 +294,19 @@ impl DuckDb {
         .map_err(|e| e.context(&ctx))?;
         set_offset(&tx, &request.pipeline, &request.stream, request.seq)
             .map_err(|e| db_error(&ctx, e))?;
-        tx.commit().map_err(|e| db_error(&ctx, e))?;
+        tx.commit().map_err(|e| {
+            // DuckDB 1.2 undoes a failed commit's rows but can keep their keys in the table's
+            // primary key index, on disk too: then every later write of those rows fails on
+            // a duplicate key, and only a new table helps.
+            db_error(
+                format!(
+                    "{ctx}: commit failed (DuckDB may keep this batch's keys in the table's \
+                     primary key index; if retries then fail on a duplicate key, replay the \
+                     journal into a new database file with `caudal replay`)"
+                ),
+                e,
+            )
+        })?;
         Ok(WriteOutcome::Applied { rows })
     }
 }
@@ -660,15 +672,11 @@ mod tests {
         assert_ne!(before, after, "the limit should have been raised");
     }
 
-    /// Large chunks into a file database without `memory_limit`: every commit has the room
-    /// it needs. (DuckDB 1.2 does not fully revert a commit that runs out of memory: the key
-    /// index keeps the batch's keys, so the write could never be retried.)
-    #[test]
-    fn large_batches_commit_within_the_default_memory_limit() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut db = open(DuckDbConfig::file(
-            dir.path().join("wide.duckdb").to_string_lossy(),
-        ));
+    /// Writes a million rows of 11 columns into `wide` in chunks of 131,072 (seven of them,
+    /// then the rest): what a snapshot of such a table read in chunks of that size writes.
+    /// The last chunk fills no whole row group, so the commit appends it. Returns the rows
+    /// written, or the first error with its seq.
+    fn write_a_million_wide_rows(db: &mut DuckDb) -> std::result::Result<i64, (u64, Error)> {
         let field = |name: &str, t: LogicalType, nullable: bool| Field::new(name, t, nullable);
         let decimal = |precision, scale| LogicalType::Decimal { precision, scale };
         let varchar = |n| LogicalType::Varchar {
@@ -699,8 +707,6 @@ mod tests {
             replace: false,
         })
         .unwrap();
-        // Seven chunks of 131,072 rows, then the rest of a million: what a snapshot of that
-        // table read in chunks of that size writes.
         let sizes = [
             131_072i64, 131_072, 131_072, 131_072, 131_072, 131_072, 131_072, 82_496,
         ];
@@ -723,18 +729,51 @@ mod tests {
                 b.push(10, k % 2 == 0).unwrap();
             }
             let batch = b.finish().unwrap();
-            let outcome = db.write(&write_req("wide", seq, WriteOp::Insert), &batch);
-            assert_eq!(
-                outcome.unwrap_or_else(|e| panic!("seq {seq}: {e}")),
-                WriteOutcome::Applied { rows: n as u64 }
-            );
+            match db.write(&write_req("wide", seq, WriteOp::Insert), &batch) {
+                Ok(outcome) => assert_eq!(outcome, WriteOutcome::Applied { rows: n as u64 }),
+                Err(e) => return Err((seq, e)),
+            }
             first += n;
         }
-        assert_eq!(count(&db, "wide"), first);
-        assert_eq!(
-            db.last_applied_seq("p", "s").unwrap(),
-            Some(sizes.len() as u64)
+        Ok(first)
+    }
+
+    /// Large chunks into a file database without `memory_limit`: every commit has the room
+    /// it needs. (DuckDB 1.2 does not fully revert a commit that runs out of memory: the key
+    /// index keeps the batch's keys, so the write could never be retried; see the next test.)
+    #[test]
+    fn large_batches_commit_within_the_default_memory_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut db = open(DuckDbConfig::file(
+            dir.path().join("wide.duckdb").to_string_lossy(),
+        ));
+        let rows =
+            write_a_million_wide_rows(&mut db).unwrap_or_else(|(seq, e)| panic!("seq {seq}: {e}"));
+        assert_eq!(count(&db, "wide"), rows);
+        assert_eq!(db.last_applied_seq("p", "s").unwrap(), Some(8));
+    }
+
+    /// With a `memory_limit` set by the user, which caudal does not raise, the same writes run
+    /// out at the last commit. The error says that the commit failed and what DuckDB may have
+    /// kept, and nothing of the batch is there.
+    #[test]
+    fn a_commit_out_of_memory_under_a_configured_limit_says_what_to_do() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = DuckDbConfig::file(dir.path().join("wide.duckdb").to_string_lossy());
+        config.memory_limit = Some("16MiB".into());
+        // DuckDB's memory use depends on its thread count: fixed, so the failure comes at
+        // the same write on any machine.
+        config.threads = Some(1);
+        let mut db = open(config);
+        let (seq, err) = write_a_million_wide_rows(&mut db).unwrap_err();
+        assert_eq!(seq, 8, "{err}");
+        let text = err.to_string();
+        assert!(
+            text.contains("commit failed") && text.contains("caudal replay"),
+            "{text}"
         );
+        assert_eq!(count(&db, "wide"), 7 * 131_072);
+        assert_eq!(db.last_applied_seq("p", "s").unwrap(), Some(7));
     }
 
     #[test]
