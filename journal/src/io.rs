@@ -40,6 +40,11 @@ pub trait IoFile: Send + Sync {
     fn set_len(&self, len: u64) -> io::Result<()>;
     /// The file's current length.
     fn len(&self) -> io::Result<u64>;
+    /// The file mapped into memory, read-only, when the implementation can (the standard one
+    /// can; test doubles read instead). Only for a file nobody changes while the map lives.
+    fn map(&self) -> io::Result<Option<memmap2::Mmap>> {
+        Ok(None)
+    }
 }
 
 /// The real file system.
@@ -101,6 +106,16 @@ impl IoFile for StdFile {
     }
     fn len(&self) -> io::Result<u64> {
         Ok(self.0.metadata()?.len())
+    }
+    fn map(&self) -> io::Result<Option<memmap2::Mmap>> {
+        if self.len()? == 0 {
+            // An empty map is an error on some systems; there is nothing to read anyway.
+            return Ok(None);
+        }
+        // SAFETY: the map is only taken of the newest segment while this process holds the
+        // journal's writer lock, so no caudal process writes or truncates the file while the
+        // map lives (a truncation would fault the reads).
+        unsafe { memmap2::Mmap::map(&self.0) }.map(Some)
     }
 }
 

@@ -90,10 +90,12 @@ pub(crate) enum Step<'a> {
 
 const CHUNK: usize = 256 * 1024;
 
-/// Buffered sequential reader of records.
+/// Buffered sequential reader of records, or a reader of the whole file mapped in memory.
 pub(crate) struct Cursor {
     file: Box<dyn IoFile>,
     buf: Vec<u8>,
+    /// The file mapped whole ([`Cursor::mapped`]); then `buf` is unused and `start` is 0.
+    map: Option<memmap2::Mmap>,
     /// File offset of `buf[0]`.
     start: u64,
     /// Next record starts at `buf[head]`.
@@ -118,12 +120,41 @@ impl Cursor {
         Ok(Cursor {
             file,
             buf: Vec::new(),
+            map: None,
             start: offset,
             head: 0,
             end: 0,
             file_len,
             chunk,
         })
+    }
+
+    /// A cursor at `offset` of `file` mapped whole, when the file can be mapped (else
+    /// [`Cursor::new`]): records are checked where they lie, not copied first. Only for a file
+    /// that does not change while it is read (the newest segment under the writer's lock).
+    pub fn mapped(file: Box<dyn IoFile>, offset: u64) -> io::Result<Cursor> {
+        let Some(map) = file.map()? else {
+            return Cursor::new(file, offset);
+        };
+        let len = map.len();
+        Ok(Cursor {
+            file,
+            buf: Vec::new(),
+            head: usize::try_from(offset).unwrap_or(usize::MAX).min(len),
+            end: len,
+            file_len: len as u64,
+            map: Some(map),
+            start: 0,
+            chunk: CHUNK,
+        })
+    }
+
+    /// The bytes held: the read-ahead buffer, or the whole mapped file.
+    fn data(&self) -> &[u8] {
+        match &self.map {
+            Some(map) => &map[..self.end],
+            None => &self.buf[..self.end],
+        }
     }
 
     /// File offset of the next record.
@@ -140,6 +171,10 @@ impl Cursor {
     fn fill(&mut self, need: usize) -> io::Result<bool> {
         if self.end - self.head >= need {
             return Ok(true);
+        }
+        if self.map.is_some() {
+            // The whole file is there: what is missing is past its end.
+            return Ok(false);
         }
         if self.head > 0 {
             self.buf.copy_within(self.head..self.end, 0);
@@ -179,11 +214,12 @@ impl Cursor {
                 Step::Incomplete { offset }
             });
         }
+        let data = self.data();
         let len_bytes: [u8; 4] = [
-            self.buf[self.head],
-            self.buf[self.head + 1],
-            self.buf[self.head + 2],
-            self.buf[self.head + 3],
+            data[self.head],
+            data[self.head + 1],
+            data[self.head + 2],
+            data[self.head + 3],
         ];
         let len = u32::from_le_bytes(len_bytes);
         if !format::plausible_body_len(len) {
@@ -200,14 +236,14 @@ impl Cursor {
         if !self.fill(total)? {
             return Ok(Step::Incomplete { offset });
         }
-        let bytes = &self.buf[self.head..self.head + total];
+        let bytes = &self.data()[self.head..self.head + total];
         if !format::record_crc_ok(bytes) {
             return Ok(Step::BadCrc { offset });
         }
         self.head += total;
         Ok(Step::Record {
             offset,
-            bytes: &self.buf[self.head - total..self.head],
+            bytes: &self.data()[self.head - total..self.head],
         })
     }
 }
