@@ -414,10 +414,13 @@ impl Sink for DuckDb {
         // table), about 20 ms of a 1M-row verify's 300.
         let mut reader = match started {
             Ok(reader) => reader,
-            Err(_) if !table_exists(&self.conn, &table)? => {
-                return Err(Error::NotFound(format!("{ctx}: the table does not exist")));
+            // The scan's own error stands unless the table is known to be missing.
+            Err(e) => {
+                return Err(match table_exists(&self.conn, &table) {
+                    Ok(false) => Error::NotFound(format!("{ctx}: the table does not exist")),
+                    _ => e.context(&ctx),
+                });
             }
-            Err(e) => return Err(e.context(&ctx)),
         };
         let mut digest = Digester::new(&request.table);
         while let Some(chunk) = reader.next_chunk().map_err(|e| e.context(&ctx))? {
