@@ -38,8 +38,10 @@ pub struct DuckDbConfig {
     pub threads: Option<u32>,
     /// Memory limit as DuckDB spells it, e.g. `"2GB"` or `"512MiB"`. Default: for a file
     /// database, [`crate::database::DEFAULT_FILE_MEMORY_LIMIT_BYTES`], doubled when a write
-    /// runs out (its blocks are on disk, so memory stays the same whatever the table's size);
-    /// for `:memory:`, DuckDB's own (80% of the machine's memory).
+    /// runs out and, before a write, until its commit has room for the batch
+    /// ([`crate::database::Database::make_room_for_commit`]); its blocks are on disk, so memory
+    /// stays the same whatever the table's size. For `:memory:`, DuckDB's own (80% of the
+    /// machine's memory).
     #[serde(default)]
     pub memory_limit: Option<String>,
 }

@@ -420,7 +420,7 @@ impl DuckDbReader {
 /// 0.200-0.206 s with the default, and a verify 0.310-0.337 s against 0.351-0.361 s. A small
 /// buffer hands chunks on while they are still in cache, and the first one comes after a
 /// few thousand rows rather than after the buffer's worth (18 ms into a 1M-row scan).
-pub(crate) const STREAMING_BUFFER: &str = "256KiB";
+const STREAMING_BUFFER: &str = "256KiB";
 
 fn produce(conn: &Connection, sql: &str, tx: &SyncSender<Message>, context: &str) -> Result<()> {
     let mut stmt = conn.prepare(sql).map_err(|e| db_error(context, e))?;
