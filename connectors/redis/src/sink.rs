@@ -139,10 +139,8 @@ fn in_parts<T: Send>(n: usize, work: impl Fn(std::ops::Range<usize>) -> T + Sync
 fn row_digests(table: &str, batch: &Batch) -> (Vec<RowDigest>, TableDigest) {
     let parts = in_parts(batch.num_rows(), |rows| {
         let mut sum = TableDigest::new();
-        let digests: Vec<RowDigest> = rows
-            .filter_map(|r| RowDigest::of_row(table, batch, r))
-            .inspect(|d| sum.add_row(d))
-            .collect();
+        let digests = RowDigest::of_rows(table, batch, rows);
+        digests.iter().for_each(|d| sum.add_row(d));
         (digests, sum)
     });
     let mut all = Vec::with_capacity(batch.num_rows());

@@ -61,7 +61,14 @@ pub struct RowDigest(pub [u8; 32]);
 impl RowDigest {
     /// The digest of row `row` of `batch`, as a row of table `table`. `None` past the end.
     pub fn of_row(table: &str, batch: &Batch, row: usize) -> Option<RowDigest> {
-        (row < batch.num_rows()).then(|| RowHasher::new(table, batch).digest(row, &mut Vec::new()))
+        (row < batch.num_rows()).then(|| RowHasher::new(table, batch).digest(row))
+    }
+
+    /// The digests of rows `rows` of `batch` (cut to the batch's rows), in order, as rows of
+    /// table `table`: for many rows, faster than [`RowDigest::of_row`] on each.
+    pub fn of_rows(table: &str, batch: &Batch, rows: std::ops::Range<usize>) -> Vec<RowDigest> {
+        let end = rows.end.min(batch.num_rows());
+        RowHasher::new(table, batch).digests(rows.start.min(end)..end)
     }
 
     /// The digest as lower-case hex.
@@ -228,19 +235,34 @@ pub fn normalize_decimal(mut unscaled: i128, mut scale: u8) -> (i128, u8) {
 
 /// Computes row digests of one batch; the per-table prefix is hashed once.
 struct RowHasher<'a> {
-    prefix: Sha256,
+    /// The SHA-256 state after the table prefix.
+    midstate: [u32; 8],
+    /// Bytes of the table prefix (whole blocks).
+    prefix_len: u64,
     columns: Vec<(Cells<'a>, &'a Bitmap)>,
     key: &'a [usize],
 }
 
+/// Scratch space of [`RowHasher::digest_group`], reused across groups: a group's encodings,
+/// padded, and where each one is.
+#[derive(Default)]
+struct GroupScratch {
+    blocks: Vec<u8>,
+    spans: Vec<(usize, usize)>,
+    digests: [[u8; 32]; GROUP_ROWS],
+}
+
+/// Rows whose digests are computed together (the SHA-256 of up to this many messages runs at
+/// once, see [`crate::sha256x16`]).
+const GROUP_ROWS: usize = crate::sha256x16::LANES;
+
 impl<'a> RowHasher<'a> {
     fn new(table: &str, batch: &'a Batch) -> RowHasher<'a> {
-        let mut prefix = Sha256::new();
-        prefix.update(ROW_DOMAIN);
-        prefix.update((table.len() as u64).to_le_bytes());
-        prefix.update(table.as_bytes());
-        let used = ROW_DOMAIN.len() + 8 + table.len();
-        prefix.update(&[0u8; 64][..(64 - used % 64) % 64]);
+        let mut prefix = Vec::with_capacity(64 + table.len());
+        prefix.extend_from_slice(ROW_DOMAIN);
+        prefix.extend_from_slice(&(table.len() as u64).to_le_bytes());
+        prefix.extend_from_slice(table.as_bytes());
+        prefix.resize(prefix.len().div_ceil(64) * 64, 0);
         let columns = batch
             .columns()
             .iter()
@@ -248,7 +270,8 @@ impl<'a> RowHasher<'a> {
             .map(|(c, f)| (Cells::new(c.data(), &f.logical_type), c.validity()))
             .collect();
         RowHasher {
-            prefix,
+            midstate: crate::sha256x16::midstate(&prefix),
+            prefix_len: prefix.len() as u64,
             columns,
             key: batch.schema().primary_key(),
         }
@@ -264,21 +287,71 @@ impl<'a> RowHasher<'a> {
         }
     }
 
-    /// The digest of `row`; `buf` is scratch space, reused across rows so that the canonical
-    /// encoding is built in memory and hashed in one call.
-    fn digest(&self, row: usize, buf: &mut Vec<u8>) -> RowDigest {
-        buf.clear();
-        buf.extend_from_slice(&(self.key.len() as u32).to_le_bytes());
+    /// Appends the canonical encoding of `row` (after the table prefix) to `out`.
+    #[inline]
+    fn encode(&self, row: usize, out: &mut Vec<u8>) {
+        out.extend_from_slice(&(self.key.len() as u32).to_le_bytes());
         for &k in self.key {
-            self.cell(buf, k, row);
+            self.cell(out, k, row);
         }
-        buf.extend_from_slice(&(self.columns.len() as u32).to_le_bytes());
+        out.extend_from_slice(&(self.columns.len() as u32).to_le_bytes());
         for col in 0..self.columns.len() {
-            self.cell(buf, col, row);
+            self.cell(out, col, row);
         }
-        let mut h = self.prefix.clone();
-        h.update(&buf[..]);
-        RowDigest(h.finalize().into())
+    }
+
+    /// The digests of `rows` (at most [`GROUP_ROWS`]): each row is encoded in memory, padded,
+    /// and all are hashed in one call.
+    fn digest_group<'s>(
+        &self,
+        rows: std::ops::Range<usize>,
+        scratch: &'s mut GroupScratch,
+    ) -> &'s [[u8; 32]] {
+        debug_assert!(rows.len() <= GROUP_ROWS);
+        let GroupScratch {
+            blocks,
+            spans,
+            digests,
+        } = scratch;
+        blocks.clear();
+        spans.clear();
+        for row in rows {
+            let start = blocks.len();
+            self.encode(row, blocks);
+            spans.push(crate::sha256x16::pad(blocks, start, self.prefix_len));
+        }
+        crate::sha256x16::hash_padded(&self.midstate, blocks, spans, digests);
+        &digests[..spans.len()]
+    }
+
+    /// The digest of one row.
+    fn digest(&self, row: usize) -> RowDigest {
+        RowDigest(self.digest_group(row..row + 1, &mut GroupScratch::default())[0])
+    }
+
+    /// The digests of `rows`, in order.
+    fn digests(&self, rows: std::ops::Range<usize>) -> Vec<RowDigest> {
+        let mut out = Vec::with_capacity(rows.len());
+        let mut scratch = GroupScratch::default();
+        for_groups(rows, |group| {
+            out.extend(
+                self.digest_group(group, &mut scratch)
+                    .iter()
+                    .map(|d| RowDigest(*d)),
+            );
+        });
+        out
+    }
+}
+
+/// Calls `f` on consecutive parts of `rows` of at most [`GROUP_ROWS`] rows.
+#[inline]
+fn for_groups(rows: std::ops::Range<usize>, mut f: impl FnMut(std::ops::Range<usize>)) {
+    let mut start = rows.start;
+    while start < rows.end {
+        let end = (start + GROUP_ROWS).min(rows.end);
+        f(start..end);
+        start = end;
     }
 }
 
@@ -293,11 +366,13 @@ pub const MAX_DIGEST_THREADS: usize = 8;
 /// The digest of rows `rows` of a batch, on the calling thread.
 fn digest_range(hasher: &RowHasher<'_>, rows: std::ops::Range<usize>) -> TableDigest {
     let mut d = TableDigest::new();
-    let mut buf = Vec::with_capacity(256);
+    let mut scratch = GroupScratch::default();
     let mut expanded = [0u8; STATE_BYTES];
-    for row in rows {
-        d.apply_into(&hasher.digest(row, &mut buf), true, &mut expanded);
-    }
+    for_groups(rows, |group| {
+        for digest in hasher.digest_group(group, &mut scratch) {
+            d.apply_into(&RowDigest(*digest), true, &mut expanded);
+        }
+    });
     d
 }
 

@@ -101,6 +101,7 @@ pub mod digest;
 pub mod error;
 pub mod expand;
 pub mod sample;
+mod sha256x16;
 pub mod types;
 pub mod value;
 pub mod wire;
