@@ -171,7 +171,8 @@ impl<'a> Cells<'a> {
             }
             Cells::Instant(v) => instant(h, v[i]),
             Cells::Offset(v) => instant(h, v[i].utc_micros),
-            Cells::Text(v) => bytes(h, 0x08, v.get(i).as_bytes()),
+            // The bytes as stored: a batch holds only valid UTF-8 (checked on decode).
+            Cells::Text(v) => bytes(h, 0x08, v.raw().get(i)),
             Cells::Binary(v) => bytes(h, 0x09, v.get(i)),
             Cells::Uuid(v) => {
                 h.extend_from_slice(&[0x0A]);
@@ -367,11 +368,10 @@ pub const MAX_DIGEST_THREADS: usize = 8;
 fn digest_range(hasher: &RowHasher<'_>, rows: std::ops::Range<usize>) -> TableDigest {
     let mut d = TableDigest::new();
     let mut scratch = GroupScratch::default();
-    let mut expanded = [0u8; STATE_BYTES];
     for_groups(rows, |group| {
-        for digest in hasher.digest_group(group, &mut scratch) {
-            d.apply_into(&RowDigest(*digest), true, &mut expanded);
-        }
+        let digests = hasher.digest_group(group, &mut scratch);
+        crate::expand::add_all_into_lanes(digests, &mut d.lanes);
+        d.rows = d.rows.wrapping_add(digests.len() as i64);
     });
     d
 }

@@ -66,6 +66,36 @@ pub fn expand_into_lanes(
     }
 }
 
+/// Adds the expansions of every seed of `seeds` to the lanes: [`expand_into_lanes`] of each,
+/// with the AES key schedules of four seeds computed at once where VAES allows.
+pub fn add_all_into_lanes(seeds: &[[u8; 32]], lanes: &mut [u16; EXPANDED_BYTES / 2]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("vaes")
+            && std::arch::is_x86_feature_detected!("avx512f")
+            && std::arch::is_x86_feature_detected!("avx512bw")
+            && std::arch::is_x86_feature_detected!("aes")
+        {
+            let mut fours = seeds.chunks_exact(4);
+            for four in &mut fours {
+                // SAFETY: the features the function is compiled for were detected just above.
+                unsafe {
+                    vaes::add_four_into_lanes([&four[0], &four[1], &four[2], &four[3]], lanes)
+                };
+            }
+            for seed in fours.remainder() {
+                // SAFETY: as above.
+                unsafe { vaes::expand_into_lanes(seed, lanes, true) };
+            }
+            return;
+        }
+    }
+    let mut scratch = [0u8; EXPANDED_BYTES];
+    for seed in seeds {
+        expand_into_lanes(seed, lanes, true, &mut scratch);
+    }
+}
+
 /// The expansion through the `aes` crate.
 pub fn expand_portable(seed: &[u8; 32], out: &mut [u8; EXPANDED_BYTES]) {
     let cipher = aes::Aes256::new(GenericArray::from_slice(seed));
@@ -84,9 +114,10 @@ mod vaes {
     use std::arch::x86_64::{
         __m128i, __m512i, _mm_aeskeygenassist_si128, _mm_loadu_si128, _mm_setzero_si128,
         _mm_shuffle_epi32, _mm_slli_si128, _mm_xor_si128, _mm512_add_epi16, _mm512_add_epi64,
-        _mm512_aesenc_epi128, _mm512_aesenclast_epi128, _mm512_broadcast_i32x4, _mm512_loadu_si512,
-        _mm512_set_epi64, _mm512_setzero_si512, _mm512_storeu_si512, _mm512_sub_epi16,
-        _mm512_xor_si512,
+        _mm512_aesenc_epi128, _mm512_aesenclast_epi128, _mm512_broadcast_i32x4,
+        _mm512_bslli_epi128, _mm512_castsi128_si512, _mm512_inserti32x4, _mm512_loadu_si512,
+        _mm512_set_epi64, _mm512_set1_epi32, _mm512_setzero_si512, _mm512_shuffle_epi8,
+        _mm512_shuffle_i32x4, _mm512_storeu_si512, _mm512_sub_epi16, _mm512_xor_si512,
     };
 
     use super::EXPANDED_BYTES;
@@ -158,6 +189,82 @@ mod vaes {
         k
     }
 
+    /// [`spread`] in each 128-bit lane.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw")]
+    fn spread4(k: __m512i) -> __m512i {
+        let s1 = _mm512_bslli_epi128::<4>(k);
+        let s2 = _mm512_bslli_epi128::<4>(s1);
+        let s3 = _mm512_bslli_epi128::<4>(s2);
+        _mm512_xor_si512(_mm512_xor_si512(k, s1), _mm512_xor_si512(s2, s3))
+    }
+
+    /// The round keys of four AES-256 keys at once, key `l` in 128-bit lane `l`.
+    ///
+    /// `aeskeygenassist` works on one key; here the S-box comes from `aesenclast` with a zero
+    /// round key on the key word copied into all four columns, where `ShiftRows` changes
+    /// nothing: `SubWord(w)` in each column. Rotating the word's bytes first gives
+    /// `SubWord(RotWord(w))`, and a round key of `rcon` in every column adds it.
+    #[target_feature(enable = "aes,sse2,avx512f,avx512bw,vaes")]
+    fn round_keys4(seeds: [&[u8; 32]; 4]) -> [__m512i; 15] {
+        let half = |offset: usize| {
+            // SAFETY: each load reads 16 bytes at offset 0 or 16 of a 32-byte key (unaligned).
+            let load = |i: usize| unsafe { _mm_loadu_si128(seeds[i].as_ptr().add(offset).cast()) };
+            let v = _mm512_castsi128_si512(load(0));
+            let v = _mm512_inserti32x4::<1>(v, load(1));
+            let v = _mm512_inserti32x4::<2>(v, load(2));
+            _mm512_inserti32x4::<3>(v, load(3))
+        };
+        // Bytes of dword 3 of each lane, in every column: rotated (13, 14, 15, 12) or not.
+        let rotated_last = _mm512_set1_epi32(0x0c0f_0e0d);
+        let last = _mm512_set1_epi32(0x0f0e_0d0c);
+        let mut rk = [_mm512_setzero_si512(); 15];
+        rk[0] = half(0);
+        rk[1] = half(16);
+        let mut rcon = 1;
+        for j in 2..15 {
+            let t = if j % 2 == 0 {
+                let t = _mm512_aesenclast_epi128(
+                    _mm512_shuffle_epi8(rk[j - 1], rotated_last),
+                    _mm512_set1_epi32(rcon),
+                );
+                rcon <<= 1;
+                t
+            } else {
+                _mm512_aesenclast_epi128(
+                    _mm512_shuffle_epi8(rk[j - 1], last),
+                    _mm512_setzero_si512(),
+                )
+            };
+            rk[j] = _mm512_xor_si512(spread4(rk[j - 2]), t);
+        }
+        rk
+    }
+
+    /// Round key set `L` of [`round_keys4`], broadcast to the four lanes of each vector.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    fn lane_keys<const L: i32>(rk4: &[__m512i; 15]) -> [__m512i; 15] {
+        std::array::from_fn(|i| _mm512_shuffle_i32x4::<L>(rk4[i], rk4[i]))
+    }
+
+    /// [`expand_into_lanes`] (adding) of four seeds, their key schedules computed together.
+    #[target_feature(enable = "aes,sse2,avx512f,avx512bw,vaes")]
+    pub(super) fn add_four_into_lanes(
+        seeds: [&[u8; 32]; 4],
+        lanes: &mut [u16; EXPANDED_BYTES / 2],
+    ) {
+        let rk4 = round_keys4(seeds);
+        for keys in [
+            lane_keys::<0x00>(&rk4),
+            lane_keys::<0x55>(&rk4),
+            lane_keys::<0xaa>(&rk4),
+            lane_keys::<0xff>(&rk4),
+        ] {
+            add_keystream(&keys, lanes, true);
+        }
+    }
+
     /// 32 blocks of keystream, from the counter vector `counter` on (advanced past them).
     #[inline]
     #[target_feature(enable = "aes,sse2,avx512f,vaes")]
@@ -207,10 +314,16 @@ mod vaes {
         lanes: &mut [u16; EXPANDED_BYTES / 2],
         add: bool,
     ) {
-        let k = broadcast_keys(seed);
+        add_keystream(&broadcast_keys(seed), lanes, add);
+    }
+
+    /// Adds (or subtracts) the 2 KiB keystream of the round keys `k` to the lanes.
+    #[inline]
+    #[target_feature(enable = "aes,sse2,avx512f,avx512bw,vaes")]
+    fn add_keystream(k: &[__m512i; 15], lanes: &mut [u16; EXPANDED_BYTES / 2], add: bool) {
         let mut counter = first_counter();
         for group in lanes.chunks_exact_mut(256) {
-            let x = keystream(&k, &mut counter);
+            let x = keystream(k, &mut counter);
             for (stream, dst) in x.iter().zip(group.chunks_exact_mut(32)) {
                 // SAFETY: `dst` is 32 lanes = 64 bytes; loads and stores are unaligned.
                 unsafe {
@@ -265,6 +378,27 @@ mod tests {
                 };
             }
             assert_eq!(fused, plain, "after seed {i}");
+        }
+    }
+
+    #[test]
+    fn adding_many_seeds_equals_adding_each() {
+        // 4-seed groups, with a remainder, and seeds differing in every byte position.
+        for n in [0usize, 1, 3, 4, 5, 8, 13] {
+            let seeds: Vec<[u8; 32]> = (0..n)
+                .map(|i| std::array::from_fn(|j| (i * 37 + j * 11 + (i ^ j)) as u8))
+                .collect();
+            let mut many = [7u16; EXPANDED_BYTES / 2];
+            add_all_into_lanes(&seeds, &mut many);
+            let mut each = [7u16; EXPANDED_BYTES / 2];
+            let mut e = [0u8; EXPANDED_BYTES];
+            for seed in &seeds {
+                expand_portable(seed, &mut e);
+                for (lane, b) in each.iter_mut().zip(e.chunks_exact(2)) {
+                    *lane = lane.wrapping_add(u16::from_le_bytes([b[0], b[1]]));
+                }
+            }
+            assert_eq!(many, each, "{n} seeds");
         }
     }
 
