@@ -35,17 +35,20 @@ pub fn midstate(prefix: &[u8]) -> [u32; 8] {
     state
 }
 
-/// Pads the message that starts at `buf[start..]` (whose length must be a multiple of 64, as
-/// are all messages before it) to whole blocks. `hashed_before` is the length of what the
-/// midstate already covers. Returns the message's span: (first block, blocks).
-pub fn pad(buf: &mut Vec<u8>, start: usize, hashed_before: u64) -> (usize, usize) {
-    debug_assert_eq!(start % 64, 0, "a message starts at a block boundary");
-    let bits = (hashed_before + (buf.len() - start) as u64).wrapping_mul(8);
-    buf.push(0x80);
-    let zeros = (64 + 56 - (buf.len() - start) % 64) % 64;
-    buf.resize(buf.len() + zeros, 0);
-    buf.extend_from_slice(&bits.to_be_bytes());
-    (start / 64, (buf.len() - start) / 64)
+/// Blocks of a message of `len` bytes once padded (the 0x80 byte and the 8-byte length).
+pub fn padded_blocks(len: usize) -> usize {
+    (len + 9).div_ceil(64)
+}
+
+/// Pads in place the message of `len` bytes at the start of `span` ([`padded_blocks`] blocks
+/// long). `hashed_before` is the length of what the midstate already covers.
+pub fn pad(span: &mut [u8], len: usize, hashed_before: u64) {
+    debug_assert_eq!(span.len(), padded_blocks(len) * 64);
+    let bits = (hashed_before + len as u64).wrapping_mul(8);
+    let end = span.len();
+    span[len] = 0x80;
+    span[len + 1..end - 8].fill(0);
+    span[end - 8..].copy_from_slice(&bits.to_be_bytes());
 }
 
 /// The SHA-256 of each message `spans[i]` of `blocks` (padded by [`pad`]), continued from
@@ -280,9 +283,12 @@ mod tests {
         let mut buf = Vec::new();
         let mut spans = Vec::new();
         for m in messages {
-            let start = buf.len();
-            buf.extend_from_slice(m);
-            spans.push(pad(&mut buf, start, prefix.len() as u64));
+            let (first, n) = (buf.len() / 64, padded_blocks(m.len()));
+            buf.resize(buf.len() + n * 64, 0xAA);
+            let span = &mut buf[first * 64..];
+            span[..m.len()].copy_from_slice(m);
+            pad(span, m.len(), prefix.len() as u64);
+            spans.push((first, n));
         }
         let mut fast = vec![[0u8; 32]; messages.len()];
         let mut portable = vec![[0u8; 32]; messages.len()];
