@@ -931,8 +931,15 @@ mod tests {
             let alone: Vec<RowDigest> = (0..rows)
                 .map(|r| RowDigest::of_row("t", &batch, r).unwrap())
                 .collect();
-            assert_eq!(RowDigest::of_rows("t", &batch, 0..rows), alone, "{rows} rows");
-            assert_eq!(RowDigest::of_rows("t", &batch, 1..rows + 5), alone[1..].to_vec());
+            assert_eq!(
+                RowDigest::of_rows("t", &batch, 0..rows),
+                alone,
+                "{rows} rows"
+            );
+            assert_eq!(
+                RowDigest::of_rows("t", &batch, 1..rows + 5),
+                alone[1..].to_vec()
+            );
             let mut sum = TableDigest::new();
             alone.iter().for_each(|d| sum.add_row(d));
             assert_eq!(TableDigest::of_batch("t", &batch), sum, "{rows} rows");

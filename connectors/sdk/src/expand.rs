@@ -5,7 +5,8 @@
 //!
 //! It is the table digest's hot path: every row of every digest costs one expansion. On
 //! CPUs with VAES and AVX-512 (detected at run time) four blocks go through each AES
-//! instruction; elsewhere the `aes` crate does the work (AES-NI when present, constant-time
+//! instruction, and [`add_all_into_lanes`] expands the keys of four row digests at once;
+//! elsewhere the `aes` crate does the work (AES-NI when present, constant-time
 //! software otherwise). Both give the same bytes (tested).
 
 use aes::cipher::{BlockEncrypt, KeyInit, consts::U16, generic_array::GenericArray};
