@@ -140,7 +140,7 @@ fn row_digests(table: &str, batch: &Batch) -> (Vec<RowDigest>, TableDigest) {
     let parts = in_parts(batch.num_rows(), |rows| {
         let mut sum = TableDigest::new();
         let digests = RowDigest::of_rows(table, batch, rows);
-        digests.iter().for_each(|d| sum.add_row(d));
+        sum.add_rows(&digests);
         (digests, sum)
     });
     let mut all = Vec::with_capacity(batch.num_rows());
@@ -157,7 +157,7 @@ fn sum_of(digests: &[RowDigest]) -> TableDigest {
     let mut total = TableDigest::new();
     for part in in_parts(digests.len(), |rows| {
         let mut sum = TableDigest::new();
-        digests[rows].iter().for_each(|d| sum.add_row(d));
+        sum.add_rows(&digests[rows]);
         sum
     }) {
         total.combine(&part);

@@ -871,13 +871,12 @@ impl FoldCheckpoint {
 /// batches on two threads.
 fn digest_keyed(table: &str, batch: &Batch) -> (Vec<(Vec<u8>, RowDigest)>, TableDigest) {
     let part = |range: std::ops::Range<usize>| {
+        let digests = RowDigest::of_rows(table, batch, range.clone());
         let mut d = TableDigest::new();
+        d.add_rows(&digests);
         let rows: Vec<(Vec<u8>, RowDigest)> = range
-            .filter_map(|row| {
-                let digest = RowDigest::of_row(table, batch, row)?;
-                d.add_row(&digest);
-                Some((key_bytes(batch, batch.schema().primary_key(), row), digest))
-            })
+            .zip(digests)
+            .map(|(row, digest)| (key_bytes(batch, batch.schema().primary_key(), row), digest))
             .collect();
         (rows, d)
     };
