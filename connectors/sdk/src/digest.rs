@@ -134,7 +134,6 @@ impl<'a> Cells<'a> {
         }
     }
 
-    /// Feeds the canonical encoding of non-NULL cell `i` (in range: checked by the caller).
     /// Bytes of the canonical encoding of non-NULL cell `i`: what [`Cells::feed`] writes.
     #[inline]
     fn size(&self, i: usize) -> usize {
@@ -163,6 +162,7 @@ impl<'a> Cells<'a> {
         }
     }
 
+    /// Feeds the canonical encoding of non-NULL cell `i` (in range: checked by the caller).
     #[inline]
     fn feed(&self, h: &mut Out<'_>, i: usize) {
         #[inline]
