@@ -127,6 +127,14 @@ fn append(
     app.flush().map_err(ctx)
 }
 
+/// `main._caudal_offsets`.
+fn offsets_table() -> TableName {
+    TableName {
+        schema: "main".into(),
+        table: OFFSETS_TABLE.into(),
+    }
+}
+
 fn staging() -> TableName {
     TableName {
         schema: "main".into(),
@@ -236,18 +244,6 @@ fn table_exists(conn: &Connection, table: &TableName) -> Result<bool> {
             |r| r.get(0),
         )
         .map_err(|e| db_error(format!("looking for table `{table}`"), e))?;
-    Ok(n > 0)
-}
-
-fn offsets_exist(conn: &Connection) -> Result<bool> {
-    let n: i64 = conn
-        .query_row(
-            "SELECT count(*) FROM duckdb_tables() WHERE database_name = current_database() \
-             AND schema_name = 'main' AND table_name = '_caudal_offsets'",
-            [],
-            |r| r.get(0),
-        )
-        .map_err(|e| db_error("looking for the offsets table", e))?;
     Ok(n > 0)
 }
 
@@ -390,7 +386,7 @@ impl Sink for DuckDb {
         // on a database just opened, the read well under one.
         match offset(&self.conn, pipeline, stream) {
             Ok(seq) => Ok(seq),
-            Err(e) => match offsets_exist(&self.conn) {
+            Err(e) => match table_exists(&self.conn, &offsets_table()) {
                 Ok(false) => Ok(None),
                 _ => Err(db_error(&ctx, e)),
             },

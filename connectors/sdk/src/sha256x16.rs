@@ -9,8 +9,9 @@
 //! give the same bytes as `sha2::Sha256` (tested).
 //!
 //! Messages come padded ([`pad`]) and laid out as whole 64-byte blocks in one buffer, each
-//! starting at a block boundary; messages of different lengths share a call, a lane whose
-//! message has ended keeps its state (masked adds).
+//! starting at a block boundary. Messages of different lengths share a call: a lane whose
+//! message has ended keeps its state (masked adds), and once fewer than `MIN_LANES` lanes
+//! have a block left, the rest of the longest messages go through `sha2` one at a time.
 
 use sha2::digest::generic_array::GenericArray;
 
@@ -26,13 +27,15 @@ const IV: [u32; 8] = [
 pub fn midstate(prefix: &[u8]) -> [u32; 8] {
     debug_assert_eq!(prefix.len() % 64, 0, "a midstate covers whole blocks");
     let mut state = IV;
-    for block in prefix.chunks_exact(64) {
-        sha2::compress256(
-            &mut state,
-            std::slice::from_ref(GenericArray::from_slice(block)),
-        );
-    }
+    compress_blocks(&mut state, prefix);
     state
+}
+
+/// Compresses `blocks` (whole 64-byte blocks) into `state`, through `sha2`.
+fn compress_blocks(state: &mut [u32; 8], blocks: &[u8]) {
+    for block in blocks.chunks_exact(64) {
+        sha2::compress256(state, std::slice::from_ref(GenericArray::from_slice(block)));
+    }
 }
 
 /// Blocks of a message of `len` bytes once padded (the 0x80 byte and the 8-byte length).
@@ -92,12 +95,7 @@ const MIN_LANES: usize = 8;
 
 /// Compresses `blocks` (whole 64-byte blocks) into `state`, then writes the digest.
 fn finish(mut state: [u32; 8], blocks: &[u8], digest: &mut [u8; 32]) {
-    for block in blocks.chunks_exact(64) {
-        sha2::compress256(
-            &mut state,
-            std::slice::from_ref(GenericArray::from_slice(block)),
-        );
-    }
+    compress_blocks(&mut state, blocks);
     for (bytes, word) in digest.chunks_exact_mut(4).zip(state) {
         bytes.copy_from_slice(&word.to_be_bytes());
     }
