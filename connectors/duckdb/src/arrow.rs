@@ -11,13 +11,17 @@
 //! DuckDB type of its logical type (`types::read_expression`), so each logical type meets one
 //! Arrow type; the few variants DuckDB may choose between (string views, narrow decimals,
 //! timestamp units) are accepted too.
+//!
+//! Digesting ([`ArrowRows`]): a table digest reads most columns where DuckDB put them, with
+//! no batch in between; only the columns whose Arrow layout is not their storage's are
+//! converted.
 
 use std::ops::Range;
 use std::sync::Arc;
 
 use caudal_connector::{
-    Batch, BatchBuilder, Column, ColumnData, Error, Field, LogicalType, NativeValue, Result,
-    Schema, Storage, Utf8Data, Value, VarData,
+    Batch, BatchBuilder, Column, ColumnData, ColumnRef, DigestRows, Error, Field, LogicalType,
+    NativeValue, Result, Schema, Storage, Utf8Data, Value, Values, VarData,
 };
 use duckdb::arrow::array::{
     Array, ArrayRef, AsArray, BinaryArray, BooleanArray, Decimal128Array, FixedSizeBinaryArray,
@@ -284,6 +288,147 @@ pub fn push_rows(builder: &mut BatchBuilder, rb: &RecordBatch, range: Range<usiz
         push_column(builder, col, field, rb.column(col).as_ref(), range.clone())?;
     }
     Ok(())
+}
+
+/// A record batch DuckDB returned, as rows the digest reads in place ([`DigestRows`]).
+///
+/// Columns whose Arrow layout is their storage's are not copied: integers, floats, dates,
+/// microsecond times and timestamps, decimals at the column's own scale, and text and bytes
+/// with 32-bit offsets. The others are converted as [`push_rows`] would (Arrow keeps booleans
+/// as bits, a batch as bytes; UUIDs and 128-bit integers come as text), into a batch of just
+/// those columns. Either way the values are the ones a batch would hold, so the digest is the
+/// same.
+pub struct ArrowRows {
+    rb: RecordBatch,
+    schema: Arc<Schema>,
+    /// For each column, its index in `converted` when it is not read in place.
+    converted_at: Vec<Option<usize>>,
+    converted: Option<Batch>,
+}
+
+impl ArrowRows {
+    /// `rb`'s columns are `schema`'s, in order.
+    pub fn new(rb: RecordBatch, schema: Arc<Schema>) -> Result<ArrowRows> {
+        if rb.num_columns() != schema.len() {
+            return Err(Error::Schema(format!(
+                "DuckDB returned {} columns, the schema has {}",
+                rb.num_columns(),
+                schema.len()
+            )));
+        }
+        let mut converted_at = Vec::with_capacity(schema.len());
+        let mut convert = Vec::new();
+        for (i, field) in schema.fields().iter().enumerate() {
+            if in_place(field, rb.column(i).as_ref()).is_some() {
+                converted_at.push(None);
+            } else {
+                converted_at.push(Some(convert.len()));
+                convert.push(i);
+            }
+        }
+        let converted = if convert.is_empty() {
+            None
+        } else {
+            let fields = convert
+                .iter()
+                .map(|&i| schema.fields()[i].clone())
+                .collect();
+            let part = Arc::new(Schema::from_parts(fields, Vec::new())?);
+            let mut b = BatchBuilder::with_capacity(part, rb.num_rows());
+            for (j, &i) in convert.iter().enumerate() {
+                let field = &schema.fields()[i];
+                push_column(&mut b, j, field, rb.column(i).as_ref(), 0..rb.num_rows())?;
+            }
+            Some(b.finish()?)
+        };
+        Ok(ArrowRows {
+            rb,
+            schema,
+            converted_at,
+            converted,
+        })
+    }
+
+    /// How many columns are read in place (the rest are converted).
+    #[cfg(test)]
+    fn in_place_columns(&self) -> usize {
+        self.converted_at.iter().filter(|c| c.is_none()).count()
+    }
+}
+
+impl DigestRows for ArrowRows {
+    fn schema(&self) -> &Schema {
+        &self.schema
+    }
+
+    fn num_rows(&self) -> usize {
+        self.rb.num_rows()
+    }
+
+    fn column(&self, i: usize) -> ColumnRef<'_> {
+        if let (Some(Some(j)), Some(batch)) = (self.converted_at.get(i), &self.converted) {
+            return DigestRows::column(batch, *j);
+        }
+        let array = self.rb.column(i).as_ref();
+        ColumnRef {
+            // `new` found the column readable in place; were it not, no values: the digest
+            // then fails on the column rather than read a wrong one.
+            values: in_place(&self.schema.fields()[i], array).unwrap_or(Values::Bool(&[])),
+            validity: array
+                .nulls()
+                .filter(|n| n.null_count() > 0)
+                .map(|n| (n.validity(), n.offset())),
+        }
+    }
+}
+
+/// `array`'s values as they are, when their layout is `field`'s storage and they need no
+/// conversion (the same values [`push_column`] would push).
+fn in_place<'a>(field: &Field, array: &'a dyn Array) -> Option<Values<'a>> {
+    use duckdb::arrow::datatypes as t;
+    fn values<T: ArrowPrimitiveType>(array: &dyn Array) -> Option<&[T::Native]> {
+        array.as_primitive_opt::<T>().map(|a| &a.values()[..])
+    }
+    let t = &field.logical_type;
+    Some(match (t.storage(), array.data_type()) {
+        (Storage::I8, DataType::Int8) => Values::I8(values::<t::Int8Type>(array)?),
+        (Storage::I16, DataType::Int16) => Values::I16(values::<t::Int16Type>(array)?),
+        (Storage::I32, DataType::Int32) => Values::I32(values::<t::Int32Type>(array)?),
+        (Storage::I32, DataType::Date32) => Values::I32(values::<t::Date32Type>(array)?),
+        (Storage::I64, DataType::Int64) => Values::I64(values::<t::Int64Type>(array)?),
+        (Storage::I64, DataType::Time64(TimeUnit::Microsecond)) => {
+            Values::I64(values::<t::Time64MicrosecondType>(array)?)
+        }
+        (Storage::I64, DataType::Timestamp(TimeUnit::Microsecond, _)) => {
+            Values::I64(values::<t::TimestampMicrosecondType>(array)?)
+        }
+        (Storage::I128, DataType::Decimal128(_, scale))
+            if u8::try_from(*scale).ok() == Some(t.decimal_scale().unwrap_or(0)) =>
+        {
+            Values::I128(values::<t::Decimal128Type>(array)?)
+        }
+        (Storage::U8, DataType::UInt8) => Values::U8(values::<t::UInt8Type>(array)?),
+        (Storage::U16, DataType::UInt16) => Values::U16(values::<t::UInt16Type>(array)?),
+        (Storage::U32, DataType::UInt32) => Values::U32(values::<t::UInt32Type>(array)?),
+        (Storage::U64, DataType::UInt64) => Values::U64(values::<t::UInt64Type>(array)?),
+        (Storage::F32, DataType::Float32) => Values::F32(values::<t::Float32Type>(array)?),
+        (Storage::F64, DataType::Float64) => Values::F64(values::<t::Float64Type>(array)?),
+        (Storage::Utf8, DataType::Utf8) => {
+            let a = array.as_string_opt::<i32>()?;
+            Values::Utf8 {
+                offsets: a.value_offsets(),
+                data: a.value_data(),
+            }
+        }
+        (Storage::Binary, DataType::Binary) => {
+            let a = array.as_binary_opt::<i32>()?;
+            Values::Binary {
+                offsets: a.value_offsets(),
+                data: a.value_data(),
+            }
+        }
+        _ => return None,
+    })
 }
 
 /// Row `row` of `array` as a [`Value`] of `field`'s logical type (cursor values; allocates).
@@ -673,6 +818,114 @@ mod tests {
             format!("-1 months 2 days {} microseconds", i64::MAX)
         );
         assert!(text.is_null(1));
+    }
+
+    #[test]
+    fn arrow_rows_digest_like_the_batch_they_read_into() {
+        use duckdb::arrow::array::{Date32Array, Int64Array, TimestampNanosecondArray};
+        let schema = Arc::new(
+            Schema::new(
+                vec![
+                    Field::new("id", LogicalType::Int64, false),
+                    Field::new("name", LogicalType::Varchar { max_length: None }, true),
+                    Field::new(
+                        "price",
+                        LogicalType::Decimal {
+                            precision: 12,
+                            scale: 2,
+                        },
+                        true,
+                    ),
+                    Field::new(
+                        "rate",
+                        LogicalType::Decimal {
+                            precision: 12,
+                            scale: 4,
+                        },
+                        true,
+                    ),
+                    Field::new("day", LogicalType::Date, true),
+                    Field::new("ok", LogicalType::Bool, true),
+                    Field::new("at", LogicalType::Timestamp { precision: 6 }, true),
+                ],
+                &["id"],
+            )
+            .unwrap(),
+        );
+        let n = 300usize;
+        let some = |i: usize| i % 7 != 3;
+        let names: Vec<Option<String>> = (0..n)
+            .map(|i| some(i).then(|| "x".repeat(i % 13)))
+            .collect();
+        let arrays: Vec<ArrayRef> = vec![
+            Arc::new(Int64Array::from_iter_values((0..n as i64).map(|i| i * 3))),
+            Arc::new(StringArray::from(names)),
+            Arc::new(
+                Decimal128Array::from_iter((0..n).map(|i| some(i).then_some(i as i128 * 1001)))
+                    .with_precision_and_scale(12, 2)
+                    .unwrap(),
+            ),
+            // At another scale than the column's: converted.
+            Arc::new(
+                Decimal128Array::from_iter((0..n).map(|i| some(i + 1).then_some(i as i128)))
+                    .with_precision_and_scale(12, 1)
+                    .unwrap(),
+            ),
+            Arc::new(Date32Array::from_iter(
+                (0..n).map(|i| some(i + 2).then_some(i as i32 - 100)),
+            )),
+            // Bits in Arrow, bytes in a batch: converted.
+            Arc::new(BooleanArray::from_iter(
+                (0..n).map(|i| some(i + 3).then_some(i % 2 == 0)),
+            )),
+            // Nanoseconds: converted.
+            Arc::new(
+                TimestampNanosecondArray::from_iter(
+                    (0..n).map(|i| some(i + 4).then_some(i as i64 * 1_000_123)),
+                )
+                .with_timezone_utc(),
+            ),
+        ];
+        let fields: Vec<ArrowField> = arrays
+            .iter()
+            .enumerate()
+            .map(|(i, a)| ArrowField::new(format!("f{i}"), a.data_type().clone(), true))
+            .collect();
+        let whole = RecordBatch::try_new(Arc::new(ArrowSchema::new(fields)), arrays).unwrap();
+        // Sliced as DuckDB's reader may hand them on: offsets into values, validity and
+        // text offsets that do not start at 0.
+        for (start, len) in [(0, n), (5, 200), (17, 1), (3, 0)] {
+            let rb = whole.slice(start, len);
+            let mut b = BatchBuilder::new(Arc::clone(&schema));
+            push_rows(&mut b, &rb, 0..len).unwrap();
+            let want = caudal_connector::TableDigest::of_batch("t", &b.finish().unwrap());
+            let rows = ArrowRows::new(rb, Arc::clone(&schema)).unwrap();
+            assert_eq!(rows.in_place_columns(), 4);
+            let mut digester = caudal_connector::Digester::new("t");
+            digester.push_rows(rows);
+            let got = digester.finish().unwrap();
+            assert_eq!(got, want, "rows {start}..{}", start + len);
+            assert_eq!(got.rows(), len as i64);
+        }
+        // A column DuckDB returned as something it does not read as: named.
+        let rb = whole.slice(0, 10);
+        let wrong = Arc::new(
+            Schema::new(
+                vec![
+                    Field::new("id", LogicalType::Date, false),
+                    Field::new("name", LogicalType::Varchar { max_length: None }, true),
+                    Field::new("price", LogicalType::Float64, true),
+                    Field::new("rate", LogicalType::Float64, true),
+                    Field::new("day", LogicalType::Date, true),
+                    Field::new("ok", LogicalType::Bool, true),
+                    Field::new("at", LogicalType::Timestamp { precision: 6 }, true),
+                ],
+                &[],
+            )
+            .unwrap(),
+        );
+        let err = ArrowRows::new(rb, wrong).err().unwrap().to_string();
+        assert!(err.contains("column `id`"), "{err}");
     }
 
     #[test]

@@ -15,13 +15,13 @@
 //! deletes by key. Temporary tables live in memory only, so staging writes no WAL.
 
 use caudal_connector::{
-    Batch, BatchReader, ChunkLimits, DigestRequest, Digester, Error, PrepareTable, Result, Schema,
-    Sink, TableDigest, WriteOp, WriteOutcome, WriteRequest,
+    Batch, ChunkLimits, DigestRequest, Digester, Error, PrepareTable, Result, Schema, Sink,
+    TableDigest, WriteOp, WriteOutcome, WriteRequest,
 };
 use duckdb::Connection;
 
 use crate::DuckDb;
-use crate::arrow::record_batch;
+use crate::arrow::{ArrowRows, record_batch};
 use crate::database::{db_error, is_out_of_memory};
 use crate::source::{DuckDbReader, tables};
 use crate::sql::{TableName, ident, key_range_condition};
@@ -32,10 +32,6 @@ pub const OFFSETS_TABLE: &str = "_caudal_offsets";
 /// The temporary staging table of upserts and deletes (per connection, so writers on other
 /// connections never see it).
 const STAGING_TABLE: &str = "_caudal_staging";
-
-/// Rows per batch handed to the digest workers: large enough that handing over costs little,
-/// small enough that both workers stay busy to the end of the scan.
-const DIGEST_CHUNK_ROWS: usize = 16_384;
 
 const CREATE_OFFSETS: &str = "CREATE TABLE IF NOT EXISTS main._caudal_offsets (
     pipeline VARCHAR NOT NULL,
@@ -414,12 +410,13 @@ impl Sink for DuckDb {
         {
             sql.push_str(&format!(" WHERE {cond}"));
         }
-        // The scan runs on its own connection in a thread of the reader while this thread
-        // turns DuckDB's vectors into batches and the digest workers hash them: scan,
-        // conversion and hashing overlap.
+        // The scan runs on its own connection in a thread of the reader while the digest
+        // workers hash what it returned, in place (`ArrowRows`): scan and hashing overlap.
+        // Record batches are taken whole, never cut into chunks: the smallest limits keep the
+        // reader's unused chunk builder small.
         let limits = ChunkLimits {
-            max_rows: DIGEST_CHUNK_ROWS,
-            max_bytes: usize::MAX,
+            max_rows: 1,
+            max_bytes: 1,
         };
         let started = DuckDbReader::start(
             &self.db,
@@ -443,10 +440,11 @@ impl Sink for DuckDb {
             }
         };
         let mut digest = Digester::new(&request.table);
-        while let Some(chunk) = reader.next_chunk().map_err(|e| e.context(&ctx))? {
-            digest.push(chunk.batch);
+        while let Some(rb) = reader.next_record_batch().map_err(|e| e.context(&ctx))? {
+            let rows = ArrowRows::new(rb, std::sync::Arc::clone(&schema));
+            digest.push_rows(rows.map_err(|e| e.context(&ctx))?);
         }
-        Ok(digest.finish())
+        digest.finish().map_err(|e| e.context(&ctx))
     }
 
     fn replace_table(&mut self, staging: &str, table: &str) -> Result<()> {

@@ -360,6 +360,18 @@ impl DuckDbReader {
         }
     }
 
+    /// The next record batch as DuckDB returned it (what is left of it when chunks took some
+    /// of its rows), for readers that need no chunks; `None` after the last.
+    pub(crate) fn next_record_batch(&mut self) -> Result<Option<RecordBatch>> {
+        if !self.fill()? {
+            return Ok(None);
+        }
+        Ok(self
+            .pending
+            .take()
+            .map(|(rb, row)| rb.slice(row, rb.num_rows() - row)))
+    }
+
     /// Pushes up to `limit` rows of the pending batch.
     fn push_pending(&mut self, limit: usize) -> Result<()> {
         let Some((rb, row)) = self.pending.take() else {

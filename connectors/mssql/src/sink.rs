@@ -535,7 +535,7 @@ async fn digest(
         }
     }
     digest.push(builder.take()?);
-    Ok(digest.finish())
+    digest.finish()
 }
 
 async fn replace(

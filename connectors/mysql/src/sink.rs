@@ -699,7 +699,7 @@ async fn digest(pool: &MySqlPool, shared: &Shared, request: &DigestRequest) -> R
         }
     }
     digest.push(builder.take()?);
-    Ok(digest.finish())
+    digest.finish()
 }
 
 async fn table_exists(pool: &MySqlPool, table: &TableName) -> Result<bool> {

@@ -484,7 +484,7 @@ pub(crate) fn table_digest(redis: &mut Redis, request: &DigestRequest) -> Result
         while let Some(batch) = scanner.next_batch(&limits)? {
             digester.push(batch);
         }
-        return Ok(digester.finish());
+        return digester.finish();
     }
     while let Some(batch) = scanner.next_batch(&limits)? {
         for row in 0..batch.num_rows() {

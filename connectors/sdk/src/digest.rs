@@ -40,8 +40,9 @@
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
-use crate::batch::{Batch, Bitmap, ColumnData, Interval, OffsetTimestamp, Utf8Data, VarData};
+use crate::batch::{Batch, Interval, OffsetTimestamp};
 use crate::error::{Error, Result};
+use crate::rows::{DigestRows, Values, check_column};
 use crate::types::LogicalType;
 
 /// Number of 16-bit lanes of the table digest state.
@@ -77,6 +78,41 @@ impl RowDigest {
     }
 }
 
+/// Variable-length values: value `i` is `data[offsets[i]..offsets[i + 1]]` (checked by
+/// [`crate::rows::check_column`] for every row read).
+#[derive(Clone, Copy)]
+struct Var<'a> {
+    offsets: &'a [i32],
+    data: &'a [u8],
+}
+
+impl<'a> Var<'a> {
+    #[inline]
+    fn get(&self, i: usize) -> &'a [u8] {
+        &self.data[self.offsets[i] as usize..self.offsets[i + 1] as usize]
+    }
+}
+
+/// Which cells are non-NULL: bit `offset + i` of `bits`, or all of them.
+#[derive(Clone, Copy)]
+struct Validity<'a> {
+    bits: Option<&'a [u8]>,
+    offset: usize,
+}
+
+impl Validity<'_> {
+    #[inline]
+    fn get(&self, i: usize) -> bool {
+        match self.bits {
+            None => true,
+            Some(bits) => {
+                let j = self.offset + i;
+                bits[j / 8] & (1 << (j % 8)) != 0
+            }
+        }
+    }
+}
+
 /// A column prepared for canonical encoding: the value class is decided once per column.
 enum Cells<'a> {
     Bool(&'a [bool]),
@@ -96,41 +132,41 @@ enum Cells<'a> {
     Time(&'a [i64]),
     Instant(&'a [i64]),
     Offset(&'a [OffsetTimestamp]),
-    Text(&'a Utf8Data),
-    Binary(&'a VarData),
+    Text(Var<'a>),
+    Binary(Var<'a>),
     Uuid(&'a [[u8; 16]]),
     Interval(&'a [Interval]),
 }
 
 impl<'a> Cells<'a> {
-    fn new(data: &'a ColumnData, t: &LogicalType) -> Cells<'a> {
+    fn new(values: Values<'a>, t: &LogicalType) -> Cells<'a> {
         use LogicalType as L;
-        match data {
-            ColumnData::Bool(v) => Cells::Bool(v),
-            ColumnData::I8(v) => Cells::I8(v),
-            ColumnData::I16(v) => Cells::I16(v),
-            ColumnData::I32(v) if *t == L::Date => Cells::Date(v),
-            ColumnData::I32(v) => Cells::I32(v),
-            ColumnData::I64(v) => match t {
+        match values {
+            Values::Bool(v) => Cells::Bool(v),
+            Values::I8(v) => Cells::I8(v),
+            Values::I16(v) => Cells::I16(v),
+            Values::I32(v) if *t == L::Date => Cells::Date(v),
+            Values::I32(v) => Cells::I32(v),
+            Values::I64(v) => match t {
                 L::Time { .. } => Cells::Time(v),
                 L::DateTime { .. } | L::Timestamp { .. } => Cells::Instant(v),
                 _ => Cells::I64(v),
             },
-            ColumnData::I128(v) => match t.decimal_scale() {
+            Values::I128(v) => match t.decimal_scale() {
                 Some(scale) => Cells::Decimal(v, scale),
                 None => Cells::I128(v),
             },
-            ColumnData::U8(v) => Cells::U8(v),
-            ColumnData::U16(v) => Cells::U16(v),
-            ColumnData::U32(v) => Cells::U32(v),
-            ColumnData::U64(v) => Cells::U64(v),
-            ColumnData::F32(v) => Cells::F32(v),
-            ColumnData::F64(v) => Cells::F64(v),
-            ColumnData::Utf8(v) => Cells::Text(v),
-            ColumnData::Binary(v) => Cells::Binary(v),
-            ColumnData::Uuid(v) => Cells::Uuid(v),
-            ColumnData::OffsetTimestamp(v) => Cells::Offset(v),
-            ColumnData::Interval(v) => Cells::Interval(v),
+            Values::U8(v) => Cells::U8(v),
+            Values::U16(v) => Cells::U16(v),
+            Values::U32(v) => Cells::U32(v),
+            Values::U64(v) => Cells::U64(v),
+            Values::F32(v) => Cells::F32(v),
+            Values::F64(v) => Cells::F64(v),
+            Values::Utf8 { offsets, data } => Cells::Text(Var { offsets, data }),
+            Values::Binary { offsets, data } => Cells::Binary(Var { offsets, data }),
+            Values::Uuid(v) => Cells::Uuid(v),
+            Values::OffsetTimestamp(v) => Cells::Offset(v),
+            Values::Interval(v) => Cells::Interval(v),
         }
     }
 
@@ -157,8 +193,7 @@ impl<'a> Cells<'a> {
             | Cells::Instant(_)
             | Cells::Offset(_) => 9,
             Cells::Date(_) => 5,
-            Cells::Text(v) => 9 + v.raw().get(i).len(),
-            Cells::Binary(v) => 9 + v.get(i).len(),
+            Cells::Text(v) | Cells::Binary(v) => 9 + v.get(i).len(),
         }
     }
 
@@ -200,7 +235,7 @@ impl<'a> Cells<'a> {
             Cells::Instant(v) => instant(h, v[i]),
             Cells::Offset(v) => instant(h, v[i].utc_micros),
             // The bytes as stored: a batch holds only valid UTF-8 (checked on decode).
-            Cells::Text(v) => bytes(h, 0x08, v.raw().get(i)),
+            Cells::Text(v) => bytes(h, 0x08, v.get(i)),
             Cells::Binary(v) => bytes(h, 0x09, v.get(i)),
             Cells::Uuid(v) => {
                 h.extend_from_slice(&[0x0A]);
@@ -282,7 +317,7 @@ struct RowHasher<'a> {
     midstate: [u32; 8],
     /// Bytes of the table prefix (whole blocks).
     prefix_len: u64,
-    columns: Vec<(Cells<'a>, &'a Bitmap)>,
+    columns: Vec<(Cells<'a>, Validity<'a>)>,
     key: &'a [usize],
 }
 
@@ -300,23 +335,59 @@ struct GroupScratch {
 const GROUP_ROWS: usize = crate::sha256x16::LANES;
 
 impl<'a> RowHasher<'a> {
+    /// The hasher of a batch's rows (checked when the batch was built or decoded).
     fn new(table: &str, batch: &'a Batch) -> RowHasher<'a> {
+        let columns = batch
+            .columns()
+            .iter()
+            .zip(batch.schema().fields())
+            .map(|(c, f)| {
+                let validity = Validity {
+                    bits: Some(c.validity().as_bytes()),
+                    offset: 0,
+                };
+                (Cells::new(c.data().values(), &f.logical_type), validity)
+            })
+            .collect();
+        RowHasher::with_columns(table, columns, batch.schema().primary_key())
+    }
+
+    /// The hasher of rows held elsewhere; every column is checked first.
+    fn of(table: &str, rows: &'a dyn DigestRows) -> Result<RowHasher<'a>> {
+        let schema = rows.schema();
+        let n = rows.num_rows();
+        let mut columns = Vec::with_capacity(schema.len());
+        for (i, f) in schema.fields().iter().enumerate() {
+            let c = rows.column(i);
+            check_column(&f.name, f.logical_type.storage(), &c, n)?;
+            let validity = Validity {
+                bits: c.validity.map(|(bits, _)| bits),
+                offset: c.validity.map_or(0, |(_, offset)| offset),
+            };
+            columns.push((Cells::new(c.values, &f.logical_type), validity));
+        }
+        Ok(RowHasher::with_columns(
+            table,
+            columns,
+            schema.primary_key(),
+        ))
+    }
+
+    fn with_columns(
+        table: &str,
+        columns: Vec<(Cells<'a>, Validity<'a>)>,
+        key: &'a [usize],
+    ) -> RowHasher<'a> {
         let mut prefix = Vec::with_capacity(64 + table.len());
         prefix.extend_from_slice(ROW_DOMAIN);
         prefix.extend_from_slice(&(table.len() as u64).to_le_bytes());
         prefix.extend_from_slice(table.as_bytes());
         prefix.resize(prefix.len().div_ceil(64) * 64, 0);
-        let columns = batch
-            .columns()
-            .iter()
-            .zip(batch.schema().fields())
-            .map(|(c, f)| (Cells::new(c.data(), &f.logical_type), c.validity()))
-            .collect();
         RowHasher {
             midstate: crate::sha256x16::midstate(&prefix),
             prefix_len: prefix.len() as u64,
             columns,
-            key: batch.schema().primary_key(),
+            key,
         }
     }
 
@@ -525,10 +596,32 @@ fn digest_rows(table: &str, batch: &Batch) -> TableDigest {
 /// worker took which batch).
 pub struct Digester {
     table: std::sync::Arc<str>,
-    sender: Option<std::sync::mpsc::SyncSender<Batch>>,
-    workers: Vec<std::thread::JoinHandle<TableDigest>>,
+    sender: Option<std::sync::mpsc::SyncSender<Work>>,
+    workers: Vec<std::thread::JoinHandle<Result<TableDigest>>>,
     /// The digest of batches folded on the calling thread (no worker could be started).
-    local: TableDigest,
+    local: Result<TableDigest>,
+}
+
+/// What a digest worker takes.
+enum Work {
+    Batch(Batch),
+    Rows(Box<dyn DigestRows>),
+}
+
+impl Work {
+    /// Adds the rows to `total`; rows held elsewhere are checked first.
+    fn fold(&self, table: &str, total: &mut TableDigest) -> Result<()> {
+        let hasher = match self {
+            Work::Batch(batch) => RowHasher::new(table, batch),
+            Work::Rows(rows) => RowHasher::of(table, rows.as_ref())?,
+        };
+        let rows = match self {
+            Work::Batch(batch) => batch.num_rows(),
+            Work::Rows(rows) => rows.num_rows(),
+        };
+        total.combine(&digest_range(&hasher, 0..rows));
+        Ok(())
+    }
 }
 
 impl Digester {
@@ -540,7 +633,7 @@ impl Digester {
             .min(MAX_DIGEST_THREADS);
         let table: std::sync::Arc<str> = table.into();
         // Two batches queued per worker: enough to keep them busy, little memory held.
-        let (sender, receiver) = std::sync::mpsc::sync_channel::<Batch>(threads * 2);
+        let (sender, receiver) = std::sync::mpsc::sync_channel::<Work>(threads * 2);
         let receiver = std::sync::Arc::new(std::sync::Mutex::new(receiver));
         let mut workers = Vec::with_capacity(threads);
         for _ in 0..threads {
@@ -552,17 +645,23 @@ impl Digester {
                 .name("caudal-digest".into())
                 .spawn(move || {
                     let mut total = TableDigest::new();
+                    let mut failed = None;
                     loop {
                         // The lock is held only while taking the next batch.
                         let next = match receiver.lock() {
                             Ok(r) => r.recv(),
                             Err(_) => break,
                         };
-                        let Ok(batch) = next else { break };
-                        let hasher = RowHasher::new(&table, &batch);
-                        total.combine(&digest_range(&hasher, 0..batch.num_rows()));
+                        let Ok(work) = next else { break };
+                        // After an error the rest is only drained, so the caller never
+                        // blocks on a full queue.
+                        if failed.is_none()
+                            && let Err(e) = work.fold(&table, &mut total)
+                        {
+                            failed = Some(e);
+                        }
                     }
-                    total
+                    failed.map_or(Ok(total), Err)
                 });
             match spawned {
                 Ok(handle) => workers.push(handle),
@@ -573,30 +672,54 @@ impl Digester {
             table,
             sender: (!workers.is_empty()).then_some(sender),
             workers,
-            local: TableDigest::new(),
+            local: Ok(TableDigest::new()),
         }
     }
 
     /// Adds the rows of `batch`; returns once a worker can take it.
     pub fn push(&mut self, batch: Batch) {
-        let batch = match &self.sender {
-            Some(sender) => match sender.send(batch) {
-                Ok(()) => return,
-                // Every worker is gone (only if one panicked): fold here; `finish` re-raises.
-                Err(std::sync::mpsc::SendError(batch)) => batch,
-            },
-            None => batch,
-        };
-        self.local.add_batch(&self.table, &batch);
+        self.hand_over(Work::Batch(batch));
     }
 
-    /// The digest of every row pushed.
-    pub fn finish(mut self) -> TableDigest {
+    /// Adds rows held in a connector's own buffers, digested where they are; returns once a
+    /// worker can take them. Columns that do not hold what the schema says make
+    /// [`Digester::finish`] fail.
+    pub fn push_rows(&mut self, rows: impl DigestRows + 'static) {
+        self.hand_over(Work::Rows(Box::new(rows)));
+    }
+
+    fn hand_over(&mut self, work: Work) {
+        let work = match &self.sender {
+            Some(sender) => match sender.send(work) {
+                Ok(()) => return,
+                // Every worker is gone (only if one panicked): fold here; `finish` re-raises.
+                Err(std::sync::mpsc::SendError(work)) => work,
+            },
+            None => work,
+        };
+        if let Ok(local) = &mut self.local
+            && let Err(e) = work.fold(&self.table, local)
+        {
+            self.local = Err(e);
+        }
+    }
+
+    /// The digest of every row pushed, or the first error of rows that could not be read.
+    pub fn finish(mut self) -> Result<TableDigest> {
         drop(self.sender.take());
-        let mut total = std::mem::take(&mut self.local);
+        let mut total = std::mem::replace(&mut self.local, Ok(TableDigest::new()));
         for handle in self.workers.drain(..) {
             match handle.join() {
-                Ok(part) => total.combine(&part),
+                Ok(Ok(part)) => {
+                    if let Ok(t) = &mut total {
+                        t.combine(&part);
+                    }
+                }
+                Ok(Err(e)) => {
+                    if total.is_ok() {
+                        total = Err(e);
+                    }
+                }
                 // Digesting a checked batch does not panic; if it ever did, re-raise it here
                 // rather than return a digest that silently misses rows.
                 Err(payload) => std::panic::resume_unwind(payload),
@@ -1088,10 +1211,204 @@ mod tests {
             one_by_one.add_batch("t", &batch);
             digester.push(batch);
         }
-        let got = digester.finish();
+        let got = digester.finish().unwrap();
         assert_eq!(got, one_by_one);
         assert_eq!(got.rows(), 2000);
-        assert_eq!(Digester::new("t").finish(), TableDigest::new());
+        assert_eq!(Digester::new("t").finish().unwrap(), TableDigest::new());
+    }
+
+    /// Rows `skip..` of a batch, seen the way Arrow slices arrays: values and offsets from
+    /// `skip` on (offsets not starting at 0), validity from bit `skip`; or broken on purpose.
+    struct Sliced {
+        batch: Batch,
+        skip: usize,
+        /// Column 0's values given as another storage.
+        wrong_storage: bool,
+        /// Column 0's values one short.
+        short_values: bool,
+        /// A text column's offsets decreasing at row `skip + 1`.
+        bad_offsets: Option<(usize, Vec<i32>)>,
+        /// The last column's validity a byte short.
+        short_validity: bool,
+    }
+
+    impl Sliced {
+        fn new(batch: Batch, skip: usize) -> Sliced {
+            Sliced {
+                batch,
+                skip,
+                wrong_storage: false,
+                short_values: false,
+                bad_offsets: None,
+                short_validity: false,
+            }
+        }
+    }
+
+    impl DigestRows for Sliced {
+        fn schema(&self) -> &Schema {
+            self.batch.schema()
+        }
+
+        fn num_rows(&self) -> usize {
+            self.batch.num_rows() - self.skip
+        }
+
+        fn column(&self, i: usize) -> crate::rows::ColumnRef<'_> {
+            let k = self.skip;
+            let c = &self.batch.columns()[i];
+            let mut values = match c.data().values() {
+                Values::I64(v) => Values::I64(&v[k..]),
+                Values::Bool(v) => Values::Bool(&v[k..]),
+                Values::I8(v) => Values::I8(&v[k..]),
+                Values::I16(v) => Values::I16(&v[k..]),
+                Values::I32(v) => Values::I32(&v[k..]),
+                Values::I128(v) => Values::I128(&v[k..]),
+                Values::U8(v) => Values::U8(&v[k..]),
+                Values::U16(v) => Values::U16(&v[k..]),
+                Values::U32(v) => Values::U32(&v[k..]),
+                Values::U64(v) => Values::U64(&v[k..]),
+                Values::F32(v) => Values::F32(&v[k..]),
+                Values::F64(v) => Values::F64(&v[k..]),
+                Values::Utf8 { offsets, data } => Values::Utf8 {
+                    offsets: &offsets[k..],
+                    data,
+                },
+                Values::Binary { offsets, data } => Values::Binary {
+                    offsets: &offsets[k..],
+                    data,
+                },
+                Values::Uuid(v) => Values::Uuid(&v[k..]),
+                Values::OffsetTimestamp(v) => Values::OffsetTimestamp(&v[k..]),
+                Values::Interval(v) => Values::Interval(&v[k..]),
+            };
+            if i == 0
+                && let Values::I64(v) = values
+            {
+                if self.wrong_storage {
+                    values = Values::U64(&[]);
+                } else if self.short_values {
+                    values = Values::I64(&v[..v.len() - 1]);
+                }
+            }
+            if let Some((col, offsets)) = &self.bad_offsets
+                && *col == i
+                && let Values::Utf8 { data, .. } = values
+            {
+                values = Values::Utf8 { offsets, data };
+            }
+            let mut bits = c.validity().as_bytes();
+            if self.short_validity && i + 1 == self.batch.num_columns() {
+                bits = &bits[..bits.len() - 1];
+            }
+            crate::rows::ColumnRef {
+                values,
+                validity: Some((bits, k)),
+            }
+        }
+    }
+
+    #[test]
+    fn rows_read_in_place_digest_like_the_same_rows_in_a_batch() {
+        let schema = Arc::new(all_types_schema());
+        for (skip, rows) in [(0, 1), (3, 40), (5, 16), (13, 333)] {
+            let whole = all_types_batch(&schema, 0, skip + rows).unwrap();
+            let tail = all_types_batch(&schema, skip as u64, rows).unwrap();
+            let want = TableDigest::of_batch("t", &tail);
+            let mut digester = Digester::new("t");
+            digester.push_rows(Sliced::new(whole, skip));
+            assert_eq!(
+                digester.finish().unwrap(),
+                want,
+                "{skip} skipped, {rows} rows"
+            );
+        }
+        // No validity bitmap means no NULLs.
+        struct NoNulls(Batch);
+        impl DigestRows for NoNulls {
+            fn schema(&self) -> &Schema {
+                self.0.schema()
+            }
+            fn num_rows(&self) -> usize {
+                self.0.num_rows()
+            }
+            fn column(&self, i: usize) -> crate::rows::ColumnRef<'_> {
+                crate::rows::ColumnRef {
+                    values: self.0.columns()[i].data().values(),
+                    validity: None,
+                }
+            }
+        }
+        let schema = Arc::new(
+            Schema::new(
+                vec![
+                    Field::new("id", LogicalType::Int64, false),
+                    Field::new("name", LogicalType::Text { max_bytes: None }, false),
+                ],
+                &["id"],
+            )
+            .unwrap(),
+        );
+        let mut b = BatchBuilder::with_capacity(Arc::clone(&schema), 3);
+        for (id, name) in [(1i64, "uno"), (2, ""), (3, "tres")] {
+            b.push(0, id).unwrap();
+            b.push(1, name).unwrap();
+        }
+        let batch = b.finish().unwrap();
+        let want = TableDigest::of_batch("t", &batch);
+        let mut digester = Digester::new("t");
+        digester.push_rows(NoNulls(batch));
+        assert_eq!(digester.finish().unwrap(), want);
+    }
+
+    #[test]
+    fn rows_read_in_place_that_do_not_hold_their_schema_fail_by_column() {
+        let schema = Arc::new(all_types_schema());
+        let text_col = schema
+            .fields()
+            .iter()
+            .position(|f| f.logical_type.storage() == crate::types::Storage::Utf8)
+            .unwrap();
+        let text_name = schema.fields()[text_col].name.clone();
+        let last_name = schema.fields().last().unwrap().name.clone();
+        let id_name = schema.fields()[0].name.clone();
+        let broken: Vec<(Sliced, &str, String)> = vec![
+            {
+                let mut s = Sliced::new(all_types_batch(&schema, 0, 40).unwrap(), 2);
+                s.wrong_storage = true;
+                (s, "stored as I64", id_name.clone())
+            },
+            {
+                let mut s = Sliced::new(all_types_batch(&schema, 0, 40).unwrap(), 2);
+                s.short_values = true;
+                (s, "37 values for 38 rows", id_name.clone())
+            },
+            {
+                let mut s = Sliced::new(all_types_batch(&schema, 0, 40).unwrap(), 0);
+                let mut offsets = vec![0i32; 41];
+                offsets[1] = 5;
+                s.bad_offsets = Some((text_col, offsets));
+                (s, "offsets decrease", text_name.clone())
+            },
+            {
+                let mut s = Sliced::new(all_types_batch(&schema, 0, 40).unwrap(), 0);
+                s.bad_offsets = Some((text_col, vec![0i32, 1 << 30]));
+                (s, "values for 40 rows", text_name.clone())
+            },
+            {
+                let mut s = Sliced::new(all_types_batch(&schema, 0, 40).unwrap(), 0);
+                s.short_validity = true;
+                (s, "validity bits", last_name.clone())
+            },
+        ];
+        for (rows, what, column) in broken {
+            let mut digester = Digester::new("t");
+            digester.push(all_types_batch(&schema, 100, 10).unwrap());
+            digester.push_rows(rows);
+            let err = digester.finish().unwrap_err().to_string();
+            assert!(err.contains(what), "{err}");
+            assert!(err.contains(&format!("`{column}`")), "{err}");
+        }
     }
 
     #[test]

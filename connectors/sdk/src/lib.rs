@@ -9,6 +9,7 @@
 //!   journal stores.
 //! - [`builder`]: [`BatchBuilder`] for sources, [`ChunkLimits`] (8 MiB or 20k rows).
 //! - [`digest`]: [`RowDigest`] and the homomorphic [`TableDigest`] of DESIGN.md.
+//! - [`rows`]: [`DigestRows`], rows the digest reads where a connector holds them.
 //! - [`connector`]: the traits a plugin implements — [`Connector`], [`Source`],
 //!   [`BatchReader`], [`Sink`].
 //! - [`abi`]: the C ABI and [`export_connector!`], which turns a [`Connector`] into a plugin.
@@ -68,7 +69,9 @@
 //! A sink implements [`Sink::write`] as one transaction that applies the batch and stores the
 //! request's seq as the offset of `(pipeline, stream)`, and computes [`Sink::table_digest`] by
 //! reading rows back into batches of the request's schema and calling
-//! [`TableDigest::add_batch`] (never a digest of its own).
+//! [`TableDigest::add_batch`] or [`Digester::push`] (never a digest of its own). A sink whose
+//! database hands out columnar buffers may give them to [`Digester::push_rows`] as
+//! [`DigestRows`] instead: the same digest without the copy into a batch.
 //!
 //! # Storage of each logical type in a batch
 //!
@@ -100,6 +103,7 @@ pub mod connector;
 pub mod digest;
 pub mod error;
 pub mod expand;
+pub mod rows;
 pub mod sample;
 mod sha256x16;
 pub mod types;
@@ -115,5 +119,6 @@ pub use connector::{
 };
 pub use digest::{Digester, RowDigest, TableDigest};
 pub use error::{Error, ErrorCode, Result, Secret};
+pub use rows::{ColumnRef, DigestRows, Values};
 pub use types::{Capabilities, Field, LogicalType, Schema, SchemaId, Storage};
 pub use value::{KeyRange, Value};
