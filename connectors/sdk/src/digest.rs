@@ -42,7 +42,7 @@ use sha2::{Digest as _, Sha256};
 
 use crate::batch::{Batch, Interval, OffsetTimestamp};
 use crate::error::{Error, Result};
-use crate::rows::{DigestRows, Values, check_column};
+use crate::rows::{ColumnRef, DigestRows, Values, check_column};
 use crate::types::LogicalType;
 
 /// Number of 16-bit lanes of the table digest state.
@@ -78,8 +78,8 @@ impl RowDigest {
     }
 }
 
-/// Variable-length values: value `i` is `data[offsets[i]..offsets[i + 1]]` (checked by
-/// [`crate::rows::check_column`] for every row read).
+/// Variable-length values: value `i` is `data[offsets[i]..offsets[i + 1]]` (checked when a
+/// batch is built or decoded, or by [`crate::rows::check_column`] for rows read in place).
 #[derive(Clone, Copy)]
 struct Var<'a> {
     offsets: &'a [i32],
@@ -311,6 +311,21 @@ pub fn normalize_decimal(mut unscaled: i128, mut scale: u8) -> (i128, u8) {
     (unscaled, scale)
 }
 
+/// A column ready for encoding: its cells by value class and its validity.
+fn prepare<'a>(c: ColumnRef<'a>, t: &LogicalType) -> (Cells<'a>, Validity<'a>) {
+    let validity = match c.validity {
+        Some((bits, offset)) => Validity {
+            bits: Some(bits),
+            offset,
+        },
+        None => Validity {
+            bits: None,
+            offset: 0,
+        },
+    };
+    (Cells::new(c.values, t), validity)
+}
+
 /// Computes row digests of one batch; the per-table prefix is hashed once.
 struct RowHasher<'a> {
     /// The SHA-256 state after the table prefix.
@@ -338,16 +353,11 @@ impl<'a> RowHasher<'a> {
     /// The hasher of a batch's rows (checked when the batch was built or decoded).
     fn new(table: &str, batch: &'a Batch) -> RowHasher<'a> {
         let columns = batch
-            .columns()
+            .schema()
+            .fields()
             .iter()
-            .zip(batch.schema().fields())
-            .map(|(c, f)| {
-                let validity = Validity {
-                    bits: Some(c.validity().as_bytes()),
-                    offset: 0,
-                };
-                (Cells::new(c.data().values(), &f.logical_type), validity)
-            })
+            .enumerate()
+            .map(|(i, f)| prepare(DigestRows::column(batch, i), &f.logical_type))
             .collect();
         RowHasher::with_columns(table, columns, batch.schema().primary_key())
     }
@@ -355,16 +365,11 @@ impl<'a> RowHasher<'a> {
     /// The hasher of rows held elsewhere; every column is checked first.
     fn of(table: &str, rows: &'a dyn DigestRows) -> Result<RowHasher<'a>> {
         let schema = rows.schema();
-        let n = rows.num_rows();
         let mut columns = Vec::with_capacity(schema.len());
         for (i, f) in schema.fields().iter().enumerate() {
             let c = rows.column(i);
-            check_column(&f.name, f.logical_type.storage(), &c, n)?;
-            let validity = Validity {
-                bits: c.validity.map(|(bits, _)| bits),
-                offset: c.validity.map_or(0, |(_, offset)| offset),
-            };
-            columns.push((Cells::new(c.values, &f.logical_type), validity));
+            check_column(&f.name, f.logical_type.storage(), &c, rows.num_rows())?;
+            columns.push(prepare(c, &f.logical_type));
         }
         Ok(RowHasher::with_columns(
             table,
@@ -611,13 +616,9 @@ enum Work {
 impl Work {
     /// Adds the rows to `total`; rows held elsewhere are checked first.
     fn fold(&self, table: &str, total: &mut TableDigest) -> Result<()> {
-        let hasher = match self {
-            Work::Batch(batch) => RowHasher::new(table, batch),
-            Work::Rows(rows) => RowHasher::of(table, rows.as_ref())?,
-        };
-        let rows = match self {
-            Work::Batch(batch) => batch.num_rows(),
-            Work::Rows(rows) => rows.num_rows(),
+        let (hasher, rows) = match self {
+            Work::Batch(batch) => (RowHasher::new(table, batch), batch.num_rows()),
+            Work::Rows(rows) => (RowHasher::of(table, rows.as_ref())?, rows.num_rows()),
         };
         total.combine(&digest_range(&hasher, 0..rows));
         Ok(())

@@ -179,7 +179,10 @@ pub(crate) fn check_column(
         return bad(format!("{} values for {rows} rows", column.values.len()));
     }
     if let Values::Utf8 { offsets, data } | Values::Binary { offsets, data } = column.values {
-        let used = &offsets[..=rows];
+        // `rows + 1` offsets: with none at all, `len` above says 0 values, enough for 0 rows.
+        let Some(used) = offsets.get(..=rows) else {
+            return bad(format!("{} offsets for {rows} rows", offsets.len()));
+        };
         if used.windows(2).any(|w| w[1] < w[0])
             || used.first().is_some_and(|&o| o < 0)
             || used.last().is_some_and(|&o| o as usize > data.len())
