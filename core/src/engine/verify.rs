@@ -29,6 +29,8 @@
 //! one for the state after it).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::fs::File;
+use std::io::BufWriter;
 use std::ops::Bound;
 use std::sync::Arc;
 
@@ -158,12 +160,17 @@ struct ExpectedRow {
     row: u32,
 }
 
+/// Encoded primary key -> `V`. The fold holds one entry per expected row, so the hasher is
+/// foldhash (seeded at random per process) rather than SipHash, which took most of a fold's
+/// time.
+type KeyMap<V> = HashMap<Vec<u8>, V, foldhash::fast::RandomState>;
+
 /// The fold of one table.
 struct Expected {
     /// Whether the table has a primary key (true until a batch of rows says otherwise).
     keyed: bool,
     /// Key -> row, for a keyed table; empty while only the digest was loaded.
-    rows: HashMap<Vec<u8>, ExpectedRow>,
+    rows: KeyMap<ExpectedRow>,
     /// Whether `rows` holds every expected row (false: only the digest is known).
     complete: bool,
     digest: TableDigest,
@@ -175,7 +182,7 @@ impl Expected {
     fn new() -> Expected {
         Expected {
             keyed: true,
-            rows: HashMap::new(),
+            rows: KeyMap::default(),
             complete: true,
             digest: TableDigest::new(),
             seen_rows: false,
@@ -184,7 +191,7 @@ impl Expected {
 }
 
 /// Rows read back from a destination: encoded key -> (row digest, key values).
-type FoundRows = HashMap<Vec<u8>, (RowDigest, Vec<Value>)>;
+type FoundRows = KeyMap<(RowDigest, Vec<Value>)>;
 
 /// The journal's `BatchRead` seqs per part and stream instance, as folded up to `last_seq`
 /// (whose chain hash is `chain`): saved next to the segments so that a verify reads only the
@@ -318,24 +325,26 @@ impl Engine {
         let selected = self.expected_batches(&session.reader)?;
         let mut report = VerifyReport { tables: Vec::new() };
         for (target, streams) in targets {
-            let mut seqs: Vec<u64> = selected
+            let mut held: Vec<(u64, u64)> = selected
                 .iter()
                 .filter(|((stream, _), _)| streams.contains(stream))
                 .flat_map(|(_, s)| s.iter().copied())
                 .collect();
-            seqs.sort_unstable();
-            let check = self.verify_table(session, target, &seqs, options.repair)?;
+            held.sort_unstable();
+            let (seqs, rows): (Vec<u64>, Vec<u64>) = held.into_iter().unzip();
+            let check = self.verify_table(session, target, &seqs, &rows, options.repair)?;
             report.tables.push(check);
         }
         Ok(report)
     }
 
-    /// Per part (`(stream, partition)`), the seqs of the batches its destinations should
-    /// hold: every batch, or for a snapshot stream those of its last finished snapshot.
+    /// Per part (`(stream, partition)`), the seqs and row counts of the batches its
+    /// destinations should hold: every batch, or for a snapshot stream those of its last
+    /// finished snapshot.
     ///
     /// The fold of the journal's entries into parts is checkpointed next to the segments
     /// ([`PartsCheckpoint`]), so a later verify reads only the entries journaled since.
-    fn expected_batches(&self, reader: &Reader) -> Result<BTreeMap<Part, Vec<u64>>> {
+    fn expected_batches(&self, reader: &Reader) -> Result<BTreeMap<Part, Vec<(u64, u64)>>> {
         let pipeline = self.pipeline.name();
         let (mut parts, from) = match PartsCheckpoint::load(reader, pipeline) {
             Some(c) => {
@@ -361,11 +370,7 @@ impl Engine {
                 .pipeline
                 .stream(&part.0)
                 .is_some_and(|s| s.mode() == Mode::Snapshot);
-            let seqs = instances::held(found, snapshot)
-                .into_iter()
-                .map(|(seq, _)| seq)
-                .collect();
-            out.insert(part, seqs);
+            out.insert(part, instances::held(found, snapshot));
         }
         Ok(out)
     }
@@ -375,6 +380,7 @@ impl Engine {
         session: &Session,
         target: &Target,
         seqs: &[u64],
+        rows: &[u64],
         repair: bool,
     ) -> Result<TableCheck> {
         let mut batches = BatchCache::new(&session.reader);
@@ -390,7 +396,7 @@ impl Engine {
             let actual = request.as_ref().map(|request| {
                 s.spawn(|| pool.with(&target.connection, |c| c.table_digest(request)))
             });
-            let expected = expected_state(&session.reader, target, seqs, &batches, false);
+            let expected = expected_state(&session.reader, target, (seqs, rows), &batches, false);
             let actual = actual.map(|h| {
                 h.join().unwrap_or_else(|_| {
                     Err(CallError {
@@ -442,7 +448,7 @@ impl Engine {
         check.actual = DigestSummary::of(&actual);
         check.ok = actual == expected.digest;
         if !check.ok && expected.keyed && !expected.complete {
-            expected = expected_state(&session.reader, target, seqs, &batches, true)?;
+            expected = expected_state(&session.reader, target, (seqs, rows), &batches, true)?;
         }
         let mut diff = Diff::default();
         if !check.ok {
@@ -643,16 +649,24 @@ fn destination_schema(batches: &mut BatchCache<'_>, seqs: &[u64]) -> Result<Opti
     Ok(None)
 }
 
-/// Folds the batches at `seqs` (in order) into the expected state `e` of `table`.
-fn fold_into(e: &mut Expected, table: &str, seqs: &[u64], batches: &BatchCache<'_>) -> Result<()> {
+/// Folds the batches at `seqs` (in order, of `rows` rows in all) into the expected state `e`
+/// of `table`. The key map grows once, to hold every row, rather than doubling as it fills.
+fn fold_into(
+    e: &mut Expected,
+    table: &str,
+    (seqs, rows): (&[u64], &[u64]),
+    batches: &BatchCache<'_>,
+) -> Result<()> {
+    let mut room = usize::try_from(rows.iter().sum::<u64>()).unwrap_or(0);
     batches.for_each(seqs, |seq, batch| {
-        fold_batch(e, table, seq, &batch);
+        fold_batch(e, table, seq, &batch, &mut room);
         Ok(())
     })
 }
 
-/// Folds one batch (journaled at `seq`) into `e`.
-fn fold_batch(e: &mut Expected, table: &str, seq: u64, batch: &Batch) {
+/// Folds one batch (journaled at `seq`) into `e`. The first batch of rows of a keyed table
+/// makes `room` more entries in its key map (then `room` is 0).
+fn fold_batch(e: &mut Expected, table: &str, seq: u64, batch: &Batch, room: &mut usize) {
     if is_delete_schema(batch.schema()) {
         for row in 0..batch.num_rows() {
             let key = key_bytes(batch, batch.schema().primary_key(), row);
@@ -670,6 +684,7 @@ fn fold_batch(e: &mut Expected, table: &str, seq: u64, batch: &Batch) {
         e.digest.add_batch(table, batch);
         return;
     }
+    e.rows.reserve(std::mem::take(room));
     let (rows, added) = digest_keyed(table, batch);
     e.digest.combine(&added);
     for (row, (key, digest)) in rows.into_iter().enumerate() {
@@ -684,25 +699,25 @@ fn fold_batch(e: &mut Expected, table: &str, seq: u64, batch: &Batch) {
     }
 }
 
-/// The expected state of `target` from the batches at `seqs`: from the fold's checkpoint
-/// when the journal still begins with the batches it folded (then only newer batches are
-/// folded, and with `need_rows` false and nothing newer, only the digest is read), else from
-/// the whole journal. The checkpoint is written again whenever batches were folded.
+/// The expected state of `target` from the batches at `seqs` (of `rows` rows each): from the
+/// fold's checkpoint when the journal still begins with the batches it folded (then only
+/// newer batches are folded, and with `need_rows` false and nothing newer, only the digest is
+/// read), else from the whole journal. The checkpoint is written again whenever batches were folded.
 fn expected_state(
     reader: &Reader,
     target: &Target,
-    seqs: &[u64],
+    (seqs, rows): (&[u64], &[u64]),
     batches: &BatchCache<'_>,
     need_rows: bool,
 ) -> Result<Expected> {
     let paths = FoldCheckpoint::paths(reader.dir(), target);
     let head = FoldCheckpoint::load_head(&paths.0, reader, seqs);
     if let Some(h) = &head {
-        let fresh = &seqs[h.count..];
-        if fresh.is_empty() && !need_rows {
+        let fresh = (&seqs[h.count..], &rows[h.count..]);
+        if fresh.0.is_empty() && !need_rows {
             return Ok(Expected {
                 keyed: h.keyed,
-                rows: HashMap::new(),
+                rows: KeyMap::default(),
                 complete: false,
                 digest: TableDigest::from_state_bytes(&h.state, h.rows).map_err(|e| {
                     EngineError::Checkpoint {
@@ -714,7 +729,7 @@ fn expected_state(
             });
         }
         if let Some(mut e) = FoldCheckpoint::load_rows(&paths.1, h) {
-            if !fresh.is_empty() {
+            if !fresh.0.is_empty() {
                 fold_into(&mut e, &target.table, fresh, batches)?;
                 FoldCheckpoint::save(&paths, reader, seqs, &e);
             }
@@ -722,7 +737,7 @@ fn expected_state(
         }
     }
     let mut e = Expected::new();
-    fold_into(&mut e, &target.table, seqs, batches)?;
+    fold_into(&mut e, &target.table, (seqs, rows), batches)?;
     FoldCheckpoint::save(&paths, reader, seqs, &e);
     Ok(e)
 }
@@ -745,7 +760,34 @@ struct FoldCheckpoint {
     rows: i64,
 }
 
+/// The rows file: the head's `seqs_hash`, then key, row digest, seq and row of every row.
 type RowsFile = ([u8; 32], Vec<(Vec<u8>, [u8; 32], u64, u32)>);
+
+/// A [`RowsFile`] encoded straight from the fold's map.
+struct RowsOut<'a> {
+    seqs_hash: &'a [u8; 32],
+    rows: &'a KeyMap<ExpectedRow>,
+}
+
+impl bincode::Encode for RowsOut<'_> {
+    // The layout of `RowsFile` under bincode's serde encoding (a slice's length then its
+    // items; `[u8]` and `[u8; 32]` written whole, as the serde path lays them out byte by
+    // byte), which `load_rows` decodes.
+    fn encode<E: bincode::enc::Encoder>(
+        &self,
+        encoder: &mut E,
+    ) -> std::result::Result<(), bincode::error::EncodeError> {
+        self.seqs_hash.encode(encoder)?;
+        self.rows.len().encode(encoder)?;
+        for (key, row) in self.rows {
+            key.as_slice().encode(encoder)?;
+            row.digest.0.encode(encoder)?;
+            row.seq.encode(encoder)?;
+            row.row.encode(encoder)?;
+        }
+        Ok(())
+    }
+}
 
 impl FoldCheckpoint {
     /// 2: row and table digests of format 2 (block-aligned row prefix, AES-256-CTR
@@ -838,29 +880,43 @@ impl FoldCheckpoint {
             state: e.digest.state_bytes(),
             rows: e.digest.rows(),
         };
-        let rows: RowsFile = (
-            head.seqs_hash,
-            e.rows
-                .iter()
-                .map(|(k, r)| (k.clone(), r.digest.0, r.seq, r.row))
-                .collect(),
-        );
-        let write = |path: &std::path::Path, bytes: Vec<u8>| -> std::io::Result<()> {
-            let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
-            std::fs::write(&tmp, bytes)?;
-            std::fs::rename(&tmp, path)
-        };
         let config = bincode::config::standard();
+        // A temporary file renamed into place, removed if anything fails.
+        let write =
+            |path: &std::path::Path,
+             encode: &dyn Fn(&mut BufWriter<File>) -> std::io::Result<()>| {
+                let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
+                let written = File::create(&tmp).and_then(|file| {
+                    let mut out = BufWriter::with_capacity(1 << 20, file);
+                    encode(&mut out)?;
+                    out.into_inner()
+                        .map_err(std::io::IntoInnerError::into_error)?;
+                    std::fs::rename(&tmp, path)
+                });
+                if written.is_err() {
+                    let _ = std::fs::remove_file(&tmp);
+                }
+                written
+            };
         // Rows first: a head is only ever next to the rows it describes (or newer ones,
-        // which its hash then refuses).
-        let written = bincode::serde::encode_to_vec(&rows, config)
-            .map_err(std::io::Error::other)
-            .and_then(|b| write(&paths.1, b))
-            .and_then(|()| {
-                bincode::serde::encode_to_vec(&head, config)
+        // which its hash then refuses). They are encoded from the map as they are, in the
+        // layout of `RowsFile`, without a copy of a million keys.
+        let rows = RowsOut {
+            seqs_hash: &head.seqs_hash,
+            rows: &e.rows,
+        };
+        let written = write(&paths.1, &|out| {
+            bincode::encode_into_std_write(&rows, out, config)
+                .map(drop)
+                .map_err(std::io::Error::other)
+        })
+        .and_then(|()| {
+            write(&paths.0, &|out| {
+                bincode::serde::encode_into_std_write(&head, out, config)
+                    .map(drop)
                     .map_err(std::io::Error::other)
-                    .and_then(|b| write(&paths.0, b))
-            });
+            })
+        });
         if let Err(err) = written {
             tracing::warn!(error = %err, "verify checkpoint not written");
         }
@@ -901,7 +957,7 @@ fn digest_keyed(table: &str, batch: &Batch) -> (Vec<(Vec<u8>, RowDigest)>, Table
 }
 
 /// The expected keys in order.
-fn sorted_keys(rows: &HashMap<Vec<u8>, ExpectedRow>) -> Vec<(&[u8], ExpectedRow)> {
+fn sorted_keys(rows: &KeyMap<ExpectedRow>) -> Vec<(&[u8], ExpectedRow)> {
     let mut v: Vec<(&[u8], ExpectedRow)> = rows.iter().map(|(k, r)| (k.as_slice(), *r)).collect();
     v.sort_unstable_by(|a, b| a.0.cmp(b.0));
     v
@@ -1047,7 +1103,7 @@ impl Bisect<'_, '_> {
         let upper = (j < self.sorted.len()).then(|| self.sorted[j].0.to_vec());
         let table = self.target.table.clone();
         let schema = Arc::clone(self.schema);
-        let mut found = HashMap::new();
+        let mut found = FoundRows::default();
         self.pool
             .with(&self.target.connection, |c| {
                 let mut reader = c.read(&request)?;
@@ -1441,6 +1497,74 @@ mod tests {
             b.push(1, *name).unwrap();
         }
         b.finish().unwrap()
+    }
+
+    #[test]
+    fn the_fold_checkpoint_reads_back_the_rows_and_digest_it_saved() {
+        let dir = tempfile::tempdir().unwrap();
+        let journal =
+            caudal_journal::Journal::open(dir.path(), caudal_journal::JournalOptions::default())
+                .unwrap();
+        let seqs: Vec<u64> = (0..3)
+            .map(|_| {
+                let kind = EntryKind::RunStarted {
+                    pipeline_file: "p.toml".into(),
+                    trigger: "manual".into(),
+                    streams: Vec::new(),
+                    args: String::new(),
+                };
+                journal
+                    .append_blocking(caudal_journal::NewEntry::new("p", kind))
+                    .unwrap()
+                    .seq
+            })
+            .collect();
+        drop(journal);
+        let reader = Reader::open(dir.path()).unwrap();
+        let target = Target {
+            connection: "c".into(),
+            table: "t".into(),
+        };
+        let mut e = Expected::new();
+        let mut room = 5;
+        let names = [
+            "",
+            "a",
+            "b\0c",
+            "dd",
+            "long text of forty-one bytes, or so......",
+        ];
+        let rows: Vec<(i64, &str)> = (0..5)
+            .map(|i| (i64::try_from(i).unwrap() * 1000 - 2, names[i]))
+            .collect();
+        fold_batch(&mut e, "t", seqs[0], &batch(&rows[..3]), &mut room);
+        assert_eq!((room, e.rows.capacity() >= 5), (0, true));
+        fold_batch(&mut e, "t", seqs[2], &batch(&rows[2..]), &mut room);
+        let paths = FoldCheckpoint::paths(dir.path(), &target);
+        FoldCheckpoint::save(&paths, &reader, &seqs, &e);
+
+        let head = FoldCheckpoint::load_head(&paths.0, &reader, &seqs).expect("the head loads");
+        let back = FoldCheckpoint::load_rows(&paths.1, &head).expect("the rows load");
+        assert_eq!(back.digest, e.digest);
+        assert_eq!(back.rows.len(), 5);
+        for (key, row) in &e.rows {
+            let got = back.rows.get(key).expect("every key is read back");
+            assert_eq!(
+                (got.digest, got.seq, got.row),
+                (row.digest, row.seq, row.row)
+            );
+        }
+        // The row folded twice keeps its later place.
+        let again = key_bytes(&batch(&rows[2..3]), &[0, 1], 0);
+        let again = &back.rows[again.as_slice()];
+        assert_eq!((again.seq, again.row), (seqs[2], 0));
+        // No temporary file is left next to the checkpoint.
+        let names: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|d| d.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with("verify-"))
+            .collect();
+        assert_eq!(names.len(), 2, "{names:?}");
     }
 
     #[test]
