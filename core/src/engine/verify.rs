@@ -728,7 +728,8 @@ fn expected_state(
                 seen_rows: h.seen_rows,
             });
         }
-        if let Some(mut e) = FoldCheckpoint::load_rows(&paths.1, h) {
+        let room = usize::try_from(fresh.1.iter().sum::<u64>()).unwrap_or(0);
+        if let Some(mut e) = FoldCheckpoint::load_rows(&paths.1, h, room) {
             if !fresh.0.is_empty() {
                 fold_into(&mut e, &target.table, fresh, batches)?;
                 FoldCheckpoint::save(&paths, reader, seqs, &e);
@@ -760,19 +761,82 @@ struct FoldCheckpoint {
     rows: i64,
 }
 
-/// The rows file: the head's `seqs_hash`, then key, row digest, seq and row of every row.
-type RowsFile = ([u8; 32], Vec<(Vec<u8>, [u8; 32], u64, u32)>);
+// The rows file is the head's `seqs_hash`, then the number of rows and the key, row digest,
+// seq and row of each, laid out as bincode's serde encoding lays out
+// `([u8; 32], Vec<(Vec<u8>, [u8; 32], u64, u32)>)` (how it was written before).
 
-/// A [`RowsFile`] encoded straight from the fold's map.
+/// The rows file, encoded straight from the fold's map.
 struct RowsOut<'a> {
     seqs_hash: &'a [u8; 32],
     rows: &'a KeyMap<ExpectedRow>,
 }
 
+/// The rows file, decoded straight into a key map.
+struct RowsIn {
+    seqs_hash: [u8; 32],
+    rows: KeyMap<ExpectedRow>,
+}
+
+/// The context of decoding [`RowsIn`].
+#[derive(Clone, Copy)]
+struct RowsContext {
+    /// Room to make in the map for rows folded after.
+    room: usize,
+    /// The file's length: a row takes 35 bytes or more, so a count beyond `file_bytes / 35` is
+    /// damage, not a reason to allocate.
+    file_bytes: usize,
+}
+
+impl bincode::Decode<RowsContext> for RowsIn {
+    fn decode<D: bincode::de::Decoder<Context = RowsContext>>(
+        decoder: &mut D,
+    ) -> std::result::Result<Self, bincode::error::DecodeError> {
+        use bincode::de::read::Reader as _;
+        let seqs_hash = <[u8; 32]>::decode(decoder)?;
+        let len = usize::decode(decoder)?;
+        let RowsContext { room, file_bytes } = *decoder.context();
+        if len > file_bytes / 35 {
+            return Err(bincode::error::DecodeError::Other(
+                "more rows than the file can hold",
+            ));
+        }
+        // Decoded in order first, then put in the map in a loop of inserts alone: the map's
+        // cache misses then overlap (inserting while decoding took a third longer).
+        let mut decoded = Vec::with_capacity(len);
+        for _ in 0..len {
+            // The key's bytes are copied from the file as they are (`Vec<u8>`'s own decode
+            // zeroes a buffer first, a `calloc` per key).
+            let n = usize::decode(decoder)?;
+            let reader = decoder.reader();
+            let peeked = reader.peek_read(n).map(<[u8]>::to_vec);
+            let key = match peeked {
+                Some(key) => {
+                    reader.consume(n);
+                    key
+                }
+                None => {
+                    let mut key = vec![0; n];
+                    reader.read(&mut key)?;
+                    key
+                }
+            };
+            let row = ExpectedRow {
+                digest: RowDigest(<[u8; 32]>::decode(decoder)?),
+                seq: u64::decode(decoder)?,
+                row: u32::decode(decoder)?,
+            };
+            decoded.push((key, row));
+        }
+        let mut rows =
+            KeyMap::with_capacity_and_hasher(len.saturating_add(room), Default::default());
+        rows.extend(decoded);
+        Ok(RowsIn { seqs_hash, rows })
+    }
+}
+
 impl bincode::Encode for RowsOut<'_> {
-    // The layout of `RowsFile` under bincode's serde encoding (a slice's length then its
-    // items; `[u8]` and `[u8; 32]` written whole, as the serde path lays them out byte by
-    // byte), which `load_rows` decodes.
+    // A slice's length then its items; `[u8]` and `[u8; 32]` are written whole, where the
+    // serde path writes the same bytes one at a time.
     fn encode<E: bincode::enc::Encoder>(
         &self,
         encoder: &mut E,
@@ -826,29 +890,22 @@ impl FoldCheckpoint {
         (stored.chain.0 == h.chain).then_some(h)
     }
 
-    fn load_rows(path: &std::path::Path, head: &FoldCheckpoint) -> Option<Expected> {
+    /// The rows the head describes, in a key map with room for `room` more.
+    fn load_rows(path: &std::path::Path, head: &FoldCheckpoint, room: usize) -> Option<Expected> {
         let bytes = std::fs::read(path).ok()?;
-        let ((hash, rows), _): (RowsFile, usize) =
-            bincode::serde::decode_from_slice(&bytes, bincode::config::standard()).ok()?;
-        if hash != head.seqs_hash {
+        let context = RowsContext {
+            room,
+            file_bytes: bytes.len(),
+        };
+        let (rows, _): (RowsIn, usize) =
+            bincode::decode_from_slice_with_context(&bytes, bincode::config::standard(), context)
+                .ok()?;
+        if rows.seqs_hash != head.seqs_hash {
             return None;
         }
-        let rows = rows
-            .into_iter()
-            .map(|(k, d, seq, row)| {
-                (
-                    k,
-                    ExpectedRow {
-                        digest: RowDigest(d),
-                        seq,
-                        row,
-                    },
-                )
-            })
-            .collect();
         Some(Expected {
             keyed: head.keyed,
-            rows,
+            rows: rows.rows,
             complete: true,
             digest: TableDigest::from_state_bytes(&head.state, head.rows).ok()?,
             seen_rows: head.seen_rows,
@@ -899,8 +956,8 @@ impl FoldCheckpoint {
                 written
             };
         // Rows first: a head is only ever next to the rows it describes (or newer ones,
-        // which its hash then refuses). They are encoded from the map as they are, in the
-        // layout of `RowsFile`, without a copy of a million keys.
+        // which its hash then refuses). They are encoded from the map as they are, without a
+        // copy of a million keys.
         let rows = RowsOut {
             seqs_hash: &head.seqs_hash,
             rows: &e.rows,
@@ -1544,7 +1601,30 @@ mod tests {
         FoldCheckpoint::save(&paths, &reader, &seqs, &e);
 
         let head = FoldCheckpoint::load_head(&paths.0, &reader, &seqs).expect("the head loads");
-        let back = FoldCheckpoint::load_rows(&paths.1, &head).expect("the rows load");
+        let back = FoldCheckpoint::load_rows(&paths.1, &head, 7).expect("the rows load");
+        assert!(back.rows.capacity() >= 12);
+        // The rows file is laid out as checkpoints written before were.
+        type RowsFile = ([u8; 32], Vec<(Vec<u8>, [u8; 32], u64, u32)>);
+        let bytes = std::fs::read(&paths.1).unwrap();
+        let ((hash, file), _): (RowsFile, usize) =
+            bincode::serde::decode_from_slice(&bytes, bincode::config::standard()).unwrap();
+        assert_eq!(hash, head.seqs_hash);
+        assert_eq!(file.len(), 5);
+        for (key, digest, seq, row) in file {
+            let want = &e.rows[&key];
+            assert_eq!((digest, seq, row), (want.digest.0, want.seq, want.row));
+        }
+        // A damaged rows file is not used (the fold is made again), without a panic or a
+        // huge allocation: a count of 2^40 rows, then the file cut short.
+        assert_eq!(bytes[32], 5, "the count follows the hash");
+        let mut huge = bytes[..32].to_vec();
+        huge.push(253);
+        huge.extend_from_slice(&(1u64 << 40).to_le_bytes());
+        huge.extend_from_slice(&bytes[33..]);
+        std::fs::write(&paths.1, &huge).unwrap();
+        assert!(FoldCheckpoint::load_rows(&paths.1, &head, 0).is_none());
+        std::fs::write(&paths.1, &bytes[..bytes.len() - 3]).unwrap();
+        assert!(FoldCheckpoint::load_rows(&paths.1, &head, 0).is_none());
         assert_eq!(back.digest, e.digest);
         assert_eq!(back.rows.len(), 5);
         for (key, row) in &e.rows {
