@@ -180,6 +180,9 @@ pub struct ConnectionPool {
     pipeline: Arc<Pipeline>,
     endpoints: Arc<dyn Endpoints>,
     slots: Mutex<HashMap<String, Slot>>,
+    /// Failed opens of [`ConnectionPool::warm`], each returned by the next call of its
+    /// connection instead of opening it a second time.
+    warm_failures: Mutex<HashMap<String, CallError>>,
 }
 
 impl ConnectionPool {
@@ -189,7 +192,38 @@ impl ConnectionPool {
             pipeline,
             endpoints,
             slots: Mutex::new(HashMap::new()),
+            warm_failures: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Opens connection `name` now, unless it is open, for calls that come soon. A failure
+    /// is kept for the next call, which returns it rather than trying again.
+    pub fn warm(&self, name: &str) {
+        let slot = self.slot(name);
+        let mut guard = lock(&slot);
+        if guard.is_some() {
+            return;
+        }
+        match self.open(name) {
+            Ok(endpoint) => *guard = Some(endpoint),
+            Err(e) => {
+                self.warm_failures
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(name.to_owned(), e);
+            }
+        }
+    }
+
+    fn open(&self, name: &str) -> Result<Box<dyn Endpoint>, CallError> {
+        let connection = self.pipeline.connection(name).ok_or_else(|| CallError {
+            message: format!("no connection `{name}` in the pipeline file"),
+            retryable: false,
+            code: None,
+        })?;
+        self.endpoints
+            .open(&self.pipeline, connection)
+            .map_err(|e| self.call_error(&e))
     }
 
     /// Runs `f` on connection `name`, opening it first if needed. Holds the connection for the
@@ -205,16 +239,15 @@ impl ConnectionPool {
         let slot = self.slot(name);
         let mut guard = lock(&slot);
         if guard.is_none() {
-            let connection = self.pipeline.connection(name).ok_or_else(|| CallError {
-                message: format!("no connection `{name}` in the pipeline file"),
-                retryable: false,
-                code: None,
-            })?;
-            let opened = self
-                .endpoints
-                .open(&self.pipeline, connection)
-                .map_err(|e| self.call_error(&e))?;
-            *guard = Some(opened);
+            let failed = self
+                .warm_failures
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(name);
+            if let Some(failed) = failed {
+                return Err(failed);
+            }
+            *guard = Some(self.open(name)?);
         }
         let Some(endpoint) = guard.as_mut() else {
             return Err(CallError {

@@ -60,8 +60,44 @@ pub struct Session {
 impl Session {
     /// Opens the pipeline's journal as its writer and folds the projection.
     pub fn open(pipeline: Arc<Pipeline>, endpoints: Arc<dyn Endpoints>) -> Result<Session> {
+        Session::open_warming(pipeline, endpoints, &[])
+    }
+
+    /// [`Session::open`], opening the connections `warm` on another thread meanwhile: for a
+    /// command that calls them as soon as it starts (verify), their start-up (a plugin's
+    /// database open, a server's handshake) overlaps the journal's open.
+    pub fn open_warming(
+        pipeline: Arc<Pipeline>,
+        endpoints: Arc<dyn Endpoints>,
+        warm: &[&str],
+    ) -> Result<Session> {
+        let pool = ConnectionPool::new(Arc::clone(&pipeline), endpoints);
+        let (journal, reader, projection) = std::thread::scope(|s| {
+            if !warm.is_empty() {
+                let pool = &pool;
+                s.spawn(move || {
+                    for name in warm {
+                        pool.warm(name);
+                    }
+                });
+            }
+            Session::open_journal(&pipeline)
+        })?;
+        Ok(Session {
+            pool,
+            pipeline,
+            journal,
+            reader,
+            projection,
+            run: RunId::random(),
+            started: Instant::now(),
+        })
+    }
+
+    /// The journal (this process as its writer), a reader of it and its projection.
+    fn open_journal(pipeline: &Pipeline) -> Result<(Journal, Reader, Projection)> {
         let dir = pipeline.journal_dir();
-        let journal = Journal::open(&dir, journal_options(&pipeline))?;
+        let journal = Journal::open(&dir, journal_options(pipeline))?;
         let reader = Reader::open(&dir)?;
         let (projection, rebuilt) = Projection::load_reporting(&dir)?;
         if rebuilt && projection.through_seq() > 0 {
@@ -78,15 +114,7 @@ impl Session {
                 .seq;
             projection.apply(seq, time, None, pipeline.name(), &kind);
         }
-        Ok(Session {
-            pool: ConnectionPool::new(Arc::clone(&pipeline), endpoints),
-            pipeline,
-            journal,
-            reader,
-            projection,
-            run: RunId::random(),
-            started: Instant::now(),
-        })
+        Ok((journal, reader, projection))
     }
 
     /// Appends an entry of this session's run and folds it into the projection.

@@ -962,3 +962,32 @@ fn a_new_snapshot_supersedes_one_that_could_not_be_written() {
     assert!(projection.pending(&lane).is_empty());
     assert!(projection.lane(&lane).unwrap().failure.is_none());
 }
+
+#[test]
+fn a_connection_warmed_at_session_open_is_opened_once_and_its_failure_comes_back_once() {
+    use super::session::Session;
+    let f = Fixture::new();
+    let p = f.pipeline(&format!(
+        "{TWO_DBS}[[streams]]\nfrom = \"src\"\ntable = \"ventas\"\nto = \"wh\"\n"
+    ));
+    let world: Arc<dyn super::endpoint::Endpoints> = Arc::new(f.world.clone());
+    // Opening fails while the session opens; the server is back before the first call. The
+    // call gets the failure of the open made for it, without opening a second time.
+    f.world.db("wh").refuse_open = Some("connection refused".into());
+    let session = Session::open_warming(Arc::clone(&p), Arc::clone(&world), &["wh"]).unwrap();
+    f.world.db("wh").refuse_open = None;
+    let first = session.pool.with("wh", |_| Ok(())).unwrap_err();
+    assert!(first.message.contains("connection refused"), "{first:?}");
+    assert!(first.retryable);
+    // The next call opens it.
+    session.pool.with("wh", |_| Ok(())).unwrap();
+    session.close().unwrap();
+
+    // Opened at session open: a call made after opening fails uses that connection.
+    let session = Session::open_warming(Arc::clone(&p), world, &["wh", "src"]).unwrap();
+    f.world.db("wh").refuse_open = Some("connection refused".into());
+    f.world.db("src").refuse_open = Some("connection refused".into());
+    session.pool.with("wh", |_| Ok(())).unwrap();
+    session.pool.with("src", |_| Ok(())).unwrap();
+    session.close().unwrap();
+}

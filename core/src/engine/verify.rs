@@ -262,7 +262,14 @@ impl Engine {
     /// the module documentation.
     pub fn verify(&self, options: &VerifyOptions) -> Result<VerifyReport> {
         let targets = self.verify_targets(options)?;
-        let session = Session::open(Arc::clone(&self.pipeline), Arc::clone(&self.endpoints))?;
+        // Every destination is digested at once: opened while the journal opens.
+        let mut destinations: Vec<&str> = targets.keys().map(|t| t.connection.as_str()).collect();
+        destinations.dedup();
+        let session = Session::open_warming(
+            Arc::clone(&self.pipeline),
+            Arc::clone(&self.endpoints),
+            &destinations,
+        )?;
         let result = self.verify_targets_in(&session, &targets, options);
         let closed = session.close();
         let report = result?;
