@@ -310,3 +310,23 @@ fn a_verify_after_a_later_run_sees_the_batches_journaled_since_its_checkpoints()
         report["tables"][0]["expected"]
     );
 }
+
+/// `caudal bench verify` on a small table: every verify it times (the first, those read from
+/// the fold's checkpoint, the one after a second run) passes, or the bench fails.
+#[test]
+fn bench_verify_runs_each_verify_it_times_and_each_passes() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir_arg = dir.path().display().to_string();
+    let out = run_ok(&[
+        "bench", "verify", "--rows", "3000", "--repeat", "1", "--json", "--dir", &dir_arg,
+    ]);
+    let report: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(report["rows"], 3000);
+    assert_eq!(report["rows_added"], 150);
+    for figure in ["scan_s", "verify_s", "verify_cold_s", "verify_after_run_s"] {
+        assert!(
+            report[figure].as_f64().is_some_and(|s| s > 0.0),
+            "{figure}: {report}"
+        );
+    }
+}

@@ -6,7 +6,9 @@
 //! The scan runs in this process with the plugin already loaded, so the verify it is set
 //! against does too (the engine's verify, journal and fold checkpoint included). The
 //! `caudal verify` command is timed as well: it adds the process start, the journal's open
-//! and the DuckDB plugin's load, shown apart.
+//! and the DuckDB plugin's load, shown apart. So are the first verify (the whole journal
+//! folded) and, last, a verify after a second run that adds 5% more rows (the fold's
+//! checkpoint read, the new batches folded in): a verify after each nightly run.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
@@ -74,7 +76,7 @@ pub fn run(args: VerifyBenchArgs) -> anyhow::Result<ExitCode> {
         )?)
     };
     let started = Instant::now();
-    generate(duckdb(&dir.join("src.duckdb"))?, args.rows)?;
+    generate(duckdb(&dir.join("src.duckdb"))?, 0..args.rows)?;
     let generated = started.elapsed().as_secs_f64();
     let started = Instant::now();
     let file_arg = file.display().to_string();
@@ -142,6 +144,30 @@ pub fn run(args: VerifyBenchArgs) -> anyhow::Result<ExitCode> {
             bail!("verify found a difference in a table it should find equal: {report}");
         }
     }
+    // The nightly case: a later run brings 5% more rows; the verify after it reads the fold's
+    // checkpoint, folds the new batches into it and writes it again.
+    let more = (args.rows / 20).max(1);
+    generate(
+        duckdb(&dir.join("src.duckdb"))?,
+        args.rows..args.rows + more,
+    )?;
+    caudal(&["run", "--progress", "none", &file_arg], "run")?;
+    let started = Instant::now();
+    let report = caudal(
+        &[
+            "verify",
+            "--json",
+            "--progress",
+            "none",
+            "--file",
+            &file_arg,
+        ],
+        "verify",
+    )?;
+    let after_run_s = started.elapsed().as_secs_f64();
+    if report["ok"] != true {
+        bail!("verify found a difference after the second run: {report}");
+    }
     let (scan_s, command_s) = (median(&mut scans), median(&mut verifies));
     let verify_s = median(&mut in_process);
     let ratio = verify_s / scan_s;
@@ -159,6 +185,8 @@ pub fn run(args: VerifyBenchArgs) -> anyhow::Result<ExitCode> {
                 "ratio": ratio,
                 "ratio_command": command_s / scan_s,
                 "ratio_cold": cold_s / scan_s,
+                "verify_after_run_s": after_run_s,
+                "rows_added": more,
                 "goal": 2.0,
             })
         );
@@ -185,6 +213,10 @@ pub fn run(args: VerifyBenchArgs) -> anyhow::Result<ExitCode> {
         println!(
             "  caudal verify, first (whole journal folded): {cold_s:.3} s ({:.2}x the scan)",
             cold_s / scan_s
+        );
+        println!(
+            "  caudal verify after a run adding {more} rows (fold checkpoint read, the new \
+             batches folded in, written again): {after_run_s:.3} s"
         );
         println!(
             "  verify / scan: {ratio:.2}x (goal under 2x){}",
@@ -226,16 +258,18 @@ fn schema() -> anyhow::Result<Schema> {
     )?)
 }
 
-fn generate(mut conn: Connection, rows: u64) -> anyhow::Result<()> {
+/// Writes rows `ids` into the source's `items`, created anew when `ids` starts at 0. Each
+/// chunk of the source's own writes has the seq of its first id's chunk.
+fn generate(mut conn: Connection, ids: std::ops::Range<u64>) -> anyhow::Result<()> {
     let schema = Arc::new(schema()?);
     conn.prepare_table(&PrepareTable {
         table: "items".into(),
         schema: (*schema).clone(),
-        replace: true,
+        replace: ids.start == 0,
     })?;
-    let mut seq = 0;
-    let mut id = 0i64;
-    let total = i64::try_from(rows)?;
+    let mut seq = ids.start / CHUNK;
+    let mut id = i64::try_from(ids.start)?;
+    let total = i64::try_from(ids.end)?;
     while id < total {
         let n = (total - id).min(CHUNK as i64);
         let mut b = BatchBuilder::with_capacity(Arc::clone(&schema), n as usize);
