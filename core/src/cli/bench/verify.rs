@@ -85,22 +85,7 @@ pub fn run(args: VerifyBenchArgs) -> anyhow::Result<ExitCode> {
 
     // The first verify folds the whole journal (no checkpoint yet); later ones read the
     // fold's checkpoint and fold only what was journaled since.
-    let started = Instant::now();
-    let report = caudal(
-        &[
-            "verify",
-            "--json",
-            "--progress",
-            "none",
-            "--file",
-            &file_arg,
-        ],
-        "verify",
-    )?;
-    let cold_s = started.elapsed().as_secs_f64();
-    if report["ok"] != true {
-        bail!("verify found a difference in a table it should find equal: {report}");
-    }
+    let cold_s = verify_command(&file_arg)?;
     let repeat = args.repeat.max(1);
     let mut scans = Vec::with_capacity(repeat);
     let mut verifies = Vec::with_capacity(repeat);
@@ -127,22 +112,7 @@ pub fn run(args: VerifyBenchArgs) -> anyhow::Result<ExitCode> {
         if !report.passes() {
             bail!("verify found a difference in a table it should find equal");
         }
-        let started = Instant::now();
-        let report = caudal(
-            &[
-                "verify",
-                "--json",
-                "--progress",
-                "none",
-                "--file",
-                &file_arg,
-            ],
-            "verify",
-        )?;
-        verifies.push(started.elapsed().as_secs_f64());
-        if report["ok"] != true {
-            bail!("verify found a difference in a table it should find equal: {report}");
-        }
+        verifies.push(verify_command(&file_arg)?);
     }
     // The nightly case: a later run brings 5% more rows; the verify after it reads the fold's
     // checkpoint, folds the new batches into it and writes it again.
@@ -152,22 +122,7 @@ pub fn run(args: VerifyBenchArgs) -> anyhow::Result<ExitCode> {
         args.rows..args.rows + more,
     )?;
     caudal(&["run", "--progress", "none", &file_arg], "run")?;
-    let started = Instant::now();
-    let report = caudal(
-        &[
-            "verify",
-            "--json",
-            "--progress",
-            "none",
-            "--file",
-            &file_arg,
-        ],
-        "verify",
-    )?;
-    let after_run_s = started.elapsed().as_secs_f64();
-    if report["ok"] != true {
-        bail!("verify found a difference after the second run: {report}");
-    }
+    let after_run_s = verify_command(&file_arg)?;
     let (scan_s, command_s) = (median(&mut scans), median(&mut verifies));
     let verify_s = median(&mut in_process);
     let ratio = verify_s / scan_s;
@@ -308,6 +263,19 @@ fn scan(mut conn: Connection) -> anyhow::Result<u64> {
     }
     conn.close()?;
     Ok(rows)
+}
+
+/// Seconds of a `caudal verify` of the pipeline file `file`, which must find the tables
+/// equal.
+fn verify_command(file: &str) -> anyhow::Result<f64> {
+    let started = Instant::now();
+    let args = ["verify", "--json", "--progress", "none", "--file", file];
+    let report = caudal(&args, "verify")?;
+    let seconds = started.elapsed().as_secs_f64();
+    if report["ok"] != true {
+        bail!("verify found a difference in a table it should find equal: {report}");
+    }
+    Ok(seconds)
 }
 
 /// Runs this binary with `args`; the JSON it prints, if any.
