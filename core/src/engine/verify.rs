@@ -161,8 +161,8 @@ struct ExpectedRow {
 }
 
 /// Encoded primary key -> `V`. The fold holds one entry per expected row, so the hasher is
-/// foldhash (seeded at random per process) rather than SipHash, which took most of a fold's
-/// time.
+/// foldhash (seeded at random per process) rather than SipHash, the largest single cost of a
+/// fold before.
 type KeyMap<V> = HashMap<Vec<u8>, V, foldhash::fast::RandomState>;
 
 /// The fold of one table.
@@ -709,7 +709,8 @@ fn fold_batch(e: &mut Expected, table: &str, seq: u64, batch: &Batch, room: &mut
 /// The expected state of `target` from the batches at `seqs` (of `rows` rows each): from the
 /// fold's checkpoint when the journal still begins with the batches it folded (then only
 /// newer batches are folded, and with `need_rows` false and nothing newer, only the digest is
-/// read), else from the whole journal. The checkpoint is written again whenever batches were folded.
+/// read), else from the whole journal. The checkpoint is written again whenever batches were
+/// folded.
 fn expected_state(
     reader: &Reader,
     target: &Target,
