@@ -736,7 +736,12 @@ fn expected_state(
                 seen_rows: h.seen_rows,
             });
         }
-        let room = usize::try_from(fresh.1.iter().sum::<u64>()).unwrap_or(0);
+        // A keyless table's rows are not in the map: no room to make.
+        let room = if h.keyed {
+            usize::try_from(fresh.1.iter().sum::<u64>()).unwrap_or(0)
+        } else {
+            0
+        };
         if let Some(mut e) = FoldCheckpoint::load_rows(&paths.1, h, room) {
             if !fresh.0.is_empty() {
                 fold_into(&mut e, &target.table, fresh, batches)?;
