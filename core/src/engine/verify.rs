@@ -832,21 +832,15 @@ impl bincode::Decode<RowsContext> for RowsIn {
         let mut decoded = Vec::with_capacity(len);
         for _ in 0..len {
             // The key's bytes are copied from the file as they are (`Vec<u8>`'s own decode
-            // zeroes a buffer first, a `calloc` per key).
+            // zeroes a buffer first, a `calloc` per key). A length past the file's end is
+            // damage: nothing is allocated for it.
             let n = usize::decode(decoder)?;
             let reader = decoder.reader();
-            let peeked = reader.peek_read(n).map(<[u8]>::to_vec);
-            let key = match peeked {
-                Some(key) => {
-                    reader.consume(n);
-                    key
-                }
-                None => {
-                    let mut key = vec![0; n];
-                    reader.read(&mut key)?;
-                    key
-                }
-            };
+            let key = reader
+                .peek_read(n)
+                .map(<[u8]>::to_vec)
+                .ok_or(bincode::error::DecodeError::UnexpectedEnd { additional: n })?;
+            reader.consume(n);
             let row = ExpectedRow {
                 digest: RowDigest(<[u8; 32]>::decode(decoder)?),
                 seq: u64::decode(decoder)?,
@@ -1651,6 +1645,13 @@ mod tests {
         std::fs::write(&paths.1, &huge).unwrap();
         assert!(FoldCheckpoint::load_rows(&paths.1, &head, 0).is_none());
         std::fs::write(&paths.1, &bytes[..bytes.len() - 3]).unwrap();
+        assert!(FoldCheckpoint::load_rows(&paths.1, &head, 0).is_none());
+        // The first key's length made 2^40: refused, not allocated.
+        let mut long_key = bytes[..33].to_vec();
+        long_key.push(253);
+        long_key.extend_from_slice(&(1u64 << 40).to_le_bytes());
+        long_key.extend_from_slice(&bytes[34..]);
+        std::fs::write(&paths.1, &long_key).unwrap();
         assert!(FoldCheckpoint::load_rows(&paths.1, &head, 0).is_none());
         assert_eq!(back.digest, e.digest);
         assert_eq!(back.rows.len(), 5);
