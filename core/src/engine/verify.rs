@@ -1636,23 +1636,21 @@ mod tests {
             assert_eq!((digest, seq, row), (want.digest.0, want.seq, want.row));
         }
         // A damaged rows file is not used (the fold is made again), without a panic or a
-        // huge allocation: a count of 2^40 rows, then the file cut short.
+        // huge allocation: a count of 2^40 rows, the file cut short, the first key's length
+        // made 2^40.
         assert_eq!(bytes[32], 5, "the count follows the hash");
-        let mut huge = bytes[..32].to_vec();
-        huge.push(253);
-        huge.extend_from_slice(&(1u64 << 40).to_le_bytes());
-        huge.extend_from_slice(&bytes[33..]);
-        std::fs::write(&paths.1, &huge).unwrap();
-        assert!(FoldCheckpoint::load_rows(&paths.1, &head, 0).is_none());
-        std::fs::write(&paths.1, &bytes[..bytes.len() - 3]).unwrap();
-        assert!(FoldCheckpoint::load_rows(&paths.1, &head, 0).is_none());
-        // The first key's length made 2^40: refused, not allocated.
-        let mut long_key = bytes[..33].to_vec();
-        long_key.push(253);
-        long_key.extend_from_slice(&(1u64 << 40).to_le_bytes());
-        long_key.extend_from_slice(&bytes[34..]);
-        std::fs::write(&paths.1, &long_key).unwrap();
-        assert!(FoldCheckpoint::load_rows(&paths.1, &head, 0).is_none());
+        // The one-byte varint at `at` made 2^40 (bincode's marker 253, then 8 bytes).
+        let huge_at = |at: usize| {
+            let mut b = bytes[..at].to_vec();
+            b.push(253);
+            b.extend_from_slice(&(1u64 << 40).to_le_bytes());
+            b.extend_from_slice(&bytes[at + 1..]);
+            b
+        };
+        for damaged in [huge_at(32), bytes[..bytes.len() - 3].to_vec(), huge_at(33)] {
+            std::fs::write(&paths.1, &damaged).unwrap();
+            assert!(FoldCheckpoint::load_rows(&paths.1, &head, 0).is_none());
+        }
         assert_eq!(back.digest, e.digest);
         assert_eq!(back.rows.len(), 5);
         for (key, row) in &e.rows {
