@@ -4,7 +4,7 @@
 //! metadata keys survived; a cache left half-written (rows missing, rows written without
 //! their row digests, as a rebuild that died midway leaves it) is rebuilt equal to the
 //! journal; the streams' offsets end at their last journaled batch, so a later run goes on
-//! from there.
+//! from there; a rebuild killed midway is made again by the next `caudal run`.
 //!
 //! Needs `cargo build --release --workspace` first (same CARGO_TARGET_DIR as the tests).
 
@@ -14,7 +14,7 @@ mod verify_support;
 
 use std::path::Path;
 
-use caudal_journal::EntryKind;
+use caudal_journal::{EntryKind, NewEntry, RunId};
 use engine_support::*;
 use redis_support::*;
 use verify_support::{item_keys, items, verify_json};
@@ -137,9 +137,66 @@ fn redis_rebuild_writes_the_final_rows_over_stale_keys_and_a_half_done_rebuild()
 
     // A run after the rebuild goes on after the last journaled batch: only new rows come.
     fill(&src, "items", &[items(600..605, 0)], false);
-    run_ok(&["run", s(&file), "--progress", "none"]);
+    assert!(run_json(&file)["rebuilds"].as_array().unwrap().is_empty());
     let (code, report) = verify_json(&file, &[]);
     assert_eq!(code, 0, "{report}");
-    assert_eq!(report["tables"][0]["actual"]["rows"], 515);
+    let before = report["tables"][0]["actual"].clone();
+    assert_eq!(before["rows"], 515);
     assert_eq!(offset(&prefix.0), last_batch_seq(&journal).to_string());
+
+    // A rebuild killed midway: its `RunStarted` is journaled with no end after it, rows are
+    // missing from the cache, and the offsets still say it is whole. The next run rebuilds
+    // the connection before it reads, and says so; the run after it has nothing to finish.
+    // That run cannot read its source (moved away), so what the cache gets back comes from
+    // the rebuild alone, not from the merge stream's read of every row.
+    let killed = caudal_journal::Journal::open(&journal, Default::default()).unwrap();
+    let started = EntryKind::RunStarted {
+        pipeline_file: s(&file).to_owned(),
+        trigger: "rebuild".into(),
+        streams: vec!["items".into()],
+        args: "--connection cache".into(),
+    };
+    killed
+        .append_blocking(NewEntry::new("e2e", started).with_run(RunId::random()))
+        .unwrap();
+    killed.close().unwrap();
+    for id in 100..300 {
+        redis_cli(&["UNLINK", &format!("{}:items:{id}", prefix.0)]);
+    }
+    let (code, _) = verify_json(&file, &[]);
+    assert_eq!(code, 1, "the half-written cache differs from the journal");
+    let away = dir.path().join("src.away");
+    std::fs::rename(&src, &away).unwrap();
+    let out = run(&["run", s(&file), "--progress", "none", "--json"]);
+    let _ = std::fs::remove_file(&src);
+    std::fs::rename(&away, &src).unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "the source is away: {stdout}");
+    let report: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!(report["streams"][0]["status"], "read_failed", "{report}");
+    let rebuilds = report["rebuilds"].as_array().unwrap();
+    assert_eq!(rebuilds.len(), 1, "{report}");
+    assert_eq!(rebuilds[0]["connection"], "cache");
+    assert_eq!(rebuilds[0]["ok"], true, "{report}");
+    assert_eq!(rebuilds[0]["rows"], 515, "{report}");
+    let (code, report) = verify_json(&file, &[]);
+    assert_eq!(code, 0, "{report}");
+    assert_eq!(report["tables"][0]["actual"], before);
+    assert!(run_json(&file)["rebuilds"].as_array().unwrap().is_empty());
+    let rebuild_runs = entries(&journal)
+        .iter()
+        .filter(
+            |e| matches!(&e.kind, EntryKind::RunStarted { trigger, .. } if trigger == "rebuild"),
+        )
+        .count();
+    assert_eq!(
+        rebuild_runs, 4,
+        "two rebuilds, the killed one, and the run's"
+    );
+}
+
+/// `caudal run --json`, which must exit 0.
+fn run_json(file: &Path) -> serde_json::Value {
+    let stdout = run_ok(&["run", s(file), "--progress", "none", "--json"]);
+    serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("no JSON ({e}): {stdout}"))
 }

@@ -14,8 +14,8 @@ use indicatif::MultiProgress;
 use serde_json::json;
 
 use crate::engine::{
-    Bars, Engine, EngineError, Lines, PartOutcome, PluginEndpoints, Progress, RunOptions,
-    RunReport, Silent,
+    Bars, Engine, EngineError, Lines, PartOutcome, PluginEndpoints, Progress, RepairedRebuild,
+    RunOptions, RunReport, Silent,
 };
 
 /// Exit status for usage and configuration errors.
@@ -281,6 +281,35 @@ fn report_json(pipeline: &Pipeline, r: &RunReport) -> serde_json::Value {
         "batches": r.batches,
         "elapsed_ms": r.elapsed.as_millis() as u64,
         "streams": parts,
+        "rebuilds": r.rebuilds.iter().map(rebuild_json).collect::<Vec<_>>(),
+    })
+}
+
+/// An unfinished rebuild the run made again: its scope, and its rows or why it failed.
+fn rebuild_json(r: &RepairedRebuild) -> serde_json::Value {
+    let (ok, rows, error) = match &r.result {
+        Ok(report) => (
+            report.succeeded(),
+            report.tables.iter().map(|t| t.rows).sum::<u64>(),
+            report
+                .tables
+                .iter()
+                .filter_map(|t| {
+                    t.error
+                        .as_ref()
+                        .map(|e| format!("table `{}`: {e}", t.table))
+                })
+                .collect::<Vec<_>>()
+                .join("; "),
+        ),
+        Err(e) => (false, 0, e.clone()),
+    };
+    json!({
+        "connection": r.scope.connection,
+        "table": r.scope.table,
+        "ok": ok,
+        "rows": rows,
+        "error": if error.is_empty() { None } else { Some(error) },
     })
 }
 
@@ -295,6 +324,23 @@ fn print_report(pipeline: &Pipeline, r: &RunReport) {
         secs,
         r.rows as f64 / secs.max(1e-3)
     );
+    for rebuilt in &r.rebuilds {
+        let j = rebuild_json(rebuilt);
+        let scope = match &rebuilt.scope.table {
+            Some(t) => format!("table `{t}` of connection `{}`", rebuilt.scope.connection),
+            None => format!("connection `{}`", rebuilt.scope.connection),
+        };
+        match j["error"].as_str() {
+            None => println!(
+                "  an earlier rebuild of {scope} had not finished: rebuilt first, {} rows",
+                j["rows"]
+            ),
+            Some(e) => println!(
+                "  an earlier rebuild of {scope} had not finished, and rebuilding it FAILED: {e} \
+                 (the next run tries again)"
+            ),
+        }
+    }
     let width = r.parts.iter().map(|p| p.label.len()).max().unwrap_or(0);
     for p in &r.parts {
         let status = match &p.outcome {

@@ -47,5 +47,5 @@ pub use projection::{LaneKey, PartKey, Projection};
 pub use rebuild::{RebuildOptions, RebuildReport, TableRebuild};
 pub use replay::{ReplayOptions, ReplayPart, ReplayReport};
 pub use retry::{LaneRetry, RetryOptions, RetryReport};
-pub use run::{Engine, PartOutcome, PartReport, RunOptions, RunReport};
+pub use run::{Engine, PartOutcome, PartReport, RepairedRebuild, RunOptions, RunReport};
 pub use verify::{DigestSummary, TableCheck, VerifyOptions, VerifyReport};

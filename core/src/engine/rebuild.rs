@@ -23,9 +23,11 @@
 //!
 //! A rebuild that dies midway leaves the table partly written, under offsets that are either
 //! still those from before it (the stream offsets are set last) or absent (a flushed cache).
-//! The next rebuild starts again from step 1 and so repairs it; `caudal verify` reports the
-//! rows it lacks meanwhile (and `--repair` writes them). Where the offsets were absent, a
-//! `caudal run` also repairs it: it writes every journaled batch again.
+//! Its run has `RunStarted` (trigger `rebuild`) and no end in the journal, so the next
+//! `caudal run` of the pipeline finds it ([`unfinished`]) and rebuilds the same connection (or
+//! table) again before it reads anything; so does a rebuild that ended with a table it could
+//! not rebuild. A later `--rebuild` of the same scope repairs it too. Meanwhile `caudal
+//! verify` reports the rows the cache lacks (and `--repair` writes them).
 
 use std::collections::{BTreeMap, HashSet};
 use std::hash::{BuildHasherDefault, Hasher};
@@ -40,6 +42,7 @@ use super::endpoint::CallError;
 use super::error::{EngineError, Result};
 use super::instances::{self, Instance, Part};
 use super::plan::part_label;
+use super::projection::{RunRecord, RunState};
 use super::run::{Engine, pipeline_file};
 use super::session::{Session, batch_bytes};
 use super::shape::is_delete_schema;
@@ -49,16 +52,71 @@ use super::verify::key_bytes;
 /// the last one's.
 pub const REBUILD_STREAM: &str = "_caudal_rebuild";
 
+/// The trigger journaled in a rebuild's `RunStarted`.
+pub const REBUILD_TRIGGER: &str = "rebuild";
+
 /// Journaled batches read ahead of the writes.
 const READ_AHEAD: usize = 2;
 
 /// What to rebuild.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RebuildOptions {
     /// The destination connection.
     pub connection: String,
     /// Only this table (and every stream that writes it).
     pub table: Option<String>,
+}
+
+impl RebuildOptions {
+    /// The arguments as journaled in the rebuild's `RunStarted`; [`RebuildOptions::from_args`]
+    /// reads them back.
+    fn args_text(&self) -> String {
+        match &self.table {
+            Some(t) => format!("--connection {} --table {t}", self.connection),
+            None => format!("--connection {}", self.connection),
+        }
+    }
+
+    /// The scope of a journaled rebuild, from its `RunStarted` arguments. Connection names
+    /// hold no spaces (the pipeline file's rule), so the first ` --table ` ends the name and
+    /// the rest is the table, whatever it holds.
+    fn from_args(args: &str) -> Option<RebuildOptions> {
+        let rest = args.strip_prefix("--connection ")?;
+        let (connection, table) = match rest.split_once(" --table ") {
+            Some((c, t)) => (c, Some(t.to_owned())),
+            None => (rest, None),
+        };
+        (!connection.is_empty() && !connection.contains(' ')).then(|| RebuildOptions {
+            connection: connection.to_owned(),
+            table,
+        })
+    }
+
+    /// Whether a rebuild of `self` also rebuilds everything `other` does.
+    fn covers(&self, other: &RebuildOptions) -> bool {
+        self.connection == other.connection && (self.table.is_none() || self.table == other.table)
+    }
+}
+
+/// The rebuilds among `runs` (one pipeline's, in journal order) that did not finish and that
+/// no later rebuild of the same or a wider scope finished, oldest first, each scope once. A
+/// rebuild did not finish when its run has no end (the process died), ended in `RunFailed`,
+/// or completed with a table it could not rebuild: each leaves a table partly written under
+/// offsets that may say it is whole.
+pub fn unfinished(runs: &[RunRecord]) -> Vec<RebuildOptions> {
+    let mut open: Vec<RebuildOptions> = Vec::new();
+    for run in runs.iter().filter(|r| r.trigger == REBUILD_TRIGGER) {
+        let Some(scope) = RebuildOptions::from_args(&run.args) else {
+            continue;
+        };
+        if run.state == RunState::Completed && run.streams_failed == 0 {
+            open.retain(|o| !scope.covers(o));
+        } else if !open.iter().any(|o| o.covers(&scope)) {
+            open.retain(|o| !scope.covers(o));
+            open.push(scope);
+        }
+    }
+    open
 }
 
 /// One table rebuilt.
@@ -154,18 +212,7 @@ impl Engine {
                 options.connection
             )));
         }
-        let mut targets: BTreeMap<String, Vec<String>> = BTreeMap::new();
-        for stream in self.pipeline.streams() {
-            if options.table.as_ref().is_some_and(|t| t != stream.table())
-                || !stream.destinations().contains(&options.connection)
-            {
-                continue;
-            }
-            targets
-                .entry(stream.table().to_owned())
-                .or_default()
-                .push(stream.name().to_owned());
-        }
+        let targets = self.rebuild_targets(options);
         if targets.is_empty() {
             return Err(EngineError::Usage(format!(
                 "no stream of {path} writes{} into connection `{}`",
@@ -185,6 +232,26 @@ impl Engine {
         Ok(report)
     }
 
+    /// The tables a rebuild of `options` writes, each with the streams that write it.
+    pub(crate) fn rebuild_targets(
+        &self,
+        options: &RebuildOptions,
+    ) -> BTreeMap<String, Vec<String>> {
+        let mut targets: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for stream in self.pipeline.streams() {
+            if options.table.as_ref().is_some_and(|t| t != stream.table())
+                || !stream.destinations().contains(&options.connection)
+            {
+                continue;
+            }
+            targets
+                .entry(stream.table().to_owned())
+                .or_default()
+                .push(stream.name().to_owned());
+        }
+        targets
+    }
+
     fn rebuild_in(
         &self,
         session: &Session,
@@ -200,17 +267,9 @@ impl Engine {
         session.record(
             EntryKind::RunStarted {
                 pipeline_file: pipeline_file(&self.pipeline),
-                trigger: "rebuild".into(),
+                trigger: REBUILD_TRIGGER.into(),
                 streams: labels,
-                args: format!(
-                    "--connection {}{}",
-                    options.connection,
-                    options
-                        .table
-                        .as_ref()
-                        .map(|t| format!(" --table {t}"))
-                        .unwrap_or_default()
-                ),
+                args: options.args_text(),
             },
             Vec::new(),
         )?;
@@ -513,6 +572,103 @@ mod tests {
     use caudal_connector::{Field, LogicalType};
 
     use super::*;
+
+    /// The scopes [`unfinished`] finds in a journal of rebuild runs, each
+    /// `(trigger, args, end)` with `end` `None` (no end entry), `Some(0)` (completed) or
+    /// `Some(n)` (completed with `n` tables failed; `u32::MAX` for `RunFailed`).
+    fn open_scopes(runs: &[(&str, &str, Option<u32>)]) -> Vec<(String, Option<String>)> {
+        let p = super::super::Projection::new();
+        let mut seq = 0;
+        for (i, (trigger, args, end)) in runs.iter().enumerate() {
+            let run = Some(RunId(i as u64 + 1));
+            seq += 1;
+            let started = EntryKind::RunStarted {
+                pipeline_file: "p.toml".into(),
+                trigger: (*trigger).into(),
+                streams: vec!["s".into()],
+                args: (*args).into(),
+            };
+            p.apply(seq, seq as i64, run, "p", &started);
+            let ended = match *end {
+                None => continue,
+                Some(u32::MAX) => EntryKind::RunFailed {
+                    error: "journal".into(),
+                    elapsed_us: 1,
+                },
+                Some(failed) => EntryKind::RunCompleted {
+                    rows: 1,
+                    batches: 1,
+                    streams_ok: 1,
+                    streams_failed: failed,
+                    elapsed_us: 1,
+                },
+            };
+            seq += 1;
+            p.apply(seq, seq as i64, run, "p", &ended);
+        }
+        unfinished(&p.runs())
+            .into_iter()
+            .map(|o| (o.connection, o.table))
+            .collect()
+    }
+
+    #[test]
+    fn a_rebuild_is_unfinished_until_one_of_its_scope_or_wider_completes_whole() {
+        let scope = |c: &str, t: Option<&str>| (c.to_owned(), t.map(str::to_owned));
+        // Killed (no end), failed, or a table it could not rebuild: unfinished.
+        assert_eq!(
+            open_scopes(&[("rebuild", "--connection cache", None)]),
+            [scope("cache", None)]
+        );
+        assert_eq!(
+            open_scopes(&[("rebuild", "--connection cache", Some(u32::MAX))]),
+            [scope("cache", None)]
+        );
+        assert_eq!(
+            open_scopes(&[("rebuild", "--connection cache --table a b", Some(1))]),
+            [scope("cache", Some("a b"))],
+            "the table name is the rest of the arguments, spaces included"
+        );
+        // Finished whole, or other runs only: nothing.
+        assert!(open_scopes(&[("rebuild", "--connection cache", Some(0))]).is_empty());
+        assert!(open_scopes(&[("manual", "--connection cache", None)]).is_empty());
+        assert!(open_scopes(&[("rebuild", "--stream x", None)]).is_empty());
+        // A later rebuild of the same scope, or of the whole connection, finishes it; one of
+        // a single table does not finish the whole connection's, nor another connection's.
+        assert!(
+            open_scopes(&[
+                ("rebuild", "--connection cache --table t", None),
+                ("manual", "", Some(0)),
+                ("rebuild", "--connection cache", Some(0)),
+            ])
+            .is_empty()
+        );
+        assert_eq!(
+            open_scopes(&[
+                ("rebuild", "--connection cache", None),
+                ("rebuild", "--connection cache --table t", Some(0)),
+                ("rebuild", "--connection other", Some(0)),
+            ]),
+            [scope("cache", None)]
+        );
+        // Each scope once; a wider one takes the place of the narrower ones it covers.
+        assert_eq!(
+            open_scopes(&[
+                ("rebuild", "--connection cache --table t", None),
+                ("rebuild", "--connection cache --table t", Some(2)),
+                ("rebuild", "--connection other --table u", None),
+            ]),
+            [scope("cache", Some("t")), scope("other", Some("u"))]
+        );
+        assert_eq!(
+            open_scopes(&[
+                ("rebuild", "--connection cache --table t", None),
+                ("rebuild", "--connection cache", None),
+                ("rebuild", "--connection cache --table u", None),
+            ]),
+            [scope("cache", None)]
+        );
+    }
 
     #[test]
     fn sequential_keys_spread_over_the_hash_space() {

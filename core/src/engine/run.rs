@@ -33,6 +33,7 @@ use super::error::{EngineError, Result};
 use super::plan::{self, Task};
 use super::progress::Progress;
 use super::projection::PartKey;
+use super::rebuild::{self, RebuildOptions, RebuildReport};
 use super::session::{Delivery, Lane, Session, until};
 use super::shape::{self, Shape, is_delete_batch};
 
@@ -129,13 +130,30 @@ pub struct RunReport {
     pub batches: u64,
     /// Wall time.
     pub elapsed: Duration,
+    /// Earlier rebuilds that had not finished, made again before the run read anything.
+    pub rebuilds: Vec<RepairedRebuild>,
 }
 
 impl RunReport {
-    /// Whether every task read everything and every destination has every batch.
+    /// Whether every task read everything, every destination has every batch, and every
+    /// unfinished rebuild was finished.
     pub fn succeeded(&self) -> bool {
         self.parts.iter().all(|p| p.outcome == PartOutcome::Ok)
+            && self
+                .rebuilds
+                .iter()
+                .all(|r| r.result.as_ref().is_ok_and(RebuildReport::succeeded))
     }
+}
+
+/// A rebuild that an earlier command started and did not finish (see [`rebuild::unfinished`]),
+/// made again by a run before it read anything.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RepairedRebuild {
+    /// Its connection, and table if it was one table's.
+    pub scope: RebuildOptions,
+    /// The rebuild, or why it could not be made (the next run tries again).
+    pub result: std::result::Result<RebuildReport, String>,
 }
 
 /// Runs pipelines.
@@ -190,6 +208,7 @@ impl Engine {
     pub fn run(&self, options: &RunOptions) -> Result<RunReport> {
         let tasks = self.plan(options)?;
         let session = Session::open(Arc::clone(&self.pipeline), Arc::clone(&self.endpoints))?;
+        let (session, rebuilds) = self.finish_rebuilds(session)?;
         let labels: Vec<String> = tasks.iter().map(Task::label).collect();
         session.record(
             EntryKind::RunStarted {
@@ -221,9 +240,71 @@ impl Engine {
             }
         };
         let closed = session.close();
-        let report = finished?;
+        let mut report = finished?;
         closed?;
+        report.rebuilds = rebuilds;
         Ok(report)
+    }
+
+    /// Makes again, before a run, each rebuild of this pipeline's connections that did not
+    /// finish ([`rebuild::unfinished`]): such a rebuild left a table partly written under
+    /// offsets that may say it is whole, and the run would only add to it. `session` is
+    /// closed for them (each rebuild is a run of its own) and opened again.
+    fn finish_rebuilds(&self, session: Session) -> Result<(Session, Vec<RepairedRebuild>)> {
+        let runs: Vec<_> = session
+            .projection
+            .runs()
+            .into_iter()
+            .filter(|r| r.pipeline == self.pipeline.name())
+            .collect();
+        // A scope no stream writes into any more has nothing to rebuild.
+        let scopes: Vec<RebuildOptions> = rebuild::unfinished(&runs)
+            .into_iter()
+            .filter(|o| !self.rebuild_targets(o).is_empty())
+            .collect();
+        if scopes.is_empty() {
+            return Ok((session, Vec::new()));
+        }
+        session.close()?;
+        let mut done = Vec::with_capacity(scopes.len());
+        for scope in scopes {
+            let table = scope.table.as_deref().unwrap_or("(every table)");
+            tracing::warn!(
+                connection = %scope.connection,
+                table,
+                "an earlier rebuild did not finish: rebuilding before the run"
+            );
+            let result = self
+                .rebuild(&scope)
+                .map_err(|e| self.pipeline.scrub(&e.to_string()).into_owned());
+            match &result {
+                Ok(r) if r.succeeded() => tracing::info!(
+                    connection = %scope.connection,
+                    table,
+                    rows = r.tables.iter().map(|t| t.rows).sum::<u64>(),
+                    "rebuilt"
+                ),
+                Ok(r) => {
+                    for t in r.tables.iter().filter(|t| t.error.is_some()) {
+                        tracing::warn!(
+                            connection = %scope.connection,
+                            table = %t.table,
+                            error = t.error.as_deref().unwrap_or_default(),
+                            "rebuild failed; the next run tries again"
+                        );
+                    }
+                }
+                Err(e) => tracing::warn!(
+                    connection = %scope.connection,
+                    table,
+                    error = %e,
+                    "rebuild failed; the next run tries again"
+                ),
+            }
+            done.push(RepairedRebuild { scope, result });
+        }
+        let session = Session::open(Arc::clone(&self.pipeline), Arc::clone(&self.endpoints))?;
+        Ok((session, done))
     }
 }
 
@@ -979,6 +1060,7 @@ impl<'a> Runner<'a> {
             rows,
             batches,
             elapsed: s.started.elapsed(),
+            rebuilds: Vec::new(),
         })
     }
 }
