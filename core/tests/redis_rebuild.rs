@@ -4,7 +4,8 @@
 //! metadata keys survived; a cache left half-written (rows missing, rows written without
 //! their row digests, as a rebuild that died midway leaves it) is rebuilt equal to the
 //! journal; the streams' offsets end at their last journaled batch, so a later run goes on
-//! from there; a rebuild killed midway is made again by the next `caudal run`.
+//! from there; a rebuild killed midway is made again by the next `caudal run` or `caudal
+//! project redis`.
 //!
 //! Needs `cargo build --release --workspace` first (same CARGO_TARGET_DIR as the tests).
 
@@ -149,22 +150,25 @@ fn redis_rebuild_writes_the_final_rows_over_stale_keys_and_a_half_done_rebuild()
     // the connection before it reads, and says so; the run after it has nothing to finish.
     // That run cannot read its source (moved away), so what the cache gets back comes from
     // the rebuild alone, not from the merge stream's read of every row.
-    let killed = caudal_journal::Journal::open(&journal, Default::default()).unwrap();
-    let started = EntryKind::RunStarted {
-        pipeline_file: s(&file).to_owned(),
-        trigger: "rebuild".into(),
-        streams: vec!["items".into()],
-        args: "--connection cache".into(),
+    let kill_a_rebuild = |args: &str| {
+        let killed = caudal_journal::Journal::open(&journal, Default::default()).unwrap();
+        let started = EntryKind::RunStarted {
+            pipeline_file: s(&file).to_owned(),
+            trigger: "rebuild".into(),
+            streams: vec!["items".into()],
+            args: args.into(),
+        };
+        killed
+            .append_blocking(NewEntry::new("e2e", started).with_run(RunId::random()))
+            .unwrap();
+        killed.close().unwrap();
+        for id in 100..300 {
+            redis_cli(&["UNLINK", &format!("{}:items:{id}", prefix.0)]);
+        }
+        let (code, _) = verify_json(&file, &[]);
+        assert_eq!(code, 1, "the half-written cache differs from the journal");
     };
-    killed
-        .append_blocking(NewEntry::new("e2e", started).with_run(RunId::random()))
-        .unwrap();
-    killed.close().unwrap();
-    for id in 100..300 {
-        redis_cli(&["UNLINK", &format!("{}:items:{id}", prefix.0)]);
-    }
-    let (code, _) = verify_json(&file, &[]);
-    assert_eq!(code, 1, "the half-written cache differs from the journal");
+    kill_a_rebuild("--connection cache");
     let away = dir.path().join("src.away");
     std::fs::rename(&src, &away).unwrap();
     let out = run(&["run", s(&file), "--progress", "none", "--json"]);
@@ -183,6 +187,20 @@ fn redis_rebuild_writes_the_final_rows_over_stale_keys_and_a_half_done_rebuild()
     assert_eq!(code, 0, "{report}");
     assert_eq!(report["tables"][0]["actual"], before);
     assert!(run_json(&file)["rebuilds"].as_array().unwrap().is_empty());
+
+    // `caudal project redis` (no --rebuild) finishes one too, here of one table, before it
+    // writes the batches the cache lacks (none).
+    kill_a_rebuild("--connection cache --table items");
+    let out = run_ok(&["project", "redis", "--file", s(&file), "--json"]);
+    let report: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(report["ok"], true, "{report}");
+    assert_eq!(report["rebuilds"][0]["table"], "items", "{report}");
+    assert_eq!(report["rebuilds"][0]["rows"], 515, "{report}");
+    let (code, report) = verify_json(&file, &[]);
+    assert_eq!(code, 0, "{report}");
+    assert_eq!(report["tables"][0]["actual"], before);
+    let out = run_ok(&["project", "redis", "--file", s(&file), "--json"]);
+    assert!(out.contains("\"rebuilds\":[]"), "{out}");
     let rebuild_runs = entries(&journal)
         .iter()
         .filter(
@@ -190,8 +208,8 @@ fn redis_rebuild_writes_the_final_rows_over_stale_keys_and_a_half_done_rebuild()
         )
         .count();
     assert_eq!(
-        rebuild_runs, 4,
-        "two rebuilds, the killed one, and the run's"
+        rebuild_runs, 6,
+        "two rebuilds, then twice a killed one and the one that finished it"
     );
 }
 

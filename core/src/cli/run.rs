@@ -286,7 +286,7 @@ fn report_json(pipeline: &Pipeline, r: &RunReport) -> serde_json::Value {
 }
 
 /// An unfinished rebuild the run made again: its scope, and its rows or why it failed.
-fn rebuild_json(r: &RepairedRebuild) -> serde_json::Value {
+pub(crate) fn rebuild_json(r: &RepairedRebuild) -> serde_json::Value {
     let (ok, rows, error) = match &r.result {
         Ok(report) => (
             report.succeeded(),
@@ -324,23 +324,7 @@ fn print_report(pipeline: &Pipeline, r: &RunReport) {
         secs,
         r.rows as f64 / secs.max(1e-3)
     );
-    for rebuilt in &r.rebuilds {
-        let j = rebuild_json(rebuilt);
-        let scope = match &rebuilt.scope.table {
-            Some(t) => format!("table `{t}` of connection `{}`", rebuilt.scope.connection),
-            None => format!("connection `{}`", rebuilt.scope.connection),
-        };
-        match j["error"].as_str() {
-            None => println!(
-                "  an earlier rebuild of {scope} had not finished: rebuilt first, {} rows",
-                j["rows"]
-            ),
-            Some(e) => println!(
-                "  an earlier rebuild of {scope} had not finished, and rebuilding it FAILED: {e} \
-                 (the next run tries again)"
-            ),
-        }
-    }
+    print_rebuilds(&r.rebuilds);
     let width = r.parts.iter().map(|p| p.label.len()).max().unwrap_or(0);
     for p in &r.parts {
         let status = match &p.outcome {
@@ -356,5 +340,26 @@ fn print_report(pipeline: &Pipeline, r: &RunReport) {
     }
     if !r.succeeded() {
         println!("`caudal failures` lists what is pending; `caudal retry` writes it again.");
+    }
+}
+
+/// A line per unfinished rebuild made again first: its rows, or why it failed.
+pub(crate) fn print_rebuilds(rebuilds: &[RepairedRebuild]) {
+    for rebuilt in rebuilds {
+        let j = rebuild_json(rebuilt);
+        let scope = match &rebuilt.scope.table {
+            Some(t) => format!("table `{t}` of connection `{}`", rebuilt.scope.connection),
+            None => format!("connection `{}`", rebuilt.scope.connection),
+        };
+        match j["error"].as_str() {
+            None => println!(
+                "  an earlier rebuild of {scope} had not finished: rebuilt first, {} rows",
+                j["rows"]
+            ),
+            Some(e) => println!(
+                "  an earlier rebuild of {scope} had not finished, and rebuilding it FAILED: {e} \
+                 (the next run tries again)"
+            ),
+        }
     }
 }

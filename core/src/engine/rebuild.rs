@@ -24,9 +24,9 @@
 //! A rebuild that dies midway leaves the table partly written, under offsets that are either
 //! still those from before it (the stream offsets are set last) or absent (a flushed cache).
 //! Its run has `RunStarted` (trigger `rebuild`) and no end in the journal, so the next
-//! `caudal run` of the pipeline finds it ([`unfinished`]) and rebuilds the same connection (or
-//! table) again before it reads anything; so does a rebuild that ended with a table it could
-//! not rebuild. A later `--rebuild` of the same scope repairs it too. Meanwhile `caudal
+//! `caudal run` of the pipeline (or `caudal project redis`) finds it ([`unfinished`]) and
+//! rebuilds the same connection (or table) again before it reads anything; so does a rebuild
+//! that ended with a table it could not rebuild. A later `--rebuild` of the same scope repairs it too. Meanwhile `caudal
 //! verify` reports the rows the cache lacks (and `--repair` writes them).
 
 use std::collections::{BTreeMap, HashSet};

@@ -251,28 +251,55 @@ impl Engine {
     /// offsets that may say it is whole, and the run would only add to it. `session` is
     /// closed for them (each rebuild is a run of its own) and opened again.
     fn finish_rebuilds(&self, session: Session) -> Result<(Session, Vec<RepairedRebuild>)> {
+        let scopes = self.unfinished_rebuilds(&session, None);
+        if scopes.is_empty() {
+            return Ok((session, Vec::new()));
+        }
+        session.close()?;
+        let done = self.rebuild_again(scopes);
+        let session = Session::open(Arc::clone(&self.pipeline), Arc::clone(&self.endpoints))?;
+        Ok((session, done))
+    }
+
+    /// [`Engine::run`]'s first step for one connection alone: makes again each rebuild into
+    /// `connection` that did not finish (`caudal project redis` before it replays).
+    pub fn finish_rebuilds_of(&self, connection: &str) -> Result<Vec<RepairedRebuild>> {
+        let session = Session::open(Arc::clone(&self.pipeline), Arc::clone(&self.endpoints))?;
+        let scopes = self.unfinished_rebuilds(&session, Some(connection));
+        session.close()?;
+        Ok(self.rebuild_again(scopes))
+    }
+
+    /// The unfinished rebuilds of this pipeline (into `connection` only, if given) that some
+    /// stream still writes into.
+    fn unfinished_rebuilds(
+        &self,
+        session: &Session,
+        connection: Option<&str>,
+    ) -> Vec<RebuildOptions> {
         let runs: Vec<_> = session
             .projection
             .runs()
             .into_iter()
             .filter(|r| r.pipeline == self.pipeline.name())
             .collect();
-        // A scope no stream writes into any more has nothing to rebuild.
-        let scopes: Vec<RebuildOptions> = rebuild::unfinished(&runs)
+        rebuild::unfinished(&runs)
             .into_iter()
+            .filter(|o| connection.is_none_or(|c| c == o.connection))
             .filter(|o| !self.rebuild_targets(o).is_empty())
-            .collect();
-        if scopes.is_empty() {
-            return Ok((session, Vec::new()));
-        }
-        session.close()?;
+            .collect()
+    }
+
+    /// Runs each rebuild in `scopes`, each in a session of its own; a failure is reported, not
+    /// fatal: the next run tries again.
+    fn rebuild_again(&self, scopes: Vec<RebuildOptions>) -> Vec<RepairedRebuild> {
         let mut done = Vec::with_capacity(scopes.len());
         for scope in scopes {
             let table = scope.table.as_deref().unwrap_or("(every table)");
             tracing::warn!(
                 connection = %scope.connection,
                 table,
-                "an earlier rebuild did not finish: rebuilding before the run"
+                "an earlier rebuild did not finish: rebuilding it first"
             );
             let result = self
                 .rebuild(&scope)
@@ -303,8 +330,7 @@ impl Engine {
             }
             done.push(RepairedRebuild { scope, result });
         }
-        let session = Session::open(Arc::clone(&self.pipeline), Arc::clone(&self.endpoints))?;
-        Ok((session, done))
+        done
     }
 }
 
