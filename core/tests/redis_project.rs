@@ -124,3 +124,44 @@ fn project_redis_refuses_a_pipeline_without_a_redis_destination() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("duckdb"));
 }
+
+/// `caudal bench redis` on a small cache: every command it times succeeds (else it exits
+/// non-zero), each figure is there and positive, the second rebuild over the full cache is
+/// timed too, and no key of the bench is left on the server.
+#[test]
+fn bench_redis_times_each_command_and_leaves_no_key_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = run_ok(&[
+        "bench",
+        "redis",
+        "--rows",
+        "3000",
+        "--json",
+        "--dir",
+        s(dir.path()),
+    ]);
+    let report: serde_json::Value =
+        serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("no JSON ({e}): {out}"));
+    assert_eq!(report["rows"], 3000);
+    for figure in [
+        "redis_benchmark_set_per_s",
+        "rebuild_s",
+        "rebuild_keys_per_s",
+        "replay_s",
+        "rebuild_full_s",
+        "rebuild_full_keys_per_s",
+        "share",
+    ] {
+        let v = report[figure].as_f64();
+        assert!(v.is_some_and(|v| v > 0.0), "{figure}: {report}");
+    }
+    let file = std::fs::read_to_string(dir.path().join("bench-redis.toml")).unwrap();
+    let prefix = file
+        .lines()
+        .find_map(|l| l.strip_prefix("prefix = \""))
+        .and_then(|p| p.strip_suffix('"'))
+        .expect("the bench's pipeline names its prefix");
+    assert!(prefix.starts_with("caudal_bench_"), "{prefix}");
+    let left = redis_cli(&["--scan", "--pattern", &format!("{prefix}:*")]);
+    assert!(left.trim().is_empty(), "keys left: {left}");
+}

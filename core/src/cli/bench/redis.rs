@@ -6,7 +6,9 @@
 //! Where the limit is, as extra figures (the goal's baseline stays the one above): the same
 //! redis-benchmark with a key per request (`-r`, SETs creating keys as a rebuild does), with
 //! values the size of a row's `RESTORE` payload, and with the rows as `HSET`s; and the
-//! server's CPU time (`INFO cpu`) during each caudal command, against its wall time.
+//! server's CPU time (`INFO cpu`) during each caudal command, against its wall time; and a
+//! second rebuild over the full cache the first one wrote (the case of a cache that drifted:
+//! every key is emptied first).
 //!
 //! The cache's keys live under a prefix of this run (`caudal_bench_<pid>`), removed at the
 //! end. Needs `redis-benchmark` and `redis-cli` on the PATH.
@@ -79,6 +81,9 @@ pub fn run(args: RedisBenchArgs) -> anyhow::Result<ExitCode> {
                 "rebuild_s": m.rebuild.wall_s,
                 "rebuild_keys_per_s": rate,
                 "rebuild_server_cpu_s": m.rebuild.server_cpu_s,
+                "rebuild_full_s": m.rebuild_full.wall_s,
+                "rebuild_full_keys_per_s": rows / m.rebuild_full.wall_s,
+                "rebuild_full_server_cpu_s": m.rebuild_full.server_cpu_s,
                 "replay_s": m.replay.wall_s,
                 "replay_keys_per_s": rows / m.replay.wall_s,
                 "replay_server_cpu_s": m.replay.server_cpu_s,
@@ -108,6 +113,13 @@ pub fn run(args: RedisBenchArgs) -> anyhow::Result<ExitCode> {
             share * 100.0,
             if share >= 0.7 { "" } else { ": NOT MET" },
             m.rebuild.server_cpu_s
+        );
+        println!(
+            "  caudal project redis --rebuild over the full cache (every key there, as when a \
+             cache drifted): {:.2} s, {:.0} keys/s; server busy {:.2} s",
+            m.rebuild_full.wall_s,
+            rows / m.rebuild_full.wall_s,
+            m.rebuild_full.server_cpu_s
         );
         println!("  where the server's limit is (extra figures, not the goal's baseline):");
         println!(
@@ -151,6 +163,8 @@ struct Measured {
     hset_rows: f64,
     replay: Timed,
     rebuild: Timed,
+    /// A rebuild over the cache the one before wrote: every key is there to empty first.
+    rebuild_full: Timed,
 }
 
 struct Server {
@@ -298,19 +312,18 @@ fn measure(
         "project redis",
     )?;
 
+    let rebuild_args = [
+        "project",
+        "redis",
+        "--rebuild",
+        "--progress",
+        "none",
+        "--file",
+        &file_arg,
+    ];
     server.delete_under(prefix);
-    let rebuild = server.timed(
-        &[
-            "project",
-            "redis",
-            "--rebuild",
-            "--progress",
-            "none",
-            "--file",
-            &file_arg,
-        ],
-        "project redis --rebuild",
-    )?;
+    let rebuild = server.timed(&rebuild_args, "project redis --rebuild")?;
+    let rebuild_full = server.timed(&rebuild_args, "project redis --rebuild (full cache)")?;
     Ok(Measured {
         baseline,
         distinct,
@@ -318,6 +331,7 @@ fn measure(
         hset_rows,
         replay,
         rebuild,
+        rebuild_full,
     })
 }
 
