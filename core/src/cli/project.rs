@@ -20,7 +20,9 @@ use serde_json::json;
 use super::location::JournalLocation;
 use super::retry::pipeline_for;
 use super::run::{EXIT_USAGE, OutputArgs, engine_error};
-use crate::engine::{Engine, PluginEndpoints, RebuildOptions, RebuildReport, ReplayOptions};
+use crate::engine::{
+    Engine, PluginEndpoints, RebuildOptions, RebuildReport, RepairedRebuild, ReplayOptions,
+};
 
 /// `caudal project`
 #[derive(Debug, Args)]
@@ -167,10 +169,7 @@ fn redis(args: RedisArgs) -> anyhow::Result<ExitCode> {
         Ok(r) => r,
         Err(e) => return Ok(engine_error(&pipeline, &e)),
     };
-    let ok = replay.succeeded()
-        && rebuilds
-            .iter()
-            .all(|r| r.result.as_ref().is_ok_and(RebuildReport::succeeded));
+    let ok = replay.succeeded() && rebuilds.iter().all(RepairedRebuild::succeeded);
     if args.json {
         let streams: Vec<_> = replay
             .parts

@@ -287,29 +287,13 @@ fn report_json(pipeline: &Pipeline, r: &RunReport) -> serde_json::Value {
 
 /// An unfinished rebuild the run made again: its scope, and its rows or why it failed.
 pub(crate) fn rebuild_json(r: &RepairedRebuild) -> serde_json::Value {
-    let (ok, rows, error) = match &r.result {
-        Ok(report) => (
-            report.succeeded(),
-            report.tables.iter().map(|t| t.rows).sum::<u64>(),
-            report
-                .tables
-                .iter()
-                .filter_map(|t| {
-                    t.error
-                        .as_ref()
-                        .map(|e| format!("table `{}`: {e}", t.table))
-                })
-                .collect::<Vec<_>>()
-                .join("; "),
-        ),
-        Err(e) => (false, 0, e.clone()),
-    };
+    let (rows, error) = r.outcome();
     json!({
         "connection": r.scope.connection,
         "table": r.scope.table,
-        "ok": ok,
+        "ok": r.succeeded(),
         "rows": rows,
-        "error": if error.is_empty() { None } else { Some(error) },
+        "error": error,
     })
 }
 
@@ -346,17 +330,15 @@ fn print_report(pipeline: &Pipeline, r: &RunReport) {
 /// A line per unfinished rebuild made again first: its rows, or why it failed.
 pub(crate) fn print_rebuilds(rebuilds: &[RepairedRebuild]) {
     for rebuilt in rebuilds {
-        let j = rebuild_json(rebuilt);
         let scope = match &rebuilt.scope.table {
             Some(t) => format!("table `{t}` of connection `{}`", rebuilt.scope.connection),
             None => format!("connection `{}`", rebuilt.scope.connection),
         };
-        match j["error"].as_str() {
-            None => println!(
-                "  an earlier rebuild of {scope} had not finished: rebuilt first, {} rows",
-                j["rows"]
+        match rebuilt.outcome() {
+            (rows, None) => println!(
+                "  an earlier rebuild of {scope} had not finished: rebuilt first, {rows} rows"
             ),
-            Some(e) => println!(
+            (_, Some(e)) => println!(
                 "  an earlier rebuild of {scope} had not finished, and rebuilding it FAILED: {e} \
                  (the next run tries again)"
             ),

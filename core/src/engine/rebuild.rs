@@ -26,8 +26,9 @@
 //! Its run has `RunStarted` (trigger `rebuild`) and no end in the journal, so the next
 //! `caudal run` of the pipeline (or `caudal project redis`) finds it ([`unfinished`]) and
 //! rebuilds the same connection (or table) again before it reads anything; so does a rebuild
-//! that ended with a table it could not rebuild. A later `--rebuild` of the same scope repairs it too. Meanwhile `caudal
-//! verify` reports the rows the cache lacks (and `--repair` writes them).
+//! that ended with a table it could not rebuild. A later `--rebuild` of the same scope
+//! repairs it too. Meanwhile `caudal verify` reports the rows the cache lacks (and `--repair`
+//! writes them).
 
 use std::collections::{BTreeMap, HashSet};
 use std::hash::{BuildHasherDefault, Hasher};

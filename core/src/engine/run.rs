@@ -139,10 +139,7 @@ impl RunReport {
     /// unfinished rebuild was finished.
     pub fn succeeded(&self) -> bool {
         self.parts.iter().all(|p| p.outcome == PartOutcome::Ok)
-            && self
-                .rebuilds
-                .iter()
-                .all(|r| r.result.as_ref().is_ok_and(RebuildReport::succeeded))
+            && self.rebuilds.iter().all(RepairedRebuild::succeeded)
     }
 }
 
@@ -154,6 +151,33 @@ pub struct RepairedRebuild {
     pub scope: RebuildOptions,
     /// The rebuild, or why it could not be made (the next run tries again).
     pub result: std::result::Result<RebuildReport, String>,
+}
+
+impl RepairedRebuild {
+    /// Whether every table of it was rebuilt.
+    pub fn succeeded(&self) -> bool {
+        self.result.as_ref().is_ok_and(RebuildReport::succeeded)
+    }
+
+    /// Rows written, and why it failed (each table's error, or why it could not start).
+    pub fn outcome(&self) -> (u64, Option<String>) {
+        match &self.result {
+            Ok(report) => {
+                let errors: Vec<String> = report
+                    .tables
+                    .iter()
+                    .filter_map(|t| {
+                        t.error
+                            .as_ref()
+                            .map(|e| format!("table `{}`: {e}", t.table))
+                    })
+                    .collect();
+                let rows = report.tables.iter().map(|t| t.rows).sum();
+                (rows, (!errors.is_empty()).then(|| errors.join("; ")))
+            }
+            Err(e) => (0, Some(e.clone())),
+        }
+    }
 }
 
 /// Runs pipelines.
