@@ -35,6 +35,10 @@
 //! - A table this connection created or emptied (`prepare_table`) is written without reading
 //!   row digests back while its digest key still holds what this connection last wrote there
 //!   (no other writer came by): rows never written by this connection cannot be there.
+//! - A cache rebuild rewrites a table in place (`Sink::begin_rewrite`, its final rows,
+//!   `Sink::end_rewrite`): the old rows stay readable until a final row overwrites each key,
+//!   and the end unlinks the keys no final row was written to. Readers never find the table
+//!   empty.
 //! - `P:T:digest` is the digest of what caudal wrote ([`Redis::stored_digest`] reads it); the
 //!   digest [`Sink::table_digest`](caudal_connector::Sink::table_digest) returns is computed
 //!   from the rows actually there, with the SDK's canonical encoding. They differ only when

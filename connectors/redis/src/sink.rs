@@ -30,6 +30,17 @@
 //!
 //! Otherwise insert and upsert are the same operation here: a key holds one row.
 //!
+//! # A rewrite
+//!
+//! A cache rebuild rewrites a table in place, so that readers of the cache never find it
+//! empty: `begin_rewrite` installs the schema, resets the digest key and drops the row digests
+//! in one transaction, and leaves every row key where it is. The table is then fresh, but with
+//! its old rows still there (a `RESTORE` replaces the key, an `HSET` follows a `DEL` of it).
+//! The final rows are written as inserts, each over its key. `end_rewrite` SCANs the row keys
+//! and unlinks those without a row digest: no row was written to them since the rewrite began
+//! (rows deleted since, stale keys the journal never held). Meanwhile a reader finds each
+//! key's old row or its final one.
+//!
 //! # A snapshot swap
 //!
 //! The engine writes a snapshot into a staging table, then calls `replace_table`. Readers of
@@ -213,10 +224,15 @@ fn check_batch(table: &str, stored: &Schema, batch: &Batch, op: WriteOp) -> Resu
 /// under WATCH by each write), no other writer changed the table, so a key never written here
 /// holds no row: a write reads no row digest for it and sends no `DEL` before its `HSET`.
 /// Keys that were written here take the general path (their row digests are read back).
+///
+/// A table whose rewrite this connection began ([`Sink::begin_rewrite`]) is fresh with
+/// `overwrite`: its digest and row digests count only the rows written since, but keys not
+/// written yet may still hold old rows, so an `HSET` goes after a `DEL` of its key.
 #[derive(Debug, Default)]
 pub(crate) struct Fresh {
     digest: TableDigest,
     written: KeyHashes,
+    overwrite: bool,
 }
 
 /// A set of [`key_hash`] values. They are hashes already, so the set uses them as they are
@@ -525,8 +541,8 @@ async fn transact(
                 .map_err(|e| e.context(format!("`{}`", plan.row_digests_key)))?,
         };
         // A key the row digests do not know may still hold something not written by caudal,
-        // unless the table is fresh.
-        may_exist.push(known.is_none() || before.is_some());
+        // unless the table is fresh (and not being rewritten over its old rows).
+        may_exist.push(known.is_none_or(|f| f.overwrite) || before.is_some());
         removed.extend(before);
         current.insert(pk, plan.new_digests.get(i).copied());
     }
@@ -585,19 +601,21 @@ fn bulk_attempt(
         Ok(digest) => digest,
         Err(attempt) => return Ok(attempt),
     };
+    // A fresh table holds none of these rows: no DEL before an HSET, unless old rows are
+    // being overwritten.
+    let overwrite = known.is_some_and(|f| f.overwrite);
     let (new_digests, added) = std::thread::scope(|s| {
         let digests = s.spawn(|| row_digests(table, plan.batch));
         let (tx, rx) = tokio::sync::mpsc::channel(BULK_DEPTH);
         s.spawn(move || {
-            // A fresh table holds none of these rows: no DEL before an HSET.
-            let absent = vec![false; plan.pks.len()];
+            let may_exist = vec![overwrite; plan.pks.len()];
             for start in (0..plan.pks.len()).step_by(BULK_ROWS) {
                 let mut pipe = redis::Pipeline::with_capacity(BULK_ROWS);
                 row_commands(
                     &mut pipe,
                     plan,
                     start..(start + BULK_ROWS).min(plan.pks.len()),
-                    &absent,
+                    &may_exist,
                 );
                 if tx.blocking_send(pipe).is_err() {
                     // The sender stopped on an error, which it reports.
@@ -726,14 +744,7 @@ impl Redis {
 
     fn prepare(&mut self, request: &PrepareTable) -> Result<()> {
         let table = request.table.as_str();
-        keys::check_table_name(table)?;
-        if request.schema.primary_key().is_empty() {
-            return Err(Error::Schema(
-                "the stream's schema has no primary key, and Redis keys are named by it; set \
-                 `primary_key` on the stream"
-                    .into(),
-            ));
-        }
+        check_prepare(request)?;
         let prefix = self.config.prefix.clone();
         let doc = self.doc_for(request);
         let text = serde_json::to_vec(&doc)
@@ -777,6 +788,162 @@ impl Redis {
         self.exec(&pipe, "creating the table's keys")?;
         // Created or emptied by this transaction: no row is there but those written next.
         self.fresh.insert(table.to_owned(), Fresh::default());
+        Ok(())
+    }
+
+    /// Starts a rewrite of the table in place (see [`Sink::begin_rewrite`]): one transaction
+    /// installs the schema, resets the digest key and drops the row digests, and leaves every
+    /// row key as it is, readable until a final row overwrites it or [`Redis::finish_rewrite`]
+    /// removes it. Rows kept under another key template would be overwritten by no write: that
+    /// table is emptied at once instead, as `prepare_table` with `replace` does.
+    fn start_rewrite(&mut self, request: &PrepareTable) -> Result<()> {
+        let table = request.table.as_str();
+        check_prepare(request)?;
+        let prefix = self.config.prefix.clone();
+        if let Some(old) = load_doc(self, table)?
+            && old.template()?.row_prefix(&prefix, table)
+                != self.template.row_prefix(&prefix, table)
+        {
+            return self.prepare(&PrepareTable {
+                replace: true,
+                ..request.clone()
+            });
+        }
+        let text = serde_json::to_vec(&self.doc_for(request))
+            .map_err(|e| Error::Encode(format!("the schema document: {e}")))?;
+        let mut pipe = redis::pipe();
+        pipe.atomic()
+            .cmd("UNLINK")
+            .arg(keys::row_digests_key(&prefix, table))
+            .ignore()
+            .cmd("SET")
+            .arg(keys::schema_key(&prefix, table))
+            .arg(text)
+            .ignore()
+            .cmd("SET")
+            .arg(keys::digest_key(&prefix, table))
+            .arg(encode_digest(&TableDigest::new()))
+            .ignore();
+        self.fresh.remove(table);
+        self.exec(&pipe, "starting the rewrite of the table's keys")?;
+        self.fresh.insert(
+            table.to_owned(),
+            Fresh {
+                overwrite: true,
+                ..Fresh::default()
+            },
+        );
+        Ok(())
+    }
+
+    /// Ends a rewrite (see [`Sink::end_rewrite`]): a SCAN of the table's row keys, and for each
+    /// step of it, under `WATCH` of the digest key, the row digests of the keys found; the keys
+    /// with none (no row was written to them since the rewrite began) are unlinked in a
+    /// transaction, which starts over if another writer changed the table meanwhile.
+    fn finish_rewrite(&mut self, table: &str) -> Result<()> {
+        keys::check_table_name(table)?;
+        let prefix = self.config.prefix.clone();
+        let doc = load_doc(self, table)?.ok_or_else(|| {
+            Error::NotFound(format!(
+                "table `{table}` has no schema key `{}`: its rewrite was never begun",
+                keys::schema_key(&prefix, table)
+            ))
+        })?;
+        let row_prefix = doc.template()?.row_prefix(&prefix, table);
+        let pattern = format!("{}*", glob_escape(&row_prefix));
+        let row_digests_key = keys::row_digests_key(&prefix, table);
+        let digest_key = keys::digest_key(&prefix, table);
+        let mut others = false;
+        let mut cursor = 0u64;
+        loop {
+            let (next, found): (u64, Vec<Vec<u8>>) = self
+                .runtime
+                .block_on(
+                    redis::cmd("SCAN")
+                        .arg(cursor)
+                        .arg("MATCH")
+                        .arg(&pattern)
+                        .arg("COUNT")
+                        .arg(SCAN_COUNT)
+                        .query_async(&mut self.conn),
+                )
+                .map_err(|e| redis_error(format!("scanning the keys of `{table}`"), e))?;
+            let suffixes: Vec<&[u8]> = found
+                .iter()
+                .filter_map(|k| k.get(row_prefix.len()..))
+                .filter(|suffix| is_row_suffix(suffix))
+                .collect();
+            let mut removed = false;
+            for _ in 0..MAX_ATTEMPTS {
+                if suffixes.is_empty() {
+                    removed = true;
+                    break;
+                }
+                let read: redis::RedisResult<(Vec<Option<Vec<u8>>>,)> = self.runtime.block_on(
+                    redis::pipe()
+                        .cmd("WATCH")
+                        .arg(&digest_key)
+                        .ignore()
+                        .cmd("HMGET")
+                        .arg(&row_digests_key)
+                        .arg(&suffixes[..])
+                        .query_async(&mut self.conn),
+                );
+                let digests = match read {
+                    Ok((digests,)) => digests,
+                    Err(e) => {
+                        // No watch may outlive the attempt (best effort, as in `try_write`).
+                        let _ = self
+                            .runtime
+                            .block_on(redis::cmd("UNWATCH").exec_async(&mut self.conn));
+                        return Err(redis_error(format!("reading `{row_digests_key}`"), e));
+                    }
+                };
+                let stale: Vec<Vec<u8>> = suffixes
+                    .iter()
+                    .zip(&digests)
+                    .filter(|(_, d)| d.is_none())
+                    .map(|(suffix, _)| [row_prefix.as_bytes(), suffix].concat())
+                    .collect();
+                if stale.is_empty() {
+                    self.runtime
+                        .block_on(redis::cmd("UNWATCH").exec_async(&mut self.conn))
+                        .map_err(|e| redis_error("UNWATCH", e))?;
+                    removed = true;
+                    break;
+                }
+                let mut pipe = redis::pipe();
+                pipe.atomic();
+                for chunk in stale.chunks(ARGS_PER_COMMAND) {
+                    pipe.cmd("UNLINK").arg(chunk).ignore();
+                }
+                if self
+                    .exec(&pipe, "removing the rows not written again")?
+                    .is_some()
+                {
+                    removed = true;
+                    break;
+                }
+                // Another writer changed the table between the read and the removal.
+                others = true;
+            }
+            if !removed {
+                return Err(Error::retryable_database(format!(
+                    "the table's digest key changed under {MAX_ATTEMPTS} attempts in a row \
+                     (another writer is busy on `{table}`); try again"
+                )));
+            }
+            if next == 0 {
+                break;
+            }
+            cursor = next;
+        }
+        match self.fresh.get_mut(table) {
+            Some(fresh) if !others => fresh.overwrite = false,
+            _ => {
+                self.fresh.remove(table);
+            }
+        }
         Ok(())
     }
 
@@ -1049,6 +1216,19 @@ impl Redis {
     }
 }
 
+/// What every table needs here: a valid name and a primary key to name its row keys by.
+fn check_prepare(request: &PrepareTable) -> Result<()> {
+    keys::check_table_name(&request.table)?;
+    if request.schema.primary_key().is_empty() {
+        return Err(Error::Schema(
+            "the stream's schema has no primary key, and Redis keys are named by it; set \
+             `primary_key` on the stream"
+                .into(),
+        ));
+    }
+    Ok(())
+}
+
 /// An existing table is kept as it is, if it can take the stream's rows.
 fn check_existing(table: &str, old: &TableDoc, new: &TableDoc) -> Result<()> {
     if old.format != new.format || old.key != new.key {
@@ -1134,6 +1314,20 @@ impl Sink for Redis {
             self.describe()
         );
         self.swap(staging, table).map_err(|e| e.context(ctx))
+    }
+
+    fn begin_rewrite(&mut self, request: &PrepareTable) -> Result<()> {
+        let ctx = format!(
+            "{}: starting the rewrite of table `{}`",
+            self.describe(),
+            request.table
+        );
+        self.start_rewrite(request).map_err(|e| e.context(ctx))
+    }
+
+    fn end_rewrite(&mut self, table: &str) -> Result<()> {
+        let ctx = format!("{}: ending the rewrite of table `{table}`", self.describe());
+        self.finish_rewrite(table).map_err(|e| e.context(ctx))
     }
 }
 

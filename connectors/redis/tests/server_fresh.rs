@@ -1,6 +1,7 @@
 //! Writes into a table the connection created or emptied itself (the path of a cache
 //! rebuild): the digest key stays exact across batches that revisit keys, NULL fields and
-//! deletes; another writer sends the table back to the general path; a connection that goes
+//! deletes; another writer sends the table back to the general path; a rewrite keeps the old
+//! rows readable until its end removes those not written again; a connection that goes
 //! away between batches leaves an offset that matches the rows.
 
 mod common;
@@ -9,8 +10,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use caudal_connector::{
-    Batch, BatchBuilder, Field, KeyRange, LogicalType, Schema, Sink, TableDigest, WriteOp,
-    WriteOutcome,
+    Batch, BatchBuilder, Field, KeyRange, LogicalType, PrepareTable, Schema, Sink, TableDigest,
+    WriteOp, WriteOutcome,
 };
 use caudal_redis::Format;
 use common::{TestPrefix, prepare, read_rows, request, scanned_digest, write};
@@ -359,6 +360,81 @@ fn server_bulk_inserts_into_a_fresh_table_keep_rows_and_digest_key_exact() {
                 .unwrap(),
             WriteOutcome::AlreadyApplied { last_seq: 3 }
         );
+        check(&mut conn, "t", &model);
+    }
+}
+
+#[test]
+fn server_a_rewrite_keeps_old_rows_readable_until_its_end_removes_those_not_written() {
+    for format in [Format::Hash, Format::Json] {
+        let mut prefix = TestPrefix::new(&format!("rewrite_{format:?}"));
+        let mut config = prefix.config();
+        config.format = format;
+        let mut conn = prefix.open_with(config);
+        prepare(&mut conn, "t", &schema(), false);
+        let old: Vec<Row> = (0..100)
+            .map(|i| (i, Some(format!("old{i}")), Some(i as f64)))
+            .collect();
+        write(&mut conn, "t", 1, WriteOp::Upsert, &batch(&old));
+        // Keys the journal never held: one of another type where a final row goes, one where
+        // none does.
+        let row_key = |id: i64| format!("{}:t:{id}", prefix.name);
+        let (stray, stale) = (row_key(150), row_key(999));
+        let _: () = prefix.cmd(&[b"SET", stray.as_bytes(), b"not a row"]);
+        let _: () = prefix.cmd(&[b"SET", stale.as_bytes(), b"not a row"]);
+        let value = |prefix: &mut TestPrefix, id: i64| -> Option<String> {
+            let key = row_key(id);
+            match format {
+                Format::Hash => prefix.cmd(&[b"HGET", key.as_bytes(), b"name"]),
+                Format::Json => prefix.cmd(&[b"GET", key.as_bytes()]),
+            }
+        };
+        conn.begin_rewrite(&PrepareTable {
+            table: "t".into(),
+            schema: (*schema()).clone(),
+            replace: true,
+        })
+        .unwrap();
+        // Every old row is still readable; the digest key counts none of them.
+        for id in [0, 50, 99] {
+            let found = value(&mut prefix, id).unwrap_or_default();
+            assert!(found.contains(&format!("old{id}")), "{id}: {found}");
+        }
+        assert_eq!(conn.stored_digest("t").unwrap(), Some(TableDigest::new()));
+        // The final rows, as a rebuild writes them: inserts, two batches. Their scores are
+        // NULL (the old field must go), and the row over the stray key is too long for a
+        // RESTORE payload (an HSET, after a DEL of the string there).
+        let mut model = BTreeMap::new();
+        let first: Vec<Row> = (0..30)
+            .map(|i| (i, Some(format!("new{i}")), None))
+            .collect();
+        write(&mut conn, "t", 2, WriteOp::Insert, &batch(&first));
+        apply(&mut model, &first);
+        // Halfway: the rows not written yet are the old ones.
+        assert!(value(&mut prefix, 5).unwrap().contains("new5"));
+        assert!(value(&mut prefix, 50).unwrap().contains("old50"));
+        let mut second: Vec<Row> = (30..60)
+            .map(|i| (i, Some(format!("new{i}")), None))
+            .collect();
+        second.push((150, Some("y".repeat(65)), None));
+        write(&mut conn, "t", 3, WriteOp::Insert, &batch(&second));
+        apply(&mut model, &second);
+        assert!(value(&mut prefix, 60).unwrap().contains("old60"));
+        conn.end_rewrite("t").unwrap();
+        // Exactly the final rows are left, with the digest key of them alone.
+        check(&mut conn, "t", &model);
+        let keys = prefix.keys();
+        assert!(!keys.contains(&stale), "{keys:?}");
+        assert!(!keys.contains(&row_key(60)), "{keys:?}");
+        if format == Format::Hash {
+            let mut fields: Vec<String> = prefix.cmd(&[b"HKEYS", row_key(7).as_bytes()]);
+            fields.sort();
+            assert_eq!(fields, vec!["id", "name"]);
+        }
+        // The table is fresh after its rewrite: later writes keep the digest key exact.
+        let rows: Vec<Row> = (55..70).map(|i| (i, None, Some(1.5))).collect();
+        write(&mut conn, "t", 4, WriteOp::Upsert, &batch(&rows));
+        apply(&mut model, &rows);
         check(&mut conn, "t", &model);
     }
 }

@@ -51,7 +51,8 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use crate::batch::Batch;
 use crate::connector::{
-    BatchReader, Connector, DigestRequest, OpenContext, PrepareTable, ReadRequest, WriteRequest,
+    BatchReader, Connector, DigestRequest, OpenContext, PrepareTable, ReadRequest, RewriteStep,
+    WriteRequest,
 };
 use crate::error::{Error, Result, WireError};
 use crate::wire;
@@ -276,6 +277,8 @@ pub struct ConnectorVTable {
     pub table_digest: CallFn,
     /// Request = bincode `(staging, table)`, out unused.
     pub replace_table: CallFn,
+    /// Request = bincode `RewriteStep`, out unused.
+    pub rewrite_table: CallFn,
 }
 
 // SAFETY: the table is immutable after construction and its pointers are to static data and
@@ -314,6 +317,7 @@ impl ConnectorVTable {
             last_applied_seq: last_applied_seq::<C>,
             table_digest: table_digest::<C>,
             replace_table: replace_table::<C>,
+            rewrite_table: rewrite_table::<C>,
         }
     }
 }
@@ -737,6 +741,26 @@ unsafe extern "C" fn replace_table<C: Connector>(
             c.sink()
                 .ok_or_else(|| not_a::<C>("sink"))?
                 .replace_table(&staging, &table)?;
+            Ok(STATUS_OK)
+        })
+    }
+}
+
+unsafe extern "C" fn rewrite_table<C: Connector>(
+    handle: *mut ConnectionHandle,
+    request: ByteSlice,
+    _out: *mut PluginBuffer,
+    err: *mut PluginBuffer,
+) -> Status {
+    // SAFETY: ABI contract.
+    unsafe {
+        with_conn::<C>(handle, "rewrite_table", err, |c| {
+            let step: RewriteStep = wire::decode(request.as_slice())?;
+            let sink = c.sink().ok_or_else(|| not_a::<C>("sink"))?;
+            match &step {
+                RewriteStep::Begin(request) => sink.begin_rewrite(request)?,
+                RewriteStep::End(table) => sink.end_rewrite(table)?,
+            }
             Ok(STATUS_OK)
         })
     }

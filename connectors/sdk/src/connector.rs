@@ -156,6 +156,16 @@ pub struct PrepareTable {
     pub replace: bool,
 }
 
+/// A step of rewriting a table in place, as a cache rebuild does: see
+/// [`Sink::begin_rewrite`] and [`Sink::end_rewrite`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum RewriteStep {
+    /// [`Sink::begin_rewrite`] of the request's table.
+    Begin(PrepareTable),
+    /// [`Sink::end_rewrite`] of this table.
+    End(String),
+}
+
 /// How a batch's rows are applied.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum WriteOp {
@@ -229,6 +239,25 @@ pub trait Sink {
     /// Atomically replaces `table` by `staging` (snapshot mode): readers see the old table
     /// or the new one, never half of it.
     fn replace_table(&mut self, staging: &str, table: &str) -> Result<()>;
+
+    /// Starts writing every row of `request.table` again (a cache rebuild): the table ends up
+    /// holding exactly the rows written between this call and [`Sink::end_rewrite`], with a
+    /// digest of them alone. A sink whose readers must not see the table empty meanwhile (a
+    /// cache) keeps the old rows readable and overwrites them in place; the default empties
+    /// the table at once (`prepare_table` with `replace`).
+    fn begin_rewrite(&mut self, request: &PrepareTable) -> Result<()> {
+        self.prepare_table(&PrepareTable {
+            replace: true,
+            ..request.clone()
+        })
+    }
+
+    /// Ends the rewrite [`Sink::begin_rewrite`] started: removes every row of `table` that
+    /// was not written since. The default has nothing left to remove.
+    fn end_rewrite(&mut self, table: &str) -> Result<()> {
+        let _ = table;
+        Ok(())
+    }
 }
 
 /// A connector's static description, as the plugin reports it.

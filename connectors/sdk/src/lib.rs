@@ -114,8 +114,8 @@ pub use batch::{Batch, Bitmap, Column, ColumnData, Interval, OffsetTimestamp, Ut
 pub use builder::{BatchBuilder, ChunkLimits, NativeValue};
 pub use connector::{
     BatchReader, Chunk, Connector, DigestRequest, IterReader, OpenContext, PluginInfo,
-    PrepareTable, ReadRequest, ReadTarget, Sink, Source, TableInfo, WriteOp, WriteOutcome,
-    WriteRequest,
+    PrepareTable, ReadRequest, ReadTarget, RewriteStep, Sink, Source, TableInfo, WriteOp,
+    WriteOutcome, WriteRequest,
 };
 pub use digest::{Digester, RowDigest, TableDigest};
 pub use error::{Error, ErrorCode, Result, Secret};

@@ -242,7 +242,7 @@ fn print_rebuild(connection: &str, report: &RebuildReport, as_json: bool) -> Exi
         for t in &report.tables {
             match &t.error {
                 None => println!(
-                    "{connection}.{}: emptied, {} rows written from {} journaled batches; offsets \
+                    "{connection}.{}: rewritten, {} rows written from {} journaled batches; offsets \
                      at {}",
                     t.table,
                     t.rows,

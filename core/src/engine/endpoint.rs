@@ -14,8 +14,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use caudal_config::Pipeline;
 use caudal_connector::{
-    DigestRequest, ErrorCode, OpenContext, PrepareTable, ReadRequest, Schema, TableDigest,
-    TableInfo, Value, WriteOutcome, WriteRequest,
+    DigestRequest, ErrorCode, OpenContext, PrepareTable, ReadRequest, RewriteStep, Schema,
+    TableDigest, TableInfo, Value, WriteOutcome, WriteRequest,
 };
 
 use crate::host::{self, HostError, PluginRegistry, SearchPath};
@@ -54,6 +54,8 @@ pub trait Endpoint: Send {
     fn table_digest(&mut self, request: &DigestRequest) -> Result<TableDigest, HostError>;
     /// Atomically replaces `table` by `staging`.
     fn replace_table(&mut self, staging: &str, table: &str) -> Result<(), HostError>;
+    /// A step of rewriting a table in place (a cache rebuild; see `Sink::begin_rewrite`).
+    fn rewrite_table(&mut self, step: &RewriteStep) -> Result<(), HostError>;
 }
 
 /// Opens endpoints for a pipeline's connections.
@@ -145,6 +147,10 @@ impl Endpoint for host::Connection {
 
     fn replace_table(&mut self, staging: &str, table: &str) -> Result<(), HostError> {
         host::Connection::replace_table(self, staging, table)
+    }
+
+    fn rewrite_table(&mut self, step: &RewriteStep) -> Result<(), HostError> {
+        host::Connection::rewrite_table(self, step)
     }
 }
 

@@ -5,23 +5,28 @@
 //! streams that write it (for a snapshot stream, its last finished snapshot, as in
 //! [`super::replay`]):
 //!
-//! 1. **Empty.** `prepare_table` with `replace` drops every row key of the table, stale keys
-//!    the journal never implied included, its row digests, and resets its digest key (the
-//!    Redis connector's `prepare_table`).
+//! 1. **Begin the rewrite.** `begin_rewrite` (`RewriteStep::Begin`) resets the table's digest
+//!    and row digests. The Redis connector keeps the old rows readable meanwhile, and each
+//!    final row overwrites its key in place: readers of the cache never find it empty. (A
+//!    sink that keeps no such promise empties the table here, as `prepare_table` with
+//!    `replace`.)
 //! 2. **Fold and write.** Meanwhile a thread reads the batches newest first. Read that way,
 //!    the journal says at once which rows are final: a row is, unless a newer batch or a later
 //!    row of its own batch has its key (a delete included), so each key is looked at once and
 //!    no row is kept in memory, only the keys seen. The final rows of each batch are written
 //!    as inserts under the offset stream [`REBUILD_STREAM`] while the thread reads on: a batch
 //!    all of whose rows are final as the journal holds it, bytes unchanged; another cut down
-//!    to them. Into a table its connection just emptied, the Redis connector pipelines such
-//!    inserts outside their transactions (its bulk insert); row digests and the table's
-//!    digest key are computed as on any write, so `caudal verify` compares them as after a
-//!    run.
-//! 3. **Offsets, last.** Each stream's offset is set to the seq of its last journaled batch
+//!    to them. Into a table whose rewrite its connection began, the Redis connector
+//!    pipelines such inserts outside their transactions (its bulk insert); row digests and
+//!    the table's digest key are computed as on any write, so `caudal verify` compares them
+//!    as after a run.
+//! 3. **End the rewrite.** `end_rewrite` (`RewriteStep::End`) removes every row key no final
+//!    row was written to: rows the journal deleted since, and stale keys it never implied.
+//! 4. **Offsets, last.** Each stream's offset is set to the seq of its last journaled batch
 //!    (an empty write with that seq), so a later `caudal run` goes on right after it.
 //!
-//! A rebuild that dies midway leaves the table partly written, under offsets that are either
+//! A rebuild that dies midway leaves the table partly rewritten (final rows beside old ones
+//! not yet overwritten, or not yet removed), under offsets that are either
 //! still those from before it (the stream offsets are set last) or absent (a flushed cache).
 //! Its run has `RunStarted` (trigger `rebuild`) and no end in the journal, so the next
 //! `caudal run` of the pipeline (or `caudal project redis`) finds it ([`unfinished`]) and
@@ -36,7 +41,9 @@ use std::sync::Arc;
 use std::sync::mpsc;
 
 use caudal_config::Mode;
-use caudal_connector::{Batch, BatchBuilder, PrepareTable, Schema, Value, WriteOp, WriteRequest};
+use caudal_connector::{
+    Batch, BatchBuilder, PrepareTable, RewriteStep, Schema, Value, WriteOp, WriteRequest,
+};
 use caudal_journal::{EntryKind, Reader, RunId};
 
 use super::endpoint::CallError;
@@ -383,20 +390,20 @@ impl Engine {
                     let _ = tx.send(Err(e));
                 }
             });
-            let emptied = pool.with(connection, |c| {
-                c.prepare_table(&PrepareTable {
+            let begun = pool.with(connection, |c| {
+                c.rewrite_table(&RewriteStep::Begin(PrepareTable {
                     table: table.to_owned(),
                     schema: (*schema).clone(),
                     replace: true,
-                })
+                }))
             });
-            if let Err(e) = emptied {
-                return Ok(Err(call("emptying", e)));
+            if let Err(e) = begun {
+                return Ok(Err(call("starting the rewrite", e)));
             }
             tracing::debug!(
                 table,
                 elapsed_ms = started.elapsed().as_millis(),
-                "rebuild: table emptied"
+                "rebuild: rewrite started"
             );
             seq = match *next_seq {
                 Some(s) => s,
@@ -439,6 +446,12 @@ impl Engine {
             elapsed_ms = started.elapsed().as_millis(),
             "rebuild: final rows written"
         );
+        // The rows no final row overwrote go (stale keys included), before the offsets.
+        if let Err(e) = pool.with(connection, |c| {
+            c.rewrite_table(&RewriteStep::End(table.to_owned()))
+        }) {
+            return Ok(Err(call("removing the rows not written again", e)));
+        }
         // The offsets last: a run goes on after the last journaled batch of each part.
         let empty = Batch::empty(Arc::clone(&schema))
             .encode()

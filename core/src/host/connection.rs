@@ -13,8 +13,8 @@ use caudal_connector::abi::{
     STATUS_ERROR, STATUS_OK, Status, decode_error,
 };
 use caudal_connector::{
-    Batch, Chunk, DigestRequest, Error, OpenContext, PrepareTable, ReadRequest, Schema,
-    TableDigest, TableInfo, Value, WriteOutcome, WriteRequest, wire,
+    Batch, Chunk, DigestRequest, Error, OpenContext, PrepareTable, ReadRequest, RewriteStep,
+    Schema, TableDigest, TableInfo, Value, WriteOutcome, WriteRequest, wire,
 };
 
 use super::error::{HostError, Result};
@@ -268,6 +268,12 @@ impl Connection {
             &(staging, table),
         )
         .map(drop)
+    }
+
+    /// A step of rewriting a table in place (see `Sink::begin_rewrite`).
+    pub fn rewrite_table(&mut self, step: &RewriteStep) -> Result<()> {
+        self.call_encoded("rewrite_table", self.plugin.vtable().rewrite_table, step)
+            .map(drop)
     }
 
     /// Closes the connection, reporting the plugin's error if closing fails. The handle is

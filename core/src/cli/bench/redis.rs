@@ -8,7 +8,7 @@
 //! values the size of a row's `RESTORE` payload, and with the rows as `HSET`s; and the
 //! server's CPU time (`INFO cpu`) during each caudal command, against its wall time; and a
 //! second rebuild over the full cache the first one wrote (the case of a cache that drifted:
-//! every key is emptied first).
+//! every key is overwritten in place, and a SCAN at the end finds the keys to remove).
 //!
 //! The cache's keys live under a prefix of this run (`caudal_bench_<pid>`), removed at the
 //! end. Needs `redis-benchmark` and `redis-cli` on the PATH.
