@@ -80,6 +80,9 @@ pub struct Redis {
     name: String,
     /// Tables this connection created or emptied itself, by name (see [`sink::Fresh`]).
     fresh: std::collections::HashMap<String, sink::Fresh>,
+    /// Tables whose rewrite this connection began, by name: the row keys they held then
+    /// (suffixes after the row prefix), which the rewrite's end checks (see `Sink::end_rewrite`).
+    rewrites: std::collections::HashMap<String, Vec<Vec<u8>>>,
     /// Whether the server takes hash rows as `RESTORE` payloads; probed by the first write of
     /// hash rows.
     restore: Option<bool>,
@@ -174,6 +177,7 @@ impl Connector for Redis {
             template,
             name: context.connection.clone(),
             fresh: std::collections::HashMap::new(),
+            rewrites: std::collections::HashMap::new(),
             restore: None,
         })
     }

@@ -36,10 +36,11 @@
 //! empty: `begin_rewrite` installs the schema, resets the digest key and drops the row digests
 //! in one transaction, and leaves every row key where it is. The table is then fresh, but with
 //! its old rows still there (a `RESTORE` replaces the key, an `HSET` follows a `DEL` of it).
-//! The final rows are written as inserts, each over its key. `end_rewrite` SCANs the row keys
-//! and unlinks those without a row digest: no row was written to them since the rewrite began
-//! (rows deleted since, stale keys the journal never held). Meanwhile a reader finds each
-//! key's old row or its final one.
+//! The final rows are written as inserts, each over its key. `end_rewrite` unlinks the row
+//! keys listed (by a SCAN) when the rewrite began that have no row digest: no row was written
+//! to them since (rows deleted since, stale keys the journal never held). Meanwhile a reader
+//! finds each key's old row or its final one. A table with no row key when its rewrite
+//! begins is written as a fresh one.
 //!
 //! # A snapshot swap
 //!
@@ -794,20 +795,24 @@ impl Redis {
     /// Starts a rewrite of the table in place (see [`Sink::begin_rewrite`]): one transaction
     /// installs the schema, resets the digest key and drops the row digests, and leaves every
     /// row key as it is, readable until a final row overwrites it or [`Redis::finish_rewrite`]
-    /// removes it. Rows kept under another key template would be overwritten by no write: that
-    /// table is emptied at once instead, as `prepare_table` with `replace` does.
+    /// removes it. A SCAN then lists the row keys there, for the end to check. Rows kept under
+    /// another key template would be overwritten by no write: that table is emptied at once
+    /// instead, as `prepare_table` with `replace` does.
     fn start_rewrite(&mut self, request: &PrepareTable) -> Result<()> {
         let table = request.table.as_str();
         check_prepare(request)?;
         let prefix = self.config.prefix.clone();
+        self.rewrites.remove(table);
         if let Some(old) = load_doc(self, table)?
             && old.template()?.row_prefix(&prefix, table)
                 != self.template.row_prefix(&prefix, table)
         {
-            return self.prepare(&PrepareTable {
+            self.prepare(&PrepareTable {
                 replace: true,
                 ..request.clone()
-            });
+            })?;
+            self.rewrites.insert(table.to_owned(), Vec::new());
+            return Ok(());
         }
         let text = serde_json::to_vec(&self.doc_for(request))
             .map_err(|e| Error::Encode(format!("the schema document: {e}")))?;
@@ -826,20 +831,29 @@ impl Redis {
             .ignore();
         self.fresh.remove(table);
         self.exec(&pipe, "starting the rewrite of the table's keys")?;
+        // Listed after the reset: every key there then is either written again or removed.
+        let row_prefix = self.template.row_prefix(&prefix, table);
+        let old: Vec<Vec<u8>> = self
+            .row_keys(table, &self.template.clone())?
+            .into_iter()
+            .filter_map(|k| k.get(row_prefix.len()..).map(<[u8]>::to_vec))
+            .collect();
+        // With no row key there, the table is as fresh as one just created.
         self.fresh.insert(
             table.to_owned(),
             Fresh {
-                overwrite: true,
+                overwrite: !old.is_empty(),
                 ..Fresh::default()
             },
         );
+        self.rewrites.insert(table.to_owned(), old);
         Ok(())
     }
 
-    /// Ends a rewrite (see [`Sink::end_rewrite`]): a SCAN of the table's row keys, and for each
-    /// step of it, under `WATCH` of the digest key, the row digests of the keys found; the keys
-    /// with none (no row was written to them since the rewrite began) are unlinked in a
-    /// transaction, which starts over if another writer changed the table meanwhile.
+    /// Ends a rewrite (see [`Sink::end_rewrite`]): of the row keys listed when the rewrite
+    /// began, those with no row digest (no row was written to them since) are removed; see
+    /// [`Redis::remove_unwritten`]. If this connection did not begin the rewrite (it was opened
+    /// again since), a SCAN lists every row key of the table instead.
     fn finish_rewrite(&mut self, table: &str) -> Result<()> {
         keys::check_table_name(table)?;
         let prefix = self.config.prefix.clone();
@@ -850,93 +864,39 @@ impl Redis {
             ))
         })?;
         let row_prefix = doc.template()?.row_prefix(&prefix, table);
-        let pattern = format!("{}*", glob_escape(&row_prefix));
-        let row_digests_key = keys::row_digests_key(&prefix, table);
-        let digest_key = keys::digest_key(&prefix, table);
         let mut others = false;
-        let mut cursor = 0u64;
-        loop {
-            let (next, found): (u64, Vec<Vec<u8>>) = self
-                .runtime
-                .block_on(
-                    redis::cmd("SCAN")
-                        .arg(cursor)
-                        .arg("MATCH")
-                        .arg(&pattern)
-                        .arg("COUNT")
-                        .arg(SCAN_COUNT)
-                        .query_async(&mut self.conn),
-                )
-                .map_err(|e| redis_error(format!("scanning the keys of `{table}`"), e))?;
-            let suffixes: Vec<&[u8]> = found
-                .iter()
-                .filter_map(|k| k.get(row_prefix.len()..))
-                .filter(|suffix| is_row_suffix(suffix))
-                .collect();
-            let mut removed = false;
-            for _ in 0..MAX_ATTEMPTS {
-                if suffixes.is_empty() {
-                    removed = true;
-                    break;
-                }
-                let read: redis::RedisResult<(Vec<Option<Vec<u8>>>,)> = self.runtime.block_on(
-                    redis::pipe()
-                        .cmd("WATCH")
-                        .arg(&digest_key)
-                        .ignore()
-                        .cmd("HMGET")
-                        .arg(&row_digests_key)
-                        .arg(&suffixes[..])
-                        .query_async(&mut self.conn),
-                );
-                let digests = match read {
-                    Ok((digests,)) => digests,
-                    Err(e) => {
-                        // No watch may outlive the attempt (best effort, as in `try_write`).
-                        let _ = self
-                            .runtime
-                            .block_on(redis::cmd("UNWATCH").exec_async(&mut self.conn));
-                        return Err(redis_error(format!("reading `{row_digests_key}`"), e));
-                    }
-                };
-                let stale: Vec<Vec<u8>> = suffixes
+        if let Some(old) = self.rewrites.remove(table) {
+            for chunk in old.chunks(SCAN_COUNT) {
+                let suffixes: Vec<&[u8]> = chunk.iter().map(Vec::as_slice).collect();
+                others |= self.remove_unwritten(table, &row_prefix, &suffixes)?;
+            }
+        } else {
+            let pattern = format!("{}*", glob_escape(&row_prefix));
+            let mut cursor = 0u64;
+            loop {
+                let (next, found): (u64, Vec<Vec<u8>>) = self
+                    .runtime
+                    .block_on(
+                        redis::cmd("SCAN")
+                            .arg(cursor)
+                            .arg("MATCH")
+                            .arg(&pattern)
+                            .arg("COUNT")
+                            .arg(SCAN_COUNT)
+                            .query_async(&mut self.conn),
+                    )
+                    .map_err(|e| redis_error(format!("scanning the keys of `{table}`"), e))?;
+                let suffixes: Vec<&[u8]> = found
                     .iter()
-                    .zip(&digests)
-                    .filter(|(_, d)| d.is_none())
-                    .map(|(suffix, _)| [row_prefix.as_bytes(), suffix].concat())
+                    .filter_map(|k| k.get(row_prefix.len()..))
+                    .filter(|suffix| is_row_suffix(suffix))
                     .collect();
-                if stale.is_empty() {
-                    self.runtime
-                        .block_on(redis::cmd("UNWATCH").exec_async(&mut self.conn))
-                        .map_err(|e| redis_error("UNWATCH", e))?;
-                    removed = true;
+                others |= self.remove_unwritten(table, &row_prefix, &suffixes)?;
+                if next == 0 {
                     break;
                 }
-                let mut pipe = redis::pipe();
-                pipe.atomic();
-                for chunk in stale.chunks(ARGS_PER_COMMAND) {
-                    pipe.cmd("UNLINK").arg(chunk).ignore();
-                }
-                if self
-                    .exec(&pipe, "removing the rows not written again")?
-                    .is_some()
-                {
-                    removed = true;
-                    break;
-                }
-                // Another writer changed the table between the read and the removal.
-                others = true;
+                cursor = next;
             }
-            if !removed {
-                return Err(Error::retryable_database(format!(
-                    "the table's digest key changed under {MAX_ATTEMPTS} attempts in a row \
-                     (another writer is busy on `{table}`); try again"
-                )));
-            }
-            if next == 0 {
-                break;
-            }
-            cursor = next;
         }
         match self.fresh.get_mut(table) {
             Some(fresh) if !others => fresh.overwrite = false,
@@ -945,6 +905,76 @@ impl Redis {
             }
         }
         Ok(())
+    }
+
+    /// Of the row keys `row_prefix` + `suffixes`, unlinks those the row digests do not know:
+    /// under `WATCH` of the digest key, one `HMGET` of their row digests, then a transaction
+    /// of `UNLINK`s, which starts over if another writer changed the table in between. Whether
+    /// one did.
+    fn remove_unwritten(
+        &mut self,
+        table: &str,
+        row_prefix: &str,
+        suffixes: &[&[u8]],
+    ) -> Result<bool> {
+        if suffixes.is_empty() {
+            return Ok(false);
+        }
+        let prefix = self.config.prefix.clone();
+        let row_digests_key = keys::row_digests_key(&prefix, table);
+        let digest_key = keys::digest_key(&prefix, table);
+        let mut others = false;
+        for _ in 0..MAX_ATTEMPTS {
+            let read: redis::RedisResult<(Vec<Option<Vec<u8>>>,)> = self.runtime.block_on(
+                redis::pipe()
+                    .cmd("WATCH")
+                    .arg(&digest_key)
+                    .ignore()
+                    .cmd("HMGET")
+                    .arg(&row_digests_key)
+                    .arg(suffixes)
+                    .query_async(&mut self.conn),
+            );
+            let digests = match read {
+                Ok((digests,)) => digests,
+                Err(e) => {
+                    // No watch may outlive the attempt (best effort, as in `try_write`).
+                    let _ = self
+                        .runtime
+                        .block_on(redis::cmd("UNWATCH").exec_async(&mut self.conn));
+                    return Err(redis_error(format!("reading `{row_digests_key}`"), e));
+                }
+            };
+            let stale: Vec<Vec<u8>> = suffixes
+                .iter()
+                .zip(&digests)
+                .filter(|(_, d)| d.is_none())
+                .map(|(suffix, _)| [row_prefix.as_bytes(), suffix].concat())
+                .collect();
+            if stale.is_empty() {
+                self.runtime
+                    .block_on(redis::cmd("UNWATCH").exec_async(&mut self.conn))
+                    .map_err(|e| redis_error("UNWATCH", e))?;
+                return Ok(others);
+            }
+            let mut pipe = redis::pipe();
+            pipe.atomic();
+            for chunk in stale.chunks(ARGS_PER_COMMAND) {
+                pipe.cmd("UNLINK").arg(chunk).ignore();
+            }
+            if self
+                .exec(&pipe, "removing the rows not written again")?
+                .is_some()
+            {
+                return Ok(others);
+            }
+            // Another writer changed the table between the read and the removal.
+            others = true;
+        }
+        Err(Error::retryable_database(format!(
+            "the table's digest key changed under {MAX_ATTEMPTS} attempts in a row (another \
+             writer is busy on `{table}`); try again"
+        )))
     }
 
     fn write_batch(&mut self, request: &WriteRequest, batch: &Batch) -> Result<WriteOutcome> {
