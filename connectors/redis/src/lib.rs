@@ -81,8 +81,9 @@ pub struct Redis {
     /// Tables this connection created or emptied itself, by name (see [`sink::Fresh`]).
     fresh: std::collections::HashMap<String, sink::Fresh>,
     /// Tables whose rewrite this connection began, by name: the row keys they held then
-    /// (suffixes after the row prefix), which the rewrite's end checks (see `Sink::end_rewrite`).
-    rewrites: std::collections::HashMap<String, Vec<Vec<u8>>>,
+    /// (suffixes after the row prefix) that no write of this connection has written since,
+    /// which the rewrite's end removes or checks (see `Sink::end_rewrite`).
+    rewrites: std::collections::HashMap<String, std::collections::HashSet<Vec<u8>>>,
     /// Whether the server takes hash rows as `RESTORE` payloads; probed by the first write of
     /// hash rows.
     restore: Option<bool>,

@@ -37,10 +37,11 @@
 //! in one transaction, and leaves every row key where it is. The table is then fresh, but with
 //! its old rows still there (a `RESTORE` replaces the key, an `HSET` follows a `DEL` of it).
 //! The final rows are written as inserts, each over its key. `end_rewrite` unlinks the row
-//! keys listed (by a SCAN) when the rewrite began that have no row digest: no row was written
-//! to them since (rows deleted since, stale keys the journal never held). Meanwhile a reader
-//! finds each key's old row or its final one. A table with no row key when its rewrite
-//! begins is written as a fresh one.
+//! keys listed (by a SCAN) when the rewrite began that no row was written to since: rows
+//! deleted since, stale keys the journal never held. The connection knows which it wrote;
+//! if another writer came by meanwhile, a key goes only if the row digests do not know it.
+//! Meanwhile a reader finds each key's old row or its final one. A table with no row key
+//! when its rewrite begins is written as a fresh one.
 //!
 //! # A snapshot swap
 //!
@@ -811,7 +812,7 @@ impl Redis {
                 replace: true,
                 ..request.clone()
             })?;
-            self.rewrites.insert(table.to_owned(), Vec::new());
+            self.rewrites.insert(table.to_owned(), HashSet::new());
             return Ok(());
         }
         let text = serde_json::to_vec(&self.doc_for(request))
@@ -833,7 +834,7 @@ impl Redis {
         self.exec(&pipe, "starting the rewrite of the table's keys")?;
         // Listed after the reset: every key there then is either written again or removed.
         let row_prefix = self.template.row_prefix(&prefix, table);
-        let old: Vec<Vec<u8>> = self
+        let old: HashSet<Vec<u8>> = self
             .row_keys(table, &self.template.clone())?
             .into_iter()
             .filter_map(|k| k.get(row_prefix.len()..).map(<[u8]>::to_vec))
@@ -850,10 +851,12 @@ impl Redis {
         Ok(())
     }
 
-    /// Ends a rewrite (see [`Sink::end_rewrite`]): of the row keys listed when the rewrite
-    /// began, those with no row digest (no row was written to them since) are removed; see
-    /// [`Redis::remove_unwritten`]. If this connection did not begin the rewrite (it was opened
-    /// again since), a SCAN lists every row key of the table instead.
+    /// Ends a rewrite (see [`Sink::end_rewrite`]): the row keys listed when the rewrite began
+    /// that this connection did not write since are removed. If no other writer came by (the
+    /// digest key, under `WATCH`, is what this connection's last write left), they all go in
+    /// one transaction; otherwise only those the row digests do not know
+    /// ([`Redis::remove_unwritten`]). If this connection did not begin the rewrite (it was
+    /// opened again since), a SCAN lists every row key of the table, each checked that way.
     fn finish_rewrite(&mut self, table: &str) -> Result<()> {
         keys::check_table_name(table)?;
         let prefix = self.config.prefix.clone();
@@ -866,9 +869,17 @@ impl Redis {
         let row_prefix = doc.template()?.row_prefix(&prefix, table);
         let mut others = false;
         if let Some(old) = self.rewrites.remove(table) {
+            let old: Vec<Vec<u8>> = old
+                .into_iter()
+                .map(|suffix| [row_prefix.as_bytes(), &suffix].concat())
+                .collect();
+            if self.remove_if_alone(table, &old)? {
+                return Ok(());
+            }
+            others = true;
             for chunk in old.chunks(SCAN_COUNT) {
-                let suffixes: Vec<&[u8]> = chunk.iter().map(Vec::as_slice).collect();
-                others |= self.remove_unwritten(table, &row_prefix, &suffixes)?;
+                let suffixes: Vec<&[u8]> = chunk.iter().map(|k| &k[row_prefix.len()..]).collect();
+                self.remove_unwritten(table, &row_prefix, &suffixes)?;
             }
         } else {
             let pattern = format!("{}*", glob_escape(&row_prefix));
@@ -905,6 +916,45 @@ impl Redis {
             }
         }
         Ok(())
+    }
+
+    /// Unlinks `keys` in one transaction, under `WATCH` of the digest key, if this connection
+    /// still knows the table whole (it is fresh here, and the digest key is what its last
+    /// write left): then no other writer wrote any of them. `false` if it did nothing.
+    fn remove_if_alone(&mut self, table: &str, keys: &[Vec<u8>]) -> Result<bool> {
+        let Some(known) = self.fresh.get(table).map(|f| f.digest.clone()) else {
+            return Ok(false);
+        };
+        let digest_key = keys::digest_key(&self.config.prefix, table);
+        let read: redis::RedisResult<(Option<Vec<u8>>,)> = self.runtime.block_on(
+            redis::pipe()
+                .cmd("WATCH")
+                .arg(&digest_key)
+                .ignore()
+                .cmd("GET")
+                .arg(&digest_key)
+                .query_async(&mut self.conn),
+        );
+        let alone = match &read {
+            Ok((Some(bytes),)) => decode_digest(bytes).is_ok_and(|d| d == known),
+            _ => false,
+        };
+        if !alone {
+            let _ = self
+                .runtime
+                .block_on(redis::cmd("UNWATCH").exec_async(&mut self.conn));
+            read.map_err(|e| redis_error(format!("reading `{digest_key}`"), e))?;
+            return Ok(false);
+        }
+        let mut pipe = redis::pipe();
+        pipe.atomic();
+        for chunk in keys.chunks(ARGS_PER_COMMAND) {
+            pipe.cmd("UNLINK").arg(chunk).ignore();
+        }
+        // Still watched: an empty transaction tells whether anything changed since.
+        Ok(self
+            .exec(&pipe, "removing the rows not written again")?
+            .is_some())
     }
 
     /// Of the row keys `row_prefix` + `suffixes`, unlinks those the row digests do not know:
@@ -1013,6 +1063,11 @@ impl Redis {
             };
             match self.bulk_insert(table, &plan) {
                 Ok(Attempt::Applied(rows, digest)) => {
+                    if let Some(old) = self.rewrites.get_mut(table) {
+                        for pk in &pks {
+                            old.remove(pk.as_slice());
+                        }
+                    }
                     if let Some(fresh) = self.fresh.get_mut(table) {
                         fresh.digest = digest;
                         fresh.written.extend(hashes);
@@ -1064,6 +1119,11 @@ impl Redis {
                 .block_on(try_write(&mut self.conn, &plan, known));
             match attempt {
                 Ok(Attempt::Applied(rows, digest)) => {
+                    if let Some(old) = self.rewrites.get_mut(table) {
+                        for pk in &pks {
+                            old.remove(pk.as_slice());
+                        }
+                    }
                     if let Some(fresh) = self.fresh.get_mut(table) {
                         fresh.digest = digest;
                         fresh.written.extend(pks.iter().map(|pk| key_hash(pk)));

@@ -366,14 +366,16 @@ fn server_bulk_inserts_into_a_fresh_table_keep_rows_and_digest_key_exact() {
 
 #[test]
 fn server_a_rewrite_keeps_old_rows_readable_until_its_end_removes_those_not_written() {
-    // The end on the connection that began the rewrite (the keys it listed are checked), or
-    // on another one (every row key is scanned).
-    for (format, same) in [
-        (Format::Hash, true),
-        (Format::Json, true),
-        (Format::Hash, false),
+    // The end on the connection that began the rewrite (it removes the listed keys it did not
+    // write), after another writer came by (only keys without a row digest go), or on another
+    // connection (every row key is scanned and checked).
+    for (format, end) in [
+        (Format::Hash, "alone"),
+        (Format::Json, "alone"),
+        (Format::Json, "another writer"),
+        (Format::Hash, "reopened"),
     ] {
-        let mut prefix = TestPrefix::new(&format!("rewrite_{format:?}_{same}"));
+        let mut prefix = TestPrefix::new(&format!("rewrite_{format:?}_{}", end.len()));
         let mut config = prefix.config();
         config.format = format;
         let mut conn = prefix.open_with(config.clone());
@@ -427,7 +429,14 @@ fn server_a_rewrite_keeps_old_rows_readable_until_its_end_removes_those_not_writ
         write(&mut conn, "t", 3, WriteOp::Insert, &batch(&second));
         apply(&mut model, &second);
         assert!(value(&mut prefix, 60).unwrap().contains("old60"));
-        if !same {
+        if end == "another writer" {
+            // It writes a key of the old rows that no final row overwrites: that row stays.
+            let mut other = prefix.open_with(config.clone());
+            let row: Vec<Row> = vec![(80, Some("other80".into()), None)];
+            write(&mut other, "t", 4, WriteOp::Upsert, &batch(&row));
+            apply(&mut model, &row);
+        }
+        if end == "reopened" {
             conn = prefix.open_with(config);
         }
         conn.end_rewrite("t").unwrap();
@@ -443,7 +452,8 @@ fn server_a_rewrite_keeps_old_rows_readable_until_its_end_removes_those_not_writ
         }
         // The table is fresh after its rewrite: later writes keep the digest key exact.
         let rows: Vec<Row> = (55..70).map(|i| (i, None, Some(1.5))).collect();
-        write(&mut conn, "t", 4, WriteOp::Upsert, &batch(&rows));
+        let seq = if end == "another writer" { 5 } else { 4 };
+        write(&mut conn, "t", seq, WriteOp::Upsert, &batch(&rows));
         apply(&mut model, &rows);
         check(&mut conn, "t", &model);
     }
