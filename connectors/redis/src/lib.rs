@@ -83,7 +83,7 @@ pub struct Redis {
     /// Tables whose rewrite this connection began, by name: the row keys they held then
     /// (suffixes after the row prefix) that no write of this connection has written since,
     /// which the rewrite's end removes or checks (see `Sink::end_rewrite`).
-    rewrites: std::collections::HashMap<String, std::collections::HashSet<Vec<u8>>>,
+    rewrites: std::collections::HashMap<String, sink::PendingKeys>,
     /// Whether the server takes hash rows as `RESTORE` payloads; probed by the first write of
     /// hash rows.
     restore: Option<bool>,

@@ -262,6 +262,47 @@ impl std::hash::Hasher for KeyHashHasher {
     }
 }
 
+/// The row keys a rewrite has not seen written yet (suffixes after the row prefix), by
+/// [`key_hash`]; exact: the bytes are compared, and of two keys with one hash the second is
+/// kept in `more`.
+#[derive(Debug, Default)]
+pub(crate) struct PendingKeys {
+    by_hash: HashMap<u64, Vec<u8>, std::hash::BuildHasherDefault<KeyHashHasher>>,
+    more: Vec<Vec<u8>>,
+}
+
+impl PendingKeys {
+    fn insert(&mut self, suffix: Vec<u8>) {
+        match self.by_hash.entry(key_hash(&suffix)) {
+            std::collections::hash_map::Entry::Vacant(e) => {
+                e.insert(suffix);
+            }
+            std::collections::hash_map::Entry::Occupied(e) => {
+                if *e.get() != suffix && !self.more.contains(&suffix) {
+                    self.more.push(suffix);
+                }
+            }
+        }
+    }
+
+    fn remove(&mut self, suffix: &[u8]) {
+        let h = key_hash(suffix);
+        if self.by_hash.get(&h).is_some_and(|k| k.as_slice() == suffix) {
+            self.by_hash.remove(&h);
+        } else if !self.more.is_empty() {
+            self.more.retain(|k| k.as_slice() != suffix);
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.by_hash.is_empty() && self.more.is_empty()
+    }
+
+    fn into_keys(self) -> impl Iterator<Item = Vec<u8>> {
+        self.by_hash.into_values().chain(self.more)
+    }
+}
+
 /// Keys a [`Fresh`] table remembers at most (8 bytes each); past that its writes take the
 /// general path, so memory stays bounded on very large tables.
 const FRESH_KEYS: usize = 4_000_000;
@@ -700,11 +741,26 @@ impl Redis {
     /// Every row key of `table` (as `template` names them), found by SCAN.
     fn row_keys(&mut self, table: &str, template: &KeyTemplate) -> Result<Vec<Vec<u8>>> {
         let row_prefix = template.row_prefix(&self.config.prefix, table);
-        let pattern = format!("{}*", glob_escape(&row_prefix));
         let mut seen = HashSet::new();
+        self.scan_rows(table, &row_prefix, |_, found| {
+            seen.extend(found);
+            Ok(())
+        })?;
+        Ok(seen.into_iter().collect())
+    }
+
+    /// A SCAN of the row keys under `row_prefix` (keys of the table's metadata left out):
+    /// `step` gets the keys of each step (a key may come twice).
+    fn scan_rows(
+        &mut self,
+        table: &str,
+        row_prefix: &str,
+        mut step: impl FnMut(&mut Redis, Vec<Vec<u8>>) -> Result<()>,
+    ) -> Result<()> {
+        let pattern = format!("{}*", glob_escape(row_prefix));
         let mut cursor = 0u64;
         loop {
-            let (next, found): (u64, Vec<Vec<u8>>) = self
+            let (next, mut found): (u64, Vec<Vec<u8>>) = self
                 .runtime
                 .block_on(
                     redis::cmd("SCAN")
@@ -716,13 +772,10 @@ impl Redis {
                         .query_async(&mut self.conn),
                 )
                 .map_err(|e| redis_error(format!("scanning the keys of `{table}`"), e))?;
-            seen.extend(
-                found
-                    .into_iter()
-                    .filter(|k| is_row_suffix(&k[row_prefix.len().min(k.len())..])),
-            );
+            found.retain(|k| is_row_suffix(&k[row_prefix.len().min(k.len())..]));
+            step(self, found)?;
             if next == 0 {
-                return Ok(seen.into_iter().collect());
+                return Ok(());
             }
             cursor = next;
         }
@@ -812,7 +865,8 @@ impl Redis {
                 replace: true,
                 ..request.clone()
             })?;
-            self.rewrites.insert(table.to_owned(), HashSet::new());
+            self.rewrites
+                .insert(table.to_owned(), PendingKeys::default());
             return Ok(());
         }
         let text = serde_json::to_vec(&self.doc_for(request))
@@ -834,11 +888,14 @@ impl Redis {
         self.exec(&pipe, "starting the rewrite of the table's keys")?;
         // Listed after the reset: every key there then is either written again or removed.
         let row_prefix = self.template.row_prefix(&prefix, table);
-        let old: HashSet<Vec<u8>> = self
-            .row_keys(table, &self.template.clone())?
-            .into_iter()
-            .filter_map(|k| k.get(row_prefix.len()..).map(<[u8]>::to_vec))
-            .collect();
+        let mut old = PendingKeys::default();
+        self.scan_rows(table, &row_prefix, |_, found| {
+            for mut key in found {
+                key.drain(..row_prefix.len());
+                old.insert(key);
+            }
+            Ok(())
+        })?;
         // With no row key there, the table is as fresh as one just created.
         self.fresh.insert(
             table.to_owned(),
@@ -867,50 +924,29 @@ impl Redis {
             ))
         })?;
         let row_prefix = doc.template()?.row_prefix(&prefix, table);
-        let mut others = false;
+        // Whether this connection knew the table whole to the end (no other writer came by).
+        let mut alone = false;
         if let Some(old) = self.rewrites.remove(table) {
             let old: Vec<Vec<u8>> = old
-                .into_iter()
+                .into_keys()
                 .map(|suffix| [row_prefix.as_bytes(), &suffix].concat())
                 .collect();
-            if self.remove_if_alone(table, &old)? {
-                return Ok(());
-            }
-            others = true;
-            for chunk in old.chunks(SCAN_COUNT) {
-                let suffixes: Vec<&[u8]> = chunk.iter().map(|k| &k[row_prefix.len()..]).collect();
-                self.remove_unwritten(table, &row_prefix, &suffixes)?;
+            alone = self.remove_if_alone(table, &old)?;
+            if !alone {
+                for chunk in old.chunks(SCAN_COUNT) {
+                    let suffixes: Vec<&[u8]> =
+                        chunk.iter().map(|k| &k[row_prefix.len()..]).collect();
+                    self.remove_unwritten(table, &row_prefix, &suffixes)?;
+                }
             }
         } else {
-            let pattern = format!("{}*", glob_escape(&row_prefix));
-            let mut cursor = 0u64;
-            loop {
-                let (next, found): (u64, Vec<Vec<u8>>) = self
-                    .runtime
-                    .block_on(
-                        redis::cmd("SCAN")
-                            .arg(cursor)
-                            .arg("MATCH")
-                            .arg(&pattern)
-                            .arg("COUNT")
-                            .arg(SCAN_COUNT)
-                            .query_async(&mut self.conn),
-                    )
-                    .map_err(|e| redis_error(format!("scanning the keys of `{table}`"), e))?;
-                let suffixes: Vec<&[u8]> = found
-                    .iter()
-                    .filter_map(|k| k.get(row_prefix.len()..))
-                    .filter(|suffix| is_row_suffix(suffix))
-                    .collect();
-                others |= self.remove_unwritten(table, &row_prefix, &suffixes)?;
-                if next == 0 {
-                    break;
-                }
-                cursor = next;
-            }
+            self.scan_rows(table, &row_prefix, |redis, found| {
+                let suffixes: Vec<&[u8]> = found.iter().map(|k| &k[row_prefix.len()..]).collect();
+                redis.remove_unwritten(table, &row_prefix, &suffixes)
+            })?;
         }
         match self.fresh.get_mut(table) {
-            Some(fresh) if !others => fresh.overwrite = false,
+            Some(fresh) if alone => fresh.overwrite = false,
             _ => {
                 self.fresh.remove(table);
             }
@@ -959,21 +995,19 @@ impl Redis {
 
     /// Of the row keys `row_prefix` + `suffixes`, unlinks those the row digests do not know:
     /// under `WATCH` of the digest key, one `HMGET` of their row digests, then a transaction
-    /// of `UNLINK`s, which starts over if another writer changed the table in between. Whether
-    /// one did.
+    /// of `UNLINK`s, which starts over if another writer changed the table in between.
     fn remove_unwritten(
         &mut self,
         table: &str,
         row_prefix: &str,
         suffixes: &[&[u8]],
-    ) -> Result<bool> {
+    ) -> Result<()> {
         if suffixes.is_empty() {
-            return Ok(false);
+            return Ok(());
         }
         let prefix = self.config.prefix.clone();
         let row_digests_key = keys::row_digests_key(&prefix, table);
         let digest_key = keys::digest_key(&prefix, table);
-        let mut others = false;
         for _ in 0..MAX_ATTEMPTS {
             let read: redis::RedisResult<(Vec<Option<Vec<u8>>>,)> = self.runtime.block_on(
                 redis::pipe()
@@ -1005,7 +1039,7 @@ impl Redis {
                 self.runtime
                     .block_on(redis::cmd("UNWATCH").exec_async(&mut self.conn))
                     .map_err(|e| redis_error("UNWATCH", e))?;
-                return Ok(others);
+                return Ok(());
             }
             let mut pipe = redis::pipe();
             pipe.atomic();
@@ -1016,10 +1050,9 @@ impl Redis {
                 .exec(&pipe, "removing the rows not written again")?
                 .is_some()
             {
-                return Ok(others);
+                return Ok(());
             }
-            // Another writer changed the table between the read and the removal.
-            others = true;
+            // Another writer changed the table between the read and the removal: again.
         }
         Err(Error::retryable_database(format!(
             "the table's digest key changed under {MAX_ATTEMPTS} attempts in a row (another \
@@ -1424,6 +1457,30 @@ impl Sink for Redis {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pending_keys_are_exact_when_two_keys_share_a_hash() {
+        let mut keys = PendingKeys::default();
+        keys.insert(b"1".to_vec());
+        keys.insert(b"1".to_vec());
+        keys.insert(b"2".to_vec());
+        // A key "x" whose hash is that of "3": "3" then goes beside it.
+        keys.by_hash.insert(key_hash(b"3"), b"x".to_vec());
+        keys.insert(b"3".to_vec());
+        keys.insert(b"3".to_vec());
+        assert_eq!(keys.more, vec![b"3".to_vec()]);
+        keys.remove(b"3");
+        keys.remove(b"1");
+        keys.remove(b"never there");
+        let mut left: Vec<Vec<u8>> = keys.into_keys().collect();
+        left.sort();
+        assert_eq!(left, vec![b"2".to_vec(), b"x".to_vec()]);
+        let mut keys = PendingKeys::default();
+        assert!(keys.is_empty());
+        keys.insert(b"1".to_vec());
+        keys.remove(b"1");
+        assert!(keys.is_empty());
+    }
 
     #[test]
     fn digest_values_round_trip_and_bad_lengths_are_named() {
