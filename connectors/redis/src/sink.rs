@@ -264,33 +264,47 @@ impl std::hash::Hasher for KeyHashHasher {
 
 /// The row keys a rewrite has not seen written yet (suffixes after the row prefix), by
 /// [`key_hash`]; exact: the bytes are compared, and of two keys with one hash the second is
-/// kept in `more`.
+/// kept in `more`. The keys' bytes are kept end to end in `bytes`, not one allocation each.
 #[derive(Debug, Default)]
 pub(crate) struct PendingKeys {
-    by_hash: HashMap<u64, Vec<u8>, std::hash::BuildHasherDefault<KeyHashHasher>>,
-    more: Vec<Vec<u8>>,
+    bytes: Vec<u8>,
+    by_hash: HashMap<u64, std::ops::Range<usize>, std::hash::BuildHasherDefault<KeyHashHasher>>,
+    more: Vec<std::ops::Range<usize>>,
 }
 
 impl PendingKeys {
-    fn insert(&mut self, suffix: Vec<u8>) {
-        match self.by_hash.entry(key_hash(&suffix)) {
-            std::collections::hash_map::Entry::Vacant(e) => {
-                e.insert(suffix);
+    fn insert(&mut self, suffix: &[u8]) {
+        let h = key_hash(suffix);
+        if let Some(kept) = self.by_hash.get(&h) {
+            if self.bytes[kept.clone()] != *suffix
+                && !self.more.iter().any(|r| self.bytes[r.clone()] == *suffix)
+            {
+                let at = self.push(suffix);
+                self.more.push(at);
             }
-            std::collections::hash_map::Entry::Occupied(e) => {
-                if *e.get() != suffix && !self.more.contains(&suffix) {
-                    self.more.push(suffix);
-                }
-            }
+            return;
         }
+        let at = self.push(suffix);
+        self.by_hash.insert(h, at);
+    }
+
+    fn push(&mut self, suffix: &[u8]) -> std::ops::Range<usize> {
+        let start = self.bytes.len();
+        self.bytes.extend_from_slice(suffix);
+        start..self.bytes.len()
     }
 
     fn remove(&mut self, suffix: &[u8]) {
         let h = key_hash(suffix);
-        if self.by_hash.get(&h).is_some_and(|k| k.as_slice() == suffix) {
+        if self
+            .by_hash
+            .get(&h)
+            .is_some_and(|r| self.bytes[r.clone()] == *suffix)
+        {
             self.by_hash.remove(&h);
         } else if !self.more.is_empty() {
-            self.more.retain(|k| k.as_slice() != suffix);
+            let bytes = &self.bytes;
+            self.more.retain(|r| bytes[r.clone()] != *suffix);
         }
     }
 
@@ -298,8 +312,13 @@ impl PendingKeys {
         self.by_hash.is_empty() && self.more.is_empty()
     }
 
-    fn into_keys(self) -> impl Iterator<Item = Vec<u8>> {
-        self.by_hash.into_values().chain(self.more)
+    /// Each key left, as `prefix` followed by its suffix.
+    fn keys_under(&self, prefix: &[u8]) -> Vec<Vec<u8>> {
+        self.by_hash
+            .values()
+            .chain(&self.more)
+            .map(|r| [prefix, &self.bytes[r.clone()]].concat())
+            .collect()
     }
 }
 
@@ -890,9 +909,8 @@ impl Redis {
         let row_prefix = self.template.row_prefix(&prefix, table);
         let mut old = PendingKeys::default();
         self.scan_rows(table, &row_prefix, |_, found| {
-            for mut key in found {
-                key.drain(..row_prefix.len());
-                old.insert(key);
+            for key in &found {
+                old.insert(&key[row_prefix.len()..]);
             }
             Ok(())
         })?;
@@ -927,10 +945,7 @@ impl Redis {
         // Whether this connection knew the table whole to the end (no other writer came by).
         let mut alone = false;
         if let Some(old) = self.rewrites.remove(table) {
-            let old: Vec<Vec<u8>> = old
-                .into_keys()
-                .map(|suffix| [row_prefix.as_bytes(), &suffix].concat())
-                .collect();
+            let old = old.keys_under(row_prefix.as_bytes());
             alone = self.remove_if_alone(table, &old)?;
             if !alone {
                 for chunk in old.chunks(SCAN_COUNT) {
@@ -1461,23 +1476,24 @@ mod tests {
     #[test]
     fn pending_keys_are_exact_when_two_keys_share_a_hash() {
         let mut keys = PendingKeys::default();
-        keys.insert(b"1".to_vec());
-        keys.insert(b"1".to_vec());
-        keys.insert(b"2".to_vec());
+        keys.insert(b"1");
+        keys.insert(b"1");
+        keys.insert(b"2");
         // A key "x" whose hash is that of "3": "3" then goes beside it.
-        keys.by_hash.insert(key_hash(b"3"), b"x".to_vec());
-        keys.insert(b"3".to_vec());
-        keys.insert(b"3".to_vec());
-        assert_eq!(keys.more, vec![b"3".to_vec()]);
+        let x = keys.push(b"x");
+        keys.by_hash.insert(key_hash(b"3"), x);
+        keys.insert(b"3");
+        keys.insert(b"3");
+        assert_eq!(keys.more.len(), 1);
         keys.remove(b"3");
         keys.remove(b"1");
         keys.remove(b"never there");
-        let mut left: Vec<Vec<u8>> = keys.into_keys().collect();
+        let mut left = keys.keys_under(b"p:");
         left.sort();
-        assert_eq!(left, vec![b"2".to_vec(), b"x".to_vec()]);
+        assert_eq!(left, vec![b"p:2".to_vec(), b"p:x".to_vec()]);
         let mut keys = PendingKeys::default();
         assert!(keys.is_empty());
-        keys.insert(b"1".to_vec());
+        keys.insert(b"1");
         keys.remove(b"1");
         assert!(keys.is_empty());
     }
