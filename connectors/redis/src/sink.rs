@@ -1075,6 +1075,30 @@ impl Redis {
         )))
     }
 
+    /// What this connection keeps of a table after a write of the keys `pks` (with these
+    /// [`key_hash`] values) applied: they are written, as far as a rewrite goes, and a fresh
+    /// table's digest key now holds `digest`.
+    fn applied(
+        &mut self,
+        table: &str,
+        pks: &[Vec<u8>],
+        hashes: impl IntoIterator<Item = u64>,
+        digest: TableDigest,
+    ) {
+        if let Some(old) = self.rewrites.get_mut(table) {
+            for pk in pks {
+                old.remove(pk);
+            }
+        }
+        if let Some(fresh) = self.fresh.get_mut(table) {
+            fresh.digest = digest;
+            fresh.written.extend(hashes);
+            if fresh.written.len() > FRESH_KEYS {
+                self.fresh.remove(table);
+            }
+        }
+    }
+
     fn write_batch(&mut self, request: &WriteRequest, batch: &Batch) -> Result<WriteOutcome> {
         let table = request.table.as_str();
         keys::check_table_name(table)?;
@@ -1111,18 +1135,7 @@ impl Redis {
             };
             match self.bulk_insert(table, &plan) {
                 Ok(Attempt::Applied(rows, digest)) => {
-                    if let Some(old) = self.rewrites.get_mut(table) {
-                        for pk in &pks {
-                            old.remove(pk.as_slice());
-                        }
-                    }
-                    if let Some(fresh) = self.fresh.get_mut(table) {
-                        fresh.digest = digest;
-                        fresh.written.extend(hashes);
-                        if fresh.written.len() > FRESH_KEYS {
-                            self.fresh.remove(table);
-                        }
-                    }
+                    self.applied(table, &pks, hashes, digest);
                     return Ok(WriteOutcome::Applied { rows });
                 }
                 Ok(Attempt::AlreadyApplied(last_seq)) => {
@@ -1167,18 +1180,7 @@ impl Redis {
                 .block_on(try_write(&mut self.conn, &plan, known));
             match attempt {
                 Ok(Attempt::Applied(rows, digest)) => {
-                    if let Some(old) = self.rewrites.get_mut(table) {
-                        for pk in &pks {
-                            old.remove(pk.as_slice());
-                        }
-                    }
-                    if let Some(fresh) = self.fresh.get_mut(table) {
-                        fresh.digest = digest;
-                        fresh.written.extend(pks.iter().map(|pk| key_hash(pk)));
-                        if fresh.written.len() > FRESH_KEYS {
-                            self.fresh.remove(table);
-                        }
-                    }
+                    self.applied(table, &pks, pks.iter().map(|pk| key_hash(pk)), digest);
                     return Ok(WriteOutcome::Applied { rows });
                 }
                 Ok(Attempt::AlreadyApplied(last_seq)) => {
