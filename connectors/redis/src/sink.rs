@@ -991,21 +991,34 @@ impl Redis {
             _ => false,
         };
         if !alone {
-            let _ = self
-                .runtime
-                .block_on(redis::cmd("UNWATCH").exec_async(&mut self.conn));
+            self.unwatch();
             read.map_err(|e| redis_error(format!("reading `{digest_key}`"), e))?;
             return Ok(false);
         }
+        self.unlink_watched(keys)
+    }
+
+    /// Unlinks `keys` in one transaction, under the watch the caller set: `false` if a watched
+    /// key changed and nothing was done.
+    fn unlink_watched(&mut self, keys: &[Vec<u8>]) -> Result<bool> {
         let mut pipe = redis::pipe();
         pipe.atomic();
         for chunk in keys.chunks(ARGS_PER_COMMAND) {
             pipe.cmd("UNLINK").arg(chunk).ignore();
         }
-        // Still watched: an empty transaction tells whether anything changed since.
+        // With no key, the empty transaction still tells whether a watched key changed.
         Ok(self
             .exec(&pipe, "removing the rows not written again")?
             .is_some())
+    }
+
+    /// Drops this connection's watch, best effort: on every path where no `EXEC` follows a
+    /// `WATCH`, so that it cannot abort a later transaction here (the error that matters is
+    /// the one already being returned).
+    fn unwatch(&mut self) {
+        let _ = self
+            .runtime
+            .block_on(redis::cmd("UNWATCH").exec_async(&mut self.conn));
     }
 
     /// Of the row keys `row_prefix` + `suffixes`, unlinks those the row digests do not know:
@@ -1037,10 +1050,7 @@ impl Redis {
             let digests = match read {
                 Ok((digests,)) => digests,
                 Err(e) => {
-                    // No watch may outlive the attempt (best effort, as in `try_write`).
-                    let _ = self
-                        .runtime
-                        .block_on(redis::cmd("UNWATCH").exec_async(&mut self.conn));
+                    self.unwatch();
                     return Err(redis_error(format!("reading `{row_digests_key}`"), e));
                 }
             };
@@ -1056,15 +1066,7 @@ impl Redis {
                     .map_err(|e| redis_error("UNWATCH", e))?;
                 return Ok(());
             }
-            let mut pipe = redis::pipe();
-            pipe.atomic();
-            for chunk in stale.chunks(ARGS_PER_COMMAND) {
-                pipe.cmd("UNLINK").arg(chunk).ignore();
-            }
-            if self
-                .exec(&pipe, "removing the rows not written again")?
-                .is_some()
-            {
+            if self.unlink_watched(&stale)? {
                 return Ok(());
             }
             // Another writer changed the table between the read and the removal: again.
@@ -1268,9 +1270,7 @@ impl Redis {
                 .map_err(|e| redis_error("WATCH", e))?;
             let result = self.try_swap(staging, table);
             if !matches!(result, Ok(true)) {
-                let _ = self
-                    .runtime
-                    .block_on(redis::cmd("UNWATCH").exec_async(&mut self.conn));
+                self.unwatch();
             }
             if result? {
                 return Ok(());

@@ -54,8 +54,17 @@ pub trait Endpoint: Send {
     fn table_digest(&mut self, request: &DigestRequest) -> Result<TableDigest, HostError>;
     /// Atomically replaces `table` by `staging`.
     fn replace_table(&mut self, staging: &str, table: &str) -> Result<(), HostError>;
-    /// A step of rewriting a table in place (a cache rebuild; see `Sink::begin_rewrite`).
-    fn rewrite_table(&mut self, step: &RewriteStep) -> Result<(), HostError>;
+    /// A step of rewriting a table in place (a cache rebuild; see `Sink::begin_rewrite`). The
+    /// default is the SDK's: the table is emptied at the start, nothing is left to remove.
+    fn rewrite_table(&mut self, step: &RewriteStep) -> Result<(), HostError> {
+        match step {
+            RewriteStep::Begin(request) => self.prepare_table(&PrepareTable {
+                replace: true,
+                ..request.clone()
+            }),
+            RewriteStep::End(_) => Ok(()),
+        }
+    }
 }
 
 /// Opens endpoints for a pipeline's connections.

@@ -26,14 +26,14 @@
 //!    (an empty write with that seq), so a later `caudal run` goes on right after it.
 //!
 //! A rebuild that dies midway leaves the table partly rewritten (final rows beside old ones
-//! not yet overwritten, or not yet removed), under offsets that are either
-//! still those from before it (the stream offsets are set last) or absent (a flushed cache).
+//! not yet overwritten, or not yet removed), under offsets that are either still those from
+//! before it (the stream offsets are set last) or absent (a flushed cache).
 //! Its run has `RunStarted` (trigger `rebuild`) and no end in the journal, so the next
 //! `caudal run` of the pipeline (or `caudal project redis`) finds it ([`unfinished`]) and
 //! rebuilds the same connection (or table) again before it reads anything; so does a rebuild
 //! that ended with a table it could not rebuild. A later `--rebuild` of the same scope
-//! repairs it too. Meanwhile `caudal verify` reports the rows the cache lacks (and `--repair`
-//! writes them).
+//! repairs it too. Meanwhile `caudal verify` reports the rows that differ (and `--repair`
+//! writes them again).
 
 use std::collections::{BTreeMap, HashSet};
 use std::hash::{BuildHasherDefault, Hasher};
@@ -450,7 +450,7 @@ impl Engine {
         if let Err(e) = pool.with(connection, |c| {
             c.rewrite_table(&RewriteStep::End(table.to_owned()))
         }) {
-            return Ok(Err(call("removing the rows not written again", e)));
+            return Ok(Err(call("ending the rewrite", e)));
         }
         // The offsets last: a run goes on after the last journaled batch of each part.
         let empty = Batch::empty(Arc::clone(&schema))

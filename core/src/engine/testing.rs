@@ -7,8 +7,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use caudal_config::Pipeline;
 use caudal_connector::{
-    Batch, BatchBuilder, DigestRequest, Error, PrepareTable, ReadRequest, ReadTarget, RewriteStep,
-    Schema, TableDigest, TableInfo, Value, WriteOp, WriteOutcome, WriteRequest,
+    Batch, BatchBuilder, DigestRequest, Error, PrepareTable, ReadRequest, ReadTarget, Schema,
+    TableDigest, TableInfo, Value, WriteOp, WriteOutcome, WriteRequest,
 };
 
 use super::cursor;
@@ -333,17 +333,6 @@ impl Endpoint for Conn {
         })?;
         db.tables.insert(table.to_owned(), t);
         Ok(())
-    }
-
-    /// As the SDK's default: the table is emptied at the start, nothing is left to remove.
-    fn rewrite_table(&mut self, step: &RewriteStep) -> Result<(), HostError> {
-        match step {
-            RewriteStep::Begin(request) => self.prepare_table(&PrepareTable {
-                replace: true,
-                ..request.clone()
-            }),
-            RewriteStep::End(_) => Ok(()),
-        }
     }
 }
 

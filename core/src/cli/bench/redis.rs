@@ -8,7 +8,7 @@
 //! values the size of a row's `RESTORE` payload, and with the rows as `HSET`s; and the
 //! server's CPU time (`INFO cpu`) during each caudal command, against its wall time; and a
 //! second rebuild over the full cache the first one wrote (the case of a cache that drifted:
-//! every key is overwritten in place, and a SCAN at the end finds the keys to remove).
+//! every key is listed by a SCAN, overwritten in place, and those not written are removed).
 //!
 //! The cache's keys live under a prefix of this run (`caudal_bench_<pid>`), removed at the
 //! end. Needs `redis-benchmark` and `redis-cli` on the PATH.
@@ -163,7 +163,7 @@ struct Measured {
     hset_rows: f64,
     replay: Timed,
     rebuild: Timed,
-    /// A rebuild over the cache the one before wrote: every key is there to empty first.
+    /// A rebuild over the cache the one before wrote: every key is there, to overwrite.
     rebuild_full: Timed,
 }
 
