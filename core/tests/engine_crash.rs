@@ -6,8 +6,9 @@
 //! The incremental trials write with plain inserts (no primary key), so only the sink's offset
 //! row stands between a crash and a duplicate; the snapshot trials exercise the staging table
 //! and its swap. Delays are drawn uniformly over the measured length of a whole run; the seed
-//! is printed so that a failing trial can be replayed (`CAUDAL_CRASH_SEED=...`). Trials run
-//! two at a time, each with its own journal and warehouse.
+//! is printed so that a failing trial can be replayed (`CAUDAL_CRASH_SEED=...`), and a failed
+//! trial's files are kept under the target directory (`tmp/engine_crash/`). Trials run two at
+//! a time, each with its own journal and warehouse.
 //!
 //! Needs `cargo build --release --workspace` first (same CARGO_TARGET_DIR as the tests).
 
@@ -90,17 +91,54 @@ struct Trial {
 }
 
 /// Runs a trial in its own directory; returns whether its first run was killed, or what
-/// went wrong.
+/// went wrong. A failed trial's directory (pipeline, journal, warehouse) is kept under the
+/// target directory, named in the error, to look into afterwards.
 fn run_trial(
     base: &Path,
+    src: &Path,
+    t: &Trial,
+    seed: u64,
+    expected: &(TableDigest, u64),
+    schema: &Schema,
+) -> Result<bool, String> {
+    let dir = base.join(format!("trial-{:02}", t.n));
+    let outcome = trial_in(&dir, src, t, expected, schema);
+    if let Err(e) = &outcome {
+        let kept = Path::new(env!("CARGO_TARGET_TMPDIR"))
+            .join("engine_crash")
+            .join(format!("seed-{seed}-trial-{:02}", t.n));
+        let _ = std::fs::remove_dir_all(&kept);
+        return Err(match copy_dir(&dir, &kept) {
+            Ok(()) => format!("{e}\n(the trial's files are kept in {})", kept.display()),
+            Err(why) => format!("{e}\n(the trial's files could not be kept: {why})"),
+        });
+    }
+    outcome
+}
+
+fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(to)?;
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        let target = to.join(entry.file_name());
+        if entry.file_type()?.is_dir() {
+            copy_dir(&entry.path(), &target)?;
+        } else {
+            std::fs::copy(entry.path(), target)?;
+        }
+    }
+    Ok(())
+}
+
+fn trial_in(
+    dir: &Path,
     src: &Path,
     t: &Trial,
     expected: &(TableDigest, u64),
     schema: &Schema,
 ) -> Result<bool, String> {
-    let dir = base.join(format!("trial-{:02}", t.n));
-    std::fs::create_dir_all(&dir).unwrap();
-    let file = trial_pipeline(&dir, src, t.mode);
+    std::fs::create_dir_all(dir).unwrap();
+    let file = trial_pipeline(dir, src, t.mode);
     let mut story = format!("trial {} ({}): kill after {:?}", t.n, t.mode, t.first);
     let killed = run_and_kill(&file, t.first);
     if let Some(second) = t.second {
@@ -117,7 +155,9 @@ fn run_trial(
     ]);
     if !out.status.success() {
         return Err(format!(
-            "{story}: the recovery run failed: {}",
+            "{story}: the recovery run failed ({})\nstdout:\n{}\nstderr:\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         ));
     }
@@ -134,7 +174,7 @@ fn run_trial(
     }
     caudal_journal::verify(&journal).map_err(|e| format!("{story}: journal damaged: {e}"))?;
     // Clean up as we go: 24 warehouses of 200k rows add up.
-    std::fs::remove_dir_all(&dir).unwrap();
+    std::fs::remove_dir_all(dir).unwrap();
     Ok(killed)
 }
 
@@ -197,7 +237,7 @@ fn sigkill_at_random_moments_loses_nothing_and_duplicates_nothing() {
                     while let Some(t) =
                         trials.get(next.fetch_add(1, std::sync::atomic::Ordering::Relaxed))
                     {
-                        mine.push(run_trial(base.path(), &src, t, &expected, &schema));
+                        mine.push(run_trial(base.path(), &src, t, seed, &expected, &schema));
                     }
                     mine
                 })
