@@ -101,6 +101,11 @@ impl Database {
         file: Option<&Path>,
     ) -> Result<(Arc<Database>, Connection)> {
         let cfg = duckdb_config(config, file.is_some())?;
+        if let Some(path) = file
+            && !config.read_only
+        {
+            remove_empty_database_file(path)?;
+        }
         let root = match file {
             None => Connection::open_in_memory_with_flags(cfg),
             Some(path) => Connection::open_with_flags(path, cfg),
@@ -288,8 +293,44 @@ fn duckdb_config(config: &DuckDbConfig, file: bool) -> Result<Config> {
     Ok(c)
 }
 
+/// Removes `path` when it is an empty file (and its WAL, when that is empty or absent).
+///
+/// DuckDB creates a new database's file first and writes its header after, so a process killed
+/// in between (a crash during the first run into a new file) leaves a file of 0 bytes, which
+/// DuckDB refuses on every later open as "not a valid DuckDB database file": the destination
+/// could never be written again. An empty file holds nothing, so it goes and the open creates
+/// the database anew. A file with any byte in it is never touched.
+fn remove_empty_database_file(path: &Path) -> Result<()> {
+    let empty = |p: &Path| std::fs::metadata(p).map(|m| m.is_file() && m.len() == 0);
+    let wal = PathBuf::from(format!("{}.wal", path.display()));
+    let wal_empty = match std::fs::metadata(&wal) {
+        Ok(m) => m.is_file() && m.len() == 0,
+        Err(e) => e.kind() == std::io::ErrorKind::NotFound,
+    };
+    if !empty(path).unwrap_or(false) || !wal_empty {
+        return Ok(());
+    }
+    let remove = |p: &Path| match std::fs::remove_file(p) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(Error::Config(format!(
+            "cannot remove the empty database file {} (left by a process stopped while it \
+             created the database) to create it anew: {e}",
+            p.display()
+        ))),
+        _ => Ok(()),
+    };
+    remove(&wal)?;
+    remove(path)
+}
+
 fn open_error(location: &Location, e: &duckdb::Error) -> Error {
     let text = e.to_string();
+    if text.contains("not a valid DuckDB database file") {
+        // Trying again cannot help: the file has to be moved away or `path` changed.
+        return Error::Config(format!(
+            "cannot open {location}: {text} (point `path` at another file, or move this one \
+             away)"
+        ));
+    }
     if text.contains("lock") {
         Error::Connection(format!(
             "cannot open {location}: {text} (another process holds the file; DuckDB allows one \
@@ -340,6 +381,48 @@ mod tests {
         let (_db, c) = Database::open(&cfg, None).unwrap();
         let x: i32 = c.query_row("SELECT x FROM t", [], |r| r.get(0)).unwrap();
         assert_eq!(x, 42);
+    }
+
+    #[test]
+    fn an_empty_file_left_by_a_killed_first_open_is_created_anew_and_others_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("new.duckdb");
+        // What a process killed between creating the file and writing its header leaves.
+        std::fs::File::create(&path).unwrap();
+        let cfg = DuckDbConfig::file(path.to_string_lossy());
+        {
+            let (_db, c) = Database::open(&cfg, None).unwrap();
+            c.execute_batch("CREATE TABLE t AS SELECT 7 AS x").unwrap();
+        }
+        let (_db, c) = Database::open(&cfg, None).unwrap();
+        let x: i32 = c.query_row("SELECT x FROM t", [], |r| r.get(0)).unwrap();
+        assert_eq!(x, 7);
+
+        // A file with bytes in it is never removed: it is refused, for good (not retryable),
+        // saying what to do.
+        let other = dir.path().join("notes.duckdb");
+        std::fs::write(&other, b"not a database").unwrap();
+        let err = Database::open(&DuckDbConfig::file(other.to_string_lossy()), None).unwrap_err();
+        assert!(matches!(err, Error::Config(_)), "{err:?}");
+        assert!(!err.is_retryable());
+        assert!(err.to_string().contains("move this one away"), "{err}");
+        assert_eq!(std::fs::read(&other).unwrap(), b"not a database");
+
+        // Nor is an empty file whose WAL holds something.
+        let with_wal = dir.path().join("w.duckdb");
+        std::fs::File::create(&with_wal).unwrap();
+        std::fs::write(dir.path().join("w.duckdb.wal"), b"x").unwrap();
+        assert!(Database::open(&DuckDbConfig::file(with_wal.to_string_lossy()), None).is_err());
+        assert!(with_wal.exists());
+        // And a read-only open changes nothing.
+        let ro = dir.path().join("ro.duckdb");
+        std::fs::File::create(&ro).unwrap();
+        let cfg = DuckDbConfig {
+            read_only: true,
+            ..DuckDbConfig::file(ro.to_string_lossy())
+        };
+        assert!(Database::open(&cfg, None).is_err());
+        assert!(ro.exists());
     }
 
     fn threads_setting(conn: &Connection) -> i64 {
