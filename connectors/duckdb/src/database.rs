@@ -299,7 +299,8 @@ fn duckdb_config(config: &DuckDbConfig, file: bool) -> Result<Config> {
 /// in between (a crash during the first run into a new file) leaves a file of 0 bytes, which
 /// DuckDB refuses on every later open as "not a valid DuckDB database file": the destination
 /// could never be written again. An empty file holds nothing, so it goes and the open creates
-/// the database anew. A file with any byte in it is never touched.
+/// the database anew. A file with any byte in it is never touched, nor one another process
+/// holds DuckDB's lock on (it is creating the database this very moment).
 fn remove_empty_database_file(path: &Path) -> Result<()> {
     let empty = |p: &Path| std::fs::metadata(p).map(|m| m.is_file() && m.len() == 0);
     let wal = PathBuf::from(format!("{}.wal", path.display()));
@@ -309,6 +310,11 @@ fn remove_empty_database_file(path: &Path) -> Result<()> {
     };
     if !empty(path).unwrap_or(false) || !wal_empty {
         return Ok(());
+    }
+    match std::fs::File::open(path) {
+        Ok(file) if !locked_by_another_process(&file) => {}
+        // Gone already, unreadable or in use: DuckDB's open says what it finds.
+        _ => return Ok(()),
     }
     let remove = |p: &Path| match std::fs::remove_file(p) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(Error::Config(format!(
@@ -320,6 +326,27 @@ fn remove_empty_database_file(path: &Path) -> Result<()> {
     };
     remove(&wal)?;
     remove(path)
+}
+
+/// Whether another process holds a lock that would keep DuckDB from opening `file` for
+/// writing: DuckDB locks a database file it opens with `fcntl`. Asked with `F_GETLK`, which
+/// places no lock.
+#[cfg(unix)]
+fn locked_by_another_process(file: &std::fs::File) -> bool {
+    use std::os::fd::AsRawFd;
+    // SAFETY: a zeroed `flock` is a valid value of this plain C struct.
+    let mut lock: libc::flock = unsafe { std::mem::zeroed() };
+    lock.l_type = libc::F_WRLCK as libc::c_short;
+    lock.l_whence = libc::SEEK_SET as libc::c_short;
+    // SAFETY: a valid open descriptor and a pointer to a live `flock` for the call.
+    let asked = unsafe { libc::fcntl(file.as_raw_fd(), libc::F_GETLK, &mut lock) };
+    asked != 0 || lock.l_type != libc::F_UNLCK as libc::c_short
+}
+
+#[cfg(not(unix))]
+fn locked_by_another_process(_file: &std::fs::File) -> bool {
+    // No way to ask here: assume it is, and leave the file alone.
+    true
 }
 
 fn open_error(location: &Location, e: &duckdb::Error) -> Error {
@@ -423,6 +450,48 @@ mod tests {
         };
         assert!(Database::open(&cfg, None).is_err());
         assert!(ro.exists());
+    }
+
+    #[test]
+    fn an_empty_file_another_process_holds_is_left_to_it() {
+        use std::io::BufRead;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("being-created.duckdb");
+        std::fs::File::create(&path).unwrap();
+        // Another process holding an fcntl lock on the file, as DuckDB does while it creates a
+        // database.
+        let mut holder = std::process::Command::new("python3")
+            .arg("-c")
+            .arg(
+                "import fcntl, sys, time\n\
+                 f = open(sys.argv[1], 'r+')\n\
+                 fcntl.lockf(f, fcntl.LOCK_EX)\n\
+                 print('locked', flush=True)\n\
+                 time.sleep(30)",
+            )
+            .arg(&path)
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("python3 runs");
+        let mut line = String::new();
+        std::io::BufReader::new(holder.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        assert_eq!(line.trim(), "locked");
+        let file = std::fs::File::open(&path).unwrap();
+        assert!(locked_by_another_process(&file));
+        let opened = Database::open(&DuckDbConfig::file(path.to_string_lossy()), None);
+        holder.kill().unwrap();
+        holder.wait().unwrap();
+        assert!(
+            opened.is_err(),
+            "the open took a file another process holds"
+        );
+        assert!(path.exists(), "the file another process holds was removed");
+        // Once it is let go, the empty file is created anew.
+        assert!(!locked_by_another_process(&file));
+        let (_db, c) = Database::open(&DuckDbConfig::file(path.to_string_lossy()), None).unwrap();
+        c.execute_batch("CREATE TABLE t AS SELECT 1 AS x").unwrap();
     }
 
     fn threads_setting(conn: &Connection) -> i64 {
