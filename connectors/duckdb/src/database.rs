@@ -302,13 +302,14 @@ fn duckdb_config(config: &DuckDbConfig, file: bool) -> Result<Config> {
 /// the database anew. A file with any byte in it is never touched, nor one another process
 /// holds DuckDB's lock on (it is creating the database this very moment).
 fn remove_empty_database_file(path: &Path) -> Result<()> {
-    let empty = |p: &Path| std::fs::metadata(p).map(|m| m.is_file() && m.len() == 0);
-    let wal = PathBuf::from(format!("{}.wal", path.display()));
-    let wal_empty = match std::fs::metadata(&wal) {
-        Ok(m) => m.is_file() && m.len() == 0,
-        Err(e) => e.kind() == std::io::ErrorKind::NotFound,
+    // An empty regular file: `Some(true)`; absent: `None`; anything else: `Some(false)`.
+    let empty = |p: &Path| match std::fs::metadata(p) {
+        Ok(m) => Some(m.is_file() && m.len() == 0),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(_) => Some(false),
     };
-    if !empty(path).unwrap_or(false) || !wal_empty {
+    let wal = PathBuf::from(format!("{}.wal", path.display()));
+    if empty(path) != Some(true) || empty(&wal) == Some(false) {
         return Ok(());
     }
     match std::fs::File::open(path) {
