@@ -18,28 +18,10 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use caudal_connector::{Batch, ReadTarget, Schema, TableDigest};
+use engine_support::crash::{Rng, keep_failed, run_and_kill, seed};
 use engine_support::*;
 
 const ROWS: i64 = 200_000;
-
-/// A small deterministic generator (SplitMix64): no dependency, replayable from its seed.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in `[0, max)`.
-    fn below(&mut self, max: Duration) -> Duration {
-        let nanos = max.as_nanos().max(1) as u64;
-        Duration::from_nanos(self.next() % nanos)
-    }
-}
 
 fn trial_pipeline(dir: &Path, src: &Path, mode: &str) -> PathBuf {
     let stream = match mode {
@@ -57,29 +39,6 @@ fn trial_pipeline(dir: &Path, src: &Path, mode: &str) -> PathBuf {
             src.display()
         ),
     )
-}
-
-/// Starts `caudal run FILE`, kills it with SIGKILL after `delay` (if it is still running).
-/// Returns whether it was killed.
-fn run_and_kill(file: &Path, delay: Duration) -> bool {
-    let mut child = caudal()
-        .args(["run", s(file), "--progress", "none", "--log-level", "error"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("caudal starts");
-    let start = Instant::now();
-    while start.elapsed() < delay {
-        if child.try_wait().expect("wait").is_some() {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(2).min(delay.saturating_sub(start.elapsed())));
-    }
-    // `Child::kill` sends SIGKILL on Unix: no destructor, no flush, no unlock runs.
-    let killed = child.try_wait().expect("wait").is_none();
-    let _ = child.kill();
-    child.wait().expect("reaped");
-    killed
 }
 
 /// One trial: where to kill, and whether to kill the recovery run too.
@@ -102,32 +61,8 @@ fn run_trial(
     schema: &Schema,
 ) -> Result<bool, String> {
     let dir = base.join(format!("trial-{:02}", t.n));
-    let outcome = trial_in(&dir, src, t, expected, schema);
-    if let Err(e) = &outcome {
-        let kept = Path::new(env!("CARGO_TARGET_TMPDIR"))
-            .join("engine_crash")
-            .join(format!("seed-{seed}-trial-{:02}", t.n));
-        let _ = std::fs::remove_dir_all(&kept);
-        return Err(match copy_dir(&dir, &kept) {
-            Ok(()) => format!("{e}\n(the trial's files are kept in {})", kept.display()),
-            Err(why) => format!("{e}\n(the trial's files could not be kept: {why})"),
-        });
-    }
-    outcome
-}
-
-fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {
-    std::fs::create_dir_all(to)?;
-    for entry in std::fs::read_dir(from)? {
-        let entry = entry?;
-        let target = to.join(entry.file_name());
-        if entry.file_type()?.is_dir() {
-            copy_dir(&entry.path(), &target)?;
-        } else {
-            std::fs::copy(entry.path(), target)?;
-        }
-    }
-    Ok(())
+    trial_in(&dir, src, t, expected, schema)
+        .map_err(|e| keep_failed(&dir, "engine_crash", seed, t.n, e))
 }
 
 fn trial_in(
@@ -140,10 +75,10 @@ fn trial_in(
     std::fs::create_dir_all(dir).unwrap();
     let file = trial_pipeline(dir, src, t.mode);
     let mut story = format!("trial {} ({}): kill after {:?}", t.n, t.mode, t.first);
-    let killed = run_and_kill(&file, t.first);
+    let killed = run_and_kill(&["run", s(&file)], t.first);
     if let Some(second) = t.second {
         story.push_str(&format!(", rerun killed after {second:?}"));
-        run_and_kill(&file, second);
+        run_and_kill(&["run", s(&file)], second);
     }
     let out = run(&[
         "run",
@@ -209,11 +144,7 @@ fn sigkill_at_random_moments_loses_nothing_and_duplicates_nothing() {
     }
     let schema = schema.expect("measured");
 
-    let seed = std::env::var("CAUDAL_CRASH_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| caudal_journal::now() as u64);
-    eprintln!("crash test seed: CAUDAL_CRASH_SEED={seed}");
+    let seed = seed();
     let mut rng = Rng(seed);
     let modes = std::iter::repeat_n("incremental", 20).chain(std::iter::repeat_n("snapshot", 4));
     let trials: Vec<Trial> = modes

@@ -9,6 +9,8 @@
 
 #![allow(dead_code)]
 
+pub mod crash;
+
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
