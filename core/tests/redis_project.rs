@@ -165,3 +165,99 @@ fn bench_redis_times_each_command_and_leaves_no_key_behind() {
     let left = redis_cli(&["--scan", "--pattern", &format!("{prefix}:*")]);
     assert!(left.trim().is_empty(), "keys left: {left}");
 }
+
+#[test]
+fn a_cache_drifted_in_many_keys_is_compared_in_one_read_named_exactly_and_repaired() {
+    let prefix = Prefix::new("drift");
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src.duckdb");
+    fill(&src, "items", &[sales("t1", 0..20_000, 100, &KEY)], true);
+    let file = pipeline(
+        dir.path(),
+        &format!(
+            "[connections.src]\nconnector = \"duckdb\"\npath = \"src.duckdb\"\n\n\
+             [connections.cache]\nconnector = \"redis\"\nurl = \"redis://127.0.0.1:6379/0\"\n\
+             prefix = \"{}\"\n\n\
+             [[streams]]\nfrom = \"src\"\ntable = \"items\"\nto = \"cache\"\nmode = \"merge\"\n\
+             primary_key = [\"tienda\", \"factura\", \"linea\"]\nchunk_rows = 2500\n",
+            prefix.0
+        ),
+    );
+    run_ok(&["run", s(&file), "--progress", "none"]);
+    let (code, report) = verify_json(&file, &[]);
+    assert_eq!(code, 0, "{report}");
+    let before = report["tables"][0]["actual"].clone();
+
+    // Row keys in key order, as verify names them ("t1,233,2").
+    let row = format!("{}:items:", prefix.0);
+    let mut rows: Vec<String> = keys_under(&prefix.0)
+        .into_iter()
+        .filter_map(|k| k.strip_prefix(&row).map(str::to_owned))
+        .filter(|k| k.split(':').count() == 3)
+        .collect();
+    rows.sort();
+    assert_eq!(rows.len(), 20_000);
+    let text = |k: &str| k.replace(':', ",");
+    // Scattered over the whole key space: hundreds deleted, hundreds changed, and rows the
+    // journal never held.
+    let mut missing = Vec::new();
+    let mut changed = Vec::new();
+    for (i, k) in rows.iter().enumerate() {
+        if i % 37 == 5 {
+            missing.push(text(k));
+        } else if i % 53 == 7 {
+            redis_cli(&["HSET", &format!("{row}{k}"), "cantidad", "-77"]);
+            changed.push(text(k));
+        }
+    }
+    let deleted: Vec<String> = missing
+        .iter()
+        .map(|k| format!("{row}{}", k.replace(',', ":")))
+        .collect();
+    for chunk in deleted.chunks(200) {
+        let mut args = vec!["DEL"];
+        args.extend(chunk.iter().map(String::as_str));
+        redis_cli(&args);
+    }
+    let mut extra = Vec::new();
+    for i in 0..25 {
+        let factura = (i * 7919).to_string();
+        redis_cli(&[
+            "HSET",
+            &format!("{row}t9:{factura}:1"),
+            "tienda",
+            "t9",
+            "factura",
+            &factura,
+            "linea",
+            "1",
+            "fecha",
+            "2025-01-01",
+            "cantidad",
+            "1",
+        ]);
+        extra.push(format!("t9,{factura},1"));
+    }
+    let sorted = |mut v: Vec<String>| {
+        v.sort();
+        v
+    };
+    let (code, report) = verify_json(&file, &[]);
+    assert_eq!(code, 1, "{report}");
+    let table = &report["tables"][0];
+    assert_eq!(sorted(keys(table, "missing")), sorted(missing.clone()));
+    assert_eq!(sorted(keys(table, "changed")), sorted(changed.clone()));
+    assert_eq!(sorted(keys(table, "extra")), sorted(extra.clone()));
+    assert!(
+        missing.len() > 500 && changed.len() > 300,
+        "{} {}",
+        missing.len(),
+        changed.len()
+    );
+
+    let (code, report) = verify_json(&file, &["--repair"]);
+    assert_eq!(code, 0, "{report}");
+    let (code, report) = verify_json(&file, &[]);
+    assert_eq!(code, 0, "{report}");
+    assert_eq!(report["tables"][0]["actual"], before);
+}

@@ -146,7 +146,8 @@ impl Connector for Redis {
     const VERSION: &'static str = env!("CARGO_PKG_VERSION");
     const CAPABILITIES: Capabilities = Capabilities::SOURCE
         .union(Capabilities::SINK)
-        .union(Capabilities::CACHE);
+        .union(Capabilities::CACHE)
+        .union(Capabilities::UNORDERED);
 
     fn open(config: RedisConfig, context: &OpenContext) -> Result<Redis> {
         let ctx = format!(

@@ -416,6 +416,10 @@ impl Capabilities {
     pub const SINK: Capabilities = Capabilities(2);
     /// A sink that serves as a cache of other tables (Redis).
     pub const CACHE: Capabilities = Capabilities(4);
+    /// Keeps rows in no key order (Redis): a key range is served by reading the whole table.
+    /// `caudal verify` then names the rows that differ in one read of the table instead of
+    /// bisecting it by key ranges.
+    pub const UNORDERED: Capabilities = Capabilities(8);
 
     /// The union of two sets.
     pub const fn union(self, other: Capabilities) -> Capabilities {
@@ -427,12 +431,14 @@ impl Capabilities {
         self.0 & other.0 == other.0
     }
 
-    /// Lower-case names of the capabilities, in a fixed order ("source", "sink", "cache").
+    /// Lower-case names of the capabilities, in a fixed order ("source", "sink", "cache",
+    /// "unordered").
     pub fn names(self) -> Vec<&'static str> {
         [
             (Self::SOURCE, "source"),
             (Self::SINK, "sink"),
             (Self::CACHE, "cache"),
+            (Self::UNORDERED, "unordered"),
         ]
         .into_iter()
         .filter(|(c, _)| self.contains(*c))
@@ -545,5 +551,7 @@ mod tests {
         let c = Capabilities::SOURCE | Capabilities::SINK;
         assert_eq!(c.names(), vec!["source", "sink"]);
         assert!(!c.contains(Capabilities::CACHE));
+        let all = c | Capabilities::CACHE | Capabilities::UNORDERED;
+        assert_eq!(all.names(), vec!["source", "sink", "cache", "unordered"]);
     }
 }

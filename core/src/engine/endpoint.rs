@@ -14,8 +14,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use caudal_config::Pipeline;
 use caudal_connector::{
-    DigestRequest, ErrorCode, OpenContext, PrepareTable, ReadRequest, RewriteStep, Schema,
-    TableDigest, TableInfo, Value, WriteOutcome, WriteRequest,
+    Capabilities, DigestRequest, ErrorCode, OpenContext, PrepareTable, ReadRequest, RewriteStep,
+    Schema, TableDigest, TableInfo, Value, WriteOutcome, WriteRequest,
 };
 
 use crate::host::{self, HostError, PluginRegistry, SearchPath};
@@ -52,6 +52,11 @@ pub trait Endpoint: Send {
     fn last_applied_seq(&mut self, pipeline: &str, stream: &str) -> Result<Option<u64>, HostError>;
     /// The digest of a destination table.
     fn table_digest(&mut self, request: &DigestRequest) -> Result<TableDigest, HostError>;
+    /// Whether the connector keeps rows in no key order, so that a key range costs a read of
+    /// the whole table ([`Capabilities::UNORDERED`]).
+    fn unordered(&self) -> bool {
+        false
+    }
     /// Atomically replaces `table` by `staging`.
     fn replace_table(&mut self, staging: &str, table: &str) -> Result<(), HostError>;
     /// A step of rewriting a table in place (a cache rebuild; see `Sink::begin_rewrite`). The
@@ -152,6 +157,12 @@ impl Endpoint for host::Connection {
 
     fn table_digest(&mut self, request: &DigestRequest) -> Result<TableDigest, HostError> {
         host::Connection::table_digest(self, request)
+    }
+
+    fn unordered(&self) -> bool {
+        self.plugin()
+            .capabilities()
+            .contains(Capabilities::UNORDERED)
     }
 
     fn replace_table(&mut self, staging: &str, table: &str) -> Result<(), HostError> {

@@ -18,6 +18,9 @@
 //! Ranges cover the whole key space (the first is unbounded below, the last above), so an
 //! extra row anywhere falls in one of them. Keys are compared with an order-preserving
 //! encoding of their logical values, which is the order of the databases' binary collations.
+//! A destination that keeps no key order (Redis, [`caudal_connector::Capabilities::UNORDERED`])
+//! would answer every key range with a read of the whole table, so it is not bisected: its
+//! rows are read once and each is compared with the expected row of its key.
 //!
 //! **Repair.** The expected rows of missing and changed keys are upserted and extra keys
 //! deleted, through `Sink::write` under the offset streams `_caudal_repair` and
@@ -460,6 +463,9 @@ impl Engine {
         let mut diff = Diff::default();
         if !check.ok {
             if expected.keyed {
+                let unordered = pool
+                    .with(&target.connection, |c| Ok(c.unordered()))
+                    .unwrap_or(false);
                 let mut b = Bisect {
                     pool,
                     target,
@@ -469,7 +475,14 @@ impl Engine {
                     batches: &mut batches,
                     diff: &mut diff,
                 };
-                if let Err(e) = b.run(&actual) {
+                // A failed whole read leaves the diff untouched: bisection (with point digests
+                // where reads fail) is the way left.
+                let compared = if unordered {
+                    b.compare_all().or_else(|_| b.run(&actual))
+                } else {
+                    b.run(&actual)
+                };
+                if let Err(e) = compared {
                     check.error = Some(e);
                 }
             } else {
@@ -1179,12 +1192,30 @@ impl Bisect<'_, '_> {
         };
         let lower = (i > 0).then(|| self.sorted[i].0.to_vec());
         let upper = (j < self.sorted.len()).then(|| self.sorted[j].0.to_vec());
+        let mut found = FoundRows::default();
+        self.read_rows(&request, |k, d, batch, row| {
+            let below = lower.as_ref().is_some_and(|l| k.as_slice() < l.as_slice());
+            let above = upper.as_ref().is_some_and(|u| k.as_slice() >= u.as_slice());
+            if !below && !above {
+                let values = key_values(batch, batch.schema().primary_key(), row);
+                found.insert(k, (d, values));
+            }
+        })?;
+        Ok(found)
+    }
+
+    /// Reads the destination's rows through its source side, in the stream's schema, and
+    /// hands each row's encoded key and digest to `each`, with its batch and row.
+    fn read_rows(
+        &self,
+        request: &ReadRequest,
+        mut each: impl FnMut(Vec<u8>, RowDigest, &Batch, usize),
+    ) -> std::result::Result<(), String> {
         let table = self.target.table.clone();
         let schema = Arc::clone(self.schema);
-        let mut found = FoundRows::default();
         self.pool
             .with(&self.target.connection, |c| {
-                let mut reader = c.read(&request)?;
+                let mut reader = c.read(request)?;
                 while let Some(chunk) = reader.next_chunk()? {
                     let batch = Batch::decode(&chunk.bytes).map_err(|e| HostError::Exchange {
                         plugin: String::new(),
@@ -1202,21 +1233,54 @@ impl Bisect<'_, '_> {
                     };
                     for row in 0..batch.num_rows() {
                         let k = key_bytes(&batch, batch.schema().primary_key(), row);
-                        let below = lower.as_ref().is_some_and(|l| k.as_slice() < l.as_slice());
-                        let above = upper.as_ref().is_some_and(|u| k.as_slice() >= u.as_slice());
-                        if below || above {
-                            continue;
-                        }
                         if let Some(d) = RowDigest::of_row(&table, &batch, row) {
-                            let values = key_values(&batch, batch.schema().primary_key(), row);
-                            found.insert(k, (d, values));
+                            each(k, d, &batch, row);
                         }
                     }
                 }
                 Ok(())
             })
-            .map_err(|e| e.message)?;
-        Ok(found)
+            .map_err(|e| e.message)
+    }
+
+    /// For a destination that keeps no key order ([`caudal_connector::Capabilities::UNORDERED`],
+    /// where every key range would be a read of the whole table): every row is read once, in
+    /// the destination's order, and compared with the expected row of its key.
+    fn compare_all(&mut self) -> std::result::Result<(), String> {
+        let request = ReadRequest {
+            target: ReadTarget::Table(self.target.table.clone()),
+            cursor_column: None,
+            from: Bound::Unbounded,
+            to: Bound::Unbounded,
+            limits: caudal_connector::ChunkLimits::default(),
+        };
+        let sorted = &self.sorted;
+        let mut seen = vec![false; sorted.len()];
+        let mut differ = Vec::new();
+        let mut extra = Vec::new();
+        self.read_rows(&request, |k, d, batch, row| {
+            match sorted.binary_search_by(|(key, _)| (*key).cmp(k.as_slice())) {
+                Ok(i) => {
+                    if !std::mem::replace(&mut seen[i], true) && sorted[i].1.digest != d {
+                        differ.push(i);
+                    }
+                }
+                Err(_) => extra.push((k, key_values(batch, batch.schema().primary_key(), row))),
+            }
+        })?;
+        for (k, seen) in seen.into_iter().enumerate() {
+            if !seen {
+                self.missing(k)?;
+            }
+        }
+        for k in differ {
+            self.confirm_changed(k)?;
+        }
+        for (key, values) in extra {
+            self.diff.extra.insert((key.clone(), key_text(&values)));
+            self.diff.extra_values.insert(key, values);
+        }
+        Ok(())
     }
 
     fn compare_rows(
@@ -1230,26 +1294,31 @@ impl Bisect<'_, '_> {
             match found.remove(key) {
                 None => self.missing(k)?,
                 Some((d, _)) if d == row.digest => {}
-                Some(_) => {
-                    // The source side may read a column in another logical class than the
-                    // stream's (a flag as a tiny integer): the sink's digest in the stream's
-                    // schema decides.
-                    let values = self.key_values(k)?;
-                    let point = self.digest(KeyRange {
-                        lower: Bound::Included(values.clone()),
-                        upper: Bound::Included(values.clone()),
-                    })?;
-                    let mut want = TableDigest::new();
-                    want.add_row(&row.digest);
-                    if point != want {
-                        self.diff.changed.insert((key.to_vec(), key_text(&values)));
-                    }
-                }
+                Some(_) => self.confirm_changed(k)?,
             }
         }
         for (key, (_, values)) in found {
             self.diff.extra.insert((key.clone(), key_text(&values)));
             self.diff.extra_values.insert(key, values);
+        }
+        Ok(())
+    }
+
+    /// Expected key `k`, read back with another digest: changed, unless the sink's digest of
+    /// that one key in the stream's schema agrees. (The source side may read a column in
+    /// another logical class than the stream's, a flag as a tiny integer: the sink decides.)
+    fn confirm_changed(&mut self, k: usize) -> std::result::Result<(), String> {
+        let values = self.key_values(k)?;
+        let point = self.digest(KeyRange {
+            lower: Bound::Included(values.clone()),
+            upper: Bound::Included(values.clone()),
+        })?;
+        let mut want = TableDigest::new();
+        want.add_row(&self.sorted[k].1.digest);
+        if point != want {
+            self.diff
+                .changed
+                .insert((self.sorted[k].0.to_vec(), key_text(&values)));
         }
         Ok(())
     }
