@@ -60,7 +60,9 @@ fn server_plugin_round_trips_every_logical_type_through_the_abi() {
             Capabilities::SOURCE
                 .union(Capabilities::SINK)
                 .union(Capabilities::CACHE)
-        )
+                .union(Capabilities::UNORDERED)
+        ),
+        "verify reads a Redis table whole rather than by key ranges"
     );
     for format in ["hash", "json"] {
         let prefix = TestPrefix::new(&format!("plugin_{format}"));
