@@ -330,3 +330,77 @@ fn bench_verify_runs_each_verify_it_times_and_each_passes() {
         );
     }
 }
+
+#[test]
+fn verify_names_exactly_a_destination_drifted_in_many_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let (src, wh) = (dir.path().join("src.duckdb"), dir.path().join("wh.duckdb"));
+    fill(&src, "items", &[sales("t1", 0..20_000, 100, &KEY)], true);
+    let file = pipeline(
+        dir.path(),
+        &format!(
+            "{}[[streams]]\nfrom = \"src\"\ntable = \"items\"\nto = \"wh\"\nmode = \"merge\"\n\
+             primary_key = [\"tienda\", \"factura\", \"linea\"]\nchunk_rows = 2500\n",
+            connections(&["src", "wh"])
+        ),
+    );
+    run_ok(&["run", s(&file), "--progress", "none"]);
+    let (code, report) = verify_json(&file, &[]);
+    assert_eq!(code, 0, "{report}");
+    let before = report["tables"][0]["actual"].clone();
+
+    // Line L of a store is key (store, L / 3, L % 3 + 1). Behind caudal's back, in every
+    // block of 100 lines: two rows changed and three deleted; and rows added before and
+    // after every key.
+    let key = |store: &str, line: i64| format!("{store},{},{}", line / 3, line % 3 + 1);
+    let (mut changed, mut missing, mut extra) = (Vec::new(), Vec::new(), Vec::new());
+    {
+        let mut conn = open(&wh);
+        for block in 0..200 {
+            let at = block * 100;
+            fixture_write(
+                &mut conn,
+                "items",
+                1 + block as u64 * 2,
+                WriteOp::Upsert,
+                &sales("t1", at + 7..at + 9, 1, &KEY),
+            );
+            changed.extend((at + 7..at + 9).map(|l| key("t1", l)));
+            fixture_write(
+                &mut conn,
+                "items",
+                2 + block as u64 * 2,
+                WriteOp::Delete,
+                &key_columns(&sales("t1", at + 50..at + 53, 100, &KEY)),
+            );
+            missing.extend((at + 50..at + 53).map(|l| key("t1", l)));
+        }
+        for (seq, store, lines) in [(1000, "t0", 0..5), (1001, "t2", 0..30)] {
+            fixture_write(
+                &mut conn,
+                "items",
+                seq,
+                WriteOp::Upsert,
+                &sales(store, lines.clone(), 100, &KEY),
+            );
+            extra.extend(lines.map(|l| key(store, l)));
+        }
+        conn.close().unwrap();
+    }
+    let sorted = |mut v: Vec<String>| {
+        v.sort();
+        v
+    };
+    let (code, report) = verify_json(&file, &[]);
+    assert_eq!(code, 1, "{report}");
+    let table = &report["tables"][0];
+    assert_eq!(sorted(keys(table, "changed")), sorted(changed));
+    assert_eq!(sorted(keys(table, "missing")), sorted(missing));
+    assert_eq!(sorted(keys(table, "extra")), sorted(extra));
+
+    let (code, report) = verify_json(&file, &["--repair"]);
+    assert_eq!(code, 0, "{report}");
+    let (code, report) = verify_json(&file, &[]);
+    assert_eq!(code, 0, "{report}");
+    assert_eq!(report["tables"][0]["actual"], before);
+}

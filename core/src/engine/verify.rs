@@ -18,9 +18,12 @@
 //! Ranges cover the whole key space (the first is unbounded below, the last above), so an
 //! extra row anywhere falls in one of them. Keys are compared with an order-preserving
 //! encoding of their logical values, which is the order of the databases' binary collations.
-//! A destination that keeps no key order (Redis, [`caudal_connector::Capabilities::UNORDERED`])
-//! would answer every key range with a read of the whole table, so it is not bisected: its
-//! rows are read once and each is compared with the expected row of its key.
+//! Bisection has a budget: once its range digests and reads have covered three times the
+//! table's rows (many rows differ), the ranges still open are settled by one read of the whole
+//! table, each row compared with the expected row of its key when its key falls in one of
+//! them. A destination that keeps no key order (Redis,
+//! [`caudal_connector::Capabilities::UNORDERED`]) would answer every key range with a read of
+//! the whole table, so it is not bisected at all: it is read once that way.
 //!
 //! **Repair.** The expected rows of missing and changed keys are upserted and extra keys
 //! deleted, through `Sink::write` under the offset streams `_caudal_repair` and
@@ -60,6 +63,13 @@ pub const REPAIR_DELETES_STREAM: &str = "_caudal_repair_deletes";
 
 /// Ranges with at most this many expected keys are compared row by row.
 const LEAF_KEYS: usize = 64;
+/// Bisection stops once its range digests and reads have covered this many times the table's
+/// rows: the ranges still open are settled by one read of the whole table instead (many rows
+/// differ, and bisecting them would cost more). A row read back through the source side costs
+/// a few times a row digested inside the destination, hence more than one table's worth.
+const WHOLE_READS: usize = 3;
+/// A call to the destination, counted in rows for that budget.
+const CALL_ROWS: usize = 100;
 /// At most this many keys of each kind are kept in a `VerifyResult` entry.
 const JOURNALED_KEYS: usize = 1000;
 /// Batches at least this large are digested on two threads.
@@ -1054,6 +1064,10 @@ fn sorted_keys(rows: &KeyMap<ExpectedRow>) -> Vec<(&[u8], ExpectedRow)> {
     v
 }
 
+/// A range of bisection: keys `i..j` of the sorted expected keys, their expected digest and
+/// the destination's.
+type Node = (usize, usize, TableDigest, TableDigest);
+
 /// Keys found to differ: (encoded key, text), and where an expected row is.
 #[derive(Default)]
 struct Diff {
@@ -1078,7 +1092,31 @@ struct Bisect<'a, 'r> {
 impl Bisect<'_, '_> {
     fn run(&mut self, actual: &TableDigest) -> std::result::Result<(), String> {
         let n = self.sorted.len();
-        let mut stack = vec![(0, n, self.expected.digest.clone(), actual.clone())];
+        let root = (0, n, self.expected.digest.clone(), actual.clone());
+        let deferred = self.bisect(vec![root], Some(WHOLE_READS * n))?;
+        if deferred.is_empty() {
+            return Ok(());
+        }
+        // Many rows differ: one read of the table settles the ranges still open.
+        let mut ranges: Vec<(usize, usize)> = deferred.iter().map(|d| (d.0, d.1)).collect();
+        ranges.sort_unstable();
+        if self.compare_ranges(&ranges).is_err() {
+            // The read failed before anything was noted: bisect them to the end instead.
+            self.bisect(deferred, None)?;
+        }
+        Ok(())
+    }
+
+    /// Bisects the ranges of `stack` (keys `i..j`, expected and actual digest). With a
+    /// `budget` (rows' worth of range digests and reads, a call counted as [`CALL_ROWS`]),
+    /// the ranges still open once it is spent are returned instead of bisected.
+    fn bisect(
+        &mut self,
+        mut stack: Vec<Node>,
+        budget: Option<usize>,
+    ) -> std::result::Result<Vec<Node>, String> {
+        let mut spent = 0usize;
+        let mut deferred = Vec::new();
         while let Some((i, j, expected, actual)) = stack.pop() {
             if expected == actual {
                 continue;
@@ -1089,11 +1127,17 @@ impl Bisect<'_, '_> {
                 }
                 continue;
             }
+            if budget.is_some_and(|b| spent > b) {
+                deferred.push((i, j, expected, actual));
+                continue;
+            }
             if j - i <= LEAF_KEYS {
+                spent += j - i + CALL_ROWS;
                 self.leaf(i, j, &actual)?;
                 continue;
             }
             let mid = i + (j - i) / 2;
+            spent += mid - i + CALL_ROWS;
             let mut left = TableDigest::new();
             for (_, r) in &self.sorted[i..mid] {
                 left.add_row(&r.digest);
@@ -1107,7 +1151,7 @@ impl Bisect<'_, '_> {
             stack.push((mid, j, right, actual_right));
             stack.push((i, mid, left, actual_left));
         }
-        Ok(())
+        Ok(deferred)
     }
 
     fn digest(&self, range: KeyRange) -> std::result::Result<TableDigest, String> {
@@ -1247,6 +1291,13 @@ impl Bisect<'_, '_> {
     /// where every key range would be a read of the whole table): every row is read once, in
     /// the destination's order, and compared with the expected row of its key.
     fn compare_all(&mut self) -> std::result::Result<(), String> {
+        self.compare_ranges(&[(0, self.sorted.len())])
+    }
+
+    /// One read of the whole table settles the ranges of keys `ranges` (sorted, disjoint): the
+    /// rows whose keys fall in one of them are compared with the expected rows of their keys.
+    /// Nothing is noted unless the read succeeds.
+    fn compare_ranges(&mut self, ranges: &[(usize, usize)]) -> std::result::Result<(), String> {
         let request = ReadRequest {
             target: ReadTarget::Table(self.target.table.clone()),
             cursor_column: None,
@@ -1255,22 +1306,37 @@ impl Bisect<'_, '_> {
             limits: caudal_connector::ChunkLimits::default(),
         };
         let sorted = &self.sorted;
+        // Whether expected key `k` is in one of the ranges; whether a key not expected, which
+        // sorts just before expected key `p`, is (a range spans from key `i`, or the start,
+        // to key `j` excluded, or the end).
+        let holds_key = |k: usize| {
+            let r = ranges.partition_point(|r| r.0 <= k);
+            r.checked_sub(1).is_some_and(|r| k < ranges[r].1)
+        };
+        let holds_gap = |p: usize| {
+            let r = ranges.partition_point(|r| r.0 < p.max(1));
+            r.checked_sub(1).is_some_and(|r| p <= ranges[r].1)
+        };
         let mut seen = vec![false; sorted.len()];
         let mut differ = Vec::new();
         let mut extra = Vec::new();
         self.read_rows(&request, |k, d, batch, row| {
             match sorted.binary_search_by(|(key, _)| (*key).cmp(k.as_slice())) {
-                Ok(i) => {
+                Ok(i) if holds_key(i) => {
                     if !std::mem::replace(&mut seen[i], true) && sorted[i].1.digest != d {
                         differ.push(i);
                     }
                 }
-                Err(_) => extra.push((k, key_values(batch, batch.schema().primary_key(), row))),
+                Ok(_) => {}
+                Err(p) if holds_gap(p) => {
+                    extra.push((k, key_values(batch, batch.schema().primary_key(), row)));
+                }
+                Err(_) => {}
             }
         })?;
-        for (k, seen) in seen.into_iter().enumerate() {
-            if !seen {
-                self.missing(k)?;
+        for &(i, j) in ranges {
+            for (k, _) in seen[i..j].iter().enumerate().filter(|(_, s)| !**s) {
+                self.missing(i + k)?;
             }
         }
         for k in differ {
