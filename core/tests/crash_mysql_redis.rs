@@ -21,7 +21,7 @@ mod redis_support;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use engine_support::crash::{Rng, keep_failed, run_and_kill, seed};
+use engine_support::crash::{Rng, keep_failed, run_and_kill, seed, two_at_a_time};
 use engine_support::*;
 use mysql_support::{Db, numbers};
 use redis_support::Prefix;
@@ -245,30 +245,9 @@ fn sigkill_of_mysql_and_redis_writes_loses_nothing_and_duplicates_nothing() {
         })
         .collect();
 
-    // Two trials at a time: each has its own databases, key prefix and journal.
-    let next = std::sync::atomic::AtomicUsize::new(0);
-    let results: Vec<Result<usize, String>> = std::thread::scope(|scope| {
-        let workers: Vec<_> = (0..2)
-            .map(|_| {
-                scope.spawn(|| {
-                    let mut mine = Vec::new();
-                    while let Some(t) =
-                        trials.get(next.fetch_add(1, std::sync::atomic::Ordering::Relaxed))
-                    {
-                        let dir = base.path().join(format!("trial-{:02}", t.n));
-                        mine.push(
-                            trial_in(&dir, t)
-                                .map_err(|e| keep_failed(&dir, "crash_mysql_redis", seed, t.n, e)),
-                        );
-                    }
-                    mine
-                })
-            })
-            .collect();
-        workers
-            .into_iter()
-            .flat_map(|w| w.join().expect("trial thread"))
-            .collect()
+    let results = two_at_a_time(&trials, |t| {
+        let dir = base.path().join(format!("trial-{:02}", t.n));
+        trial_in(&dir, t).map_err(|e| keep_failed(&dir, "crash_mysql_redis", seed, t.n, e))
     });
     let failures: Vec<&String> = results.iter().filter_map(|r| r.as_ref().err()).collect();
     assert!(failures.is_empty(), "seed {seed}: {failures:#?}");

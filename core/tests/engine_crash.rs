@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use caudal_connector::{Batch, ReadTarget, Schema, TableDigest};
-use engine_support::crash::{Rng, keep_failed, run_and_kill, seed};
+use engine_support::crash::{Rng, keep_failed, run_and_kill, seed, two_at_a_time};
 use engine_support::*;
 
 const ROWS: i64 = 200_000;
@@ -158,26 +158,8 @@ fn sigkill_at_random_moments_loses_nothing_and_duplicates_nothing() {
         })
         .collect();
 
-    // Two trials at a time: each has its own journal and warehouse.
-    let next = std::sync::atomic::AtomicUsize::new(0);
-    let results: Vec<Result<bool, String>> = std::thread::scope(|scope| {
-        let workers: Vec<_> = (0..2)
-            .map(|_| {
-                scope.spawn(|| {
-                    let mut mine = Vec::new();
-                    while let Some(t) =
-                        trials.get(next.fetch_add(1, std::sync::atomic::Ordering::Relaxed))
-                    {
-                        mine.push(run_trial(base.path(), &src, t, seed, &expected, &schema));
-                    }
-                    mine
-                })
-            })
-            .collect();
-        workers
-            .into_iter()
-            .flat_map(|w| w.join().expect("trial thread"))
-            .collect()
+    let results = two_at_a_time(&trials, |t| {
+        run_trial(base.path(), &src, t, seed, &expected, &schema)
     });
     let failures: Vec<&String> = results.iter().filter_map(|r| r.as_ref().err()).collect();
     assert!(failures.is_empty(), "seed {seed}: {failures:#?}");

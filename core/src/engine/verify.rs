@@ -1374,19 +1374,30 @@ impl Bisect<'_, '_> {
     /// that one key in the stream's schema agrees. (The source side may read a column in
     /// another logical class than the stream's, a flag as a tiny integer: the sink decides.)
     fn confirm_changed(&mut self, k: usize) -> std::result::Result<(), String> {
+        let (point, values) = self.point(k)?;
+        self.changed_unless_equal(k, &point, &values);
+        Ok(())
+    }
+
+    /// The destination's digest of expected key `k` alone, and the key's values.
+    fn point(&mut self, k: usize) -> std::result::Result<(TableDigest, Vec<Value>), String> {
         let values = self.key_values(k)?;
         let point = self.digest(KeyRange {
             lower: Bound::Included(values.clone()),
             upper: Bound::Included(values.clone()),
         })?;
+        Ok((point, values))
+    }
+
+    /// Notes expected key `k` as changed unless `point` is the digest of its expected row.
+    fn changed_unless_equal(&mut self, k: usize, point: &TableDigest, values: &[Value]) {
         let mut want = TableDigest::new();
         want.add_row(&self.sorted[k].1.digest);
-        if point != want {
+        if *point != want {
             self.diff
                 .changed
-                .insert((self.sorted[k].0.to_vec(), key_text(&values)));
+                .insert((self.sorted[k].0.to_vec(), key_text(values)));
         }
-        Ok(())
     }
 
     /// Without a source side: each expected key's own digest says missing or changed; rows in
@@ -1399,23 +1410,13 @@ impl Bisect<'_, '_> {
     ) -> std::result::Result<(), String> {
         let mut present = 0i64;
         for k in i..j {
-            let values = self.key_values(k)?;
-            let point = self.digest(KeyRange {
-                lower: Bound::Included(values.clone()),
-                upper: Bound::Included(values.clone()),
-            })?;
+            let (point, values) = self.point(k)?;
             if point.rows() == 0 {
                 self.missing(k)?;
                 continue;
             }
             present += point.rows();
-            let mut want = TableDigest::new();
-            want.add_row(&self.sorted[k].1.digest);
-            if point != want {
-                self.diff
-                    .changed
-                    .insert((self.sorted[k].0.to_vec(), key_text(&values)));
-            }
+            self.changed_unless_equal(k, &point, &values);
         }
         self.diff.unlisted_extra += u64::try_from(actual.rows() - present).unwrap_or(0);
         Ok(())

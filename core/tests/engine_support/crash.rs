@@ -65,6 +65,31 @@ pub fn run_and_kill(args: &[&str], delay: Duration) -> bool {
     killed
 }
 
+/// Runs `trial` on every item, two at a time (each trial has its own journal and
+/// databases); the results in no particular order.
+pub fn two_at_a_time<T: Sync, R: Send>(items: &[T], trial: impl Fn(&T) -> R + Sync) -> Vec<R> {
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..2)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut mine = Vec::new();
+                    while let Some(t) =
+                        items.get(next.fetch_add(1, std::sync::atomic::Ordering::Relaxed))
+                    {
+                        mine.push(trial(t));
+                    }
+                    mine
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|w| w.join().expect("trial thread"))
+            .collect()
+    })
+}
+
 /// Copies a failed trial's directory to `<target tmp>/<test>/seed-S-trial-N` and adds where to
 /// `error`.
 pub fn keep_failed(dir: &Path, test: &str, seed: u64, trial: usize, error: String) -> String {
