@@ -15,24 +15,41 @@ use verify_support::{keys, verify_json};
 
 const KEY: [&str; 3] = ["tienda", "factura", "linea"];
 
-#[test]
-fn redis_cache_rebuilt_from_the_journal_alone_then_tampered_and_repaired() {
-    let prefix = Prefix::new("project");
-    let dir = tempfile::tempdir().unwrap();
-    let src = dir.path().join("src.duckdb");
-    fill(&src, "items", &[sales("t1", 0..2000, 100, &KEY)], true);
+/// A DuckDB source of `rows` sales lines (`src.duckdb` in `dir`) and a pipeline merging them
+/// into a Redis cache under `prefix`, run once.
+fn cache_of_sales(
+    dir: &std::path::Path,
+    prefix: &Prefix,
+    rows: i64,
+    chunk_rows: u32,
+) -> std::path::PathBuf {
+    fill(
+        &dir.join("src.duckdb"),
+        "items",
+        &[sales("t1", 0..rows, 100, &KEY)],
+        true,
+    );
     let file = pipeline(
-        dir.path(),
+        dir,
         &format!(
             "[connections.src]\nconnector = \"duckdb\"\npath = \"src.duckdb\"\n\n\
              [connections.cache]\nconnector = \"redis\"\nurl = \"redis://127.0.0.1:6379/0\"\n\
              prefix = \"{}\"\n\n\
              [[streams]]\nfrom = \"src\"\ntable = \"items\"\nto = \"cache\"\nmode = \"merge\"\n\
-             primary_key = [\"tienda\", \"factura\", \"linea\"]\nchunk_rows = 300\n",
+             primary_key = [\"tienda\", \"factura\", \"linea\"]\nchunk_rows = {chunk_rows}\n",
             prefix.0
         ),
     );
     run_ok(&["run", s(&file), "--progress", "none"]);
+    file
+}
+
+#[test]
+fn redis_cache_rebuilt_from_the_journal_alone_then_tampered_and_repaired() {
+    let prefix = Prefix::new("project");
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src.duckdb");
+    let file = cache_of_sales(dir.path(), &prefix, 2000, 300);
     let (code, report) = verify_json(&file, &[]);
     assert_eq!(code, 0, "{report}");
     let before = report["tables"][0]["actual"].clone();
@@ -170,20 +187,7 @@ fn bench_redis_times_each_command_and_leaves_no_key_behind() {
 fn a_cache_drifted_in_many_keys_is_compared_in_one_read_named_exactly_and_repaired() {
     let prefix = Prefix::new("drift");
     let dir = tempfile::tempdir().unwrap();
-    let src = dir.path().join("src.duckdb");
-    fill(&src, "items", &[sales("t1", 0..20_000, 100, &KEY)], true);
-    let file = pipeline(
-        dir.path(),
-        &format!(
-            "[connections.src]\nconnector = \"duckdb\"\npath = \"src.duckdb\"\n\n\
-             [connections.cache]\nconnector = \"redis\"\nurl = \"redis://127.0.0.1:6379/0\"\n\
-             prefix = \"{}\"\n\n\
-             [[streams]]\nfrom = \"src\"\ntable = \"items\"\nto = \"cache\"\nmode = \"merge\"\n\
-             primary_key = [\"tienda\", \"factura\", \"linea\"]\nchunk_rows = 2500\n",
-            prefix.0
-        ),
-    );
-    run_ok(&["run", s(&file), "--progress", "none"]);
+    let file = cache_of_sales(dir.path(), &prefix, 20_000, 2500);
     let (code, report) = verify_json(&file, &[]);
     assert_eq!(code, 0, "{report}");
     let before = report["tables"][0]["actual"].clone();
