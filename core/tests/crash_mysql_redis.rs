@@ -17,6 +17,7 @@
 mod engine_support;
 mod mysql_support;
 mod redis_support;
+mod verify_support;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -25,6 +26,7 @@ use engine_support::crash::{Rng, keep_failed, run_and_kill, seed, two_at_a_time}
 use engine_support::*;
 use mysql_support::{Db, numbers};
 use redis_support::Prefix;
+use verify_support::closed_port;
 
 const ROWS: u64 = 30_000;
 
@@ -91,12 +93,6 @@ fn trial_pipeline(dir: &Path, src: &Db, dst_url: &str, prefix: &str, mode: &str)
             src.connection("src")
         ),
     )
-}
-
-/// A loopback port nothing listens on.
-fn closed_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap().port()
 }
 
 /// Runs `caudal` to its end; an error unless it exits `want`.

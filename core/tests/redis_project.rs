@@ -15,6 +15,25 @@ use verify_support::{keys, verify_json};
 
 const KEY: [&str; 3] = ["tienda", "factura", "linea"];
 
+/// A row of store `t9`, line 1 of invoice `factura`, written under `key` behind caudal's
+/// back: one the journal never held.
+fn write_stray_row(key: &str, factura: &str) {
+    redis_cli(&[
+        "HSET",
+        key,
+        "tienda",
+        "t9",
+        "factura",
+        factura,
+        "linea",
+        "1",
+        "fecha",
+        "2025-01-01",
+        "cantidad",
+        "1",
+    ]);
+}
+
 /// A DuckDB source of `rows` sales lines (`src.duckdb` in `dir`) and a pipeline merging them
 /// into a Redis cache under `prefix`, run once.
 fn cache_of_sales(
@@ -61,20 +80,7 @@ fn redis_cache_rebuilt_from_the_journal_alone_then_tampered_and_repaired() {
     assert!(keys_under(&prefix.0).is_empty());
     // A stale row under the prefix, which the journal does not imply.
     let stale = format!("{}:items:t9:1:1", prefix.0);
-    redis_cli(&[
-        "HSET",
-        &stale,
-        "tienda",
-        "t9",
-        "factura",
-        "1",
-        "linea",
-        "1",
-        "fecha",
-        "2025-01-01",
-        "cantidad",
-        "1",
-    ]);
+    write_stray_row(&stale, "1");
     let out = run(&[
         "project",
         "redis",
@@ -226,20 +232,7 @@ fn a_cache_drifted_in_many_keys_is_compared_in_one_read_named_exactly_and_repair
     let mut extra = Vec::new();
     for i in 0..25 {
         let factura = (i * 7919).to_string();
-        redis_cli(&[
-            "HSET",
-            &format!("{row}t9:{factura}:1"),
-            "tienda",
-            "t9",
-            "factura",
-            &factura,
-            "linea",
-            "1",
-            "fecha",
-            "2025-01-01",
-            "cantidad",
-            "1",
-        ]);
+        write_stray_row(&format!("{row}t9:{factura}:1"), &factura);
         extra.push(format!("t9,{factura},1"));
     }
     let sorted = |mut v: Vec<String>| {

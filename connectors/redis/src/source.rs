@@ -5,8 +5,8 @@
 //! Redis keeps no order: a plain read returns every row once, in SCAN order (how `caudal
 //! verify` reads a table that differs: the connector declares `Capabilities::UNORDERED`); a
 //! read with a cursor column reads every row, keeps those within the cursor bounds and returns
-//! them sorted by the cursor, so it holds them in memory. A digest over one whole key (`lower == upper`, both included) reads that
-//! one key instead of scanning. SCAN may return a key twice; the scanner remembers the keys
+//! them sorted by the cursor, so it holds them in memory. A digest over one whole key
+//! (`lower == upper`, both included) reads that one key instead of scanning. SCAN may return a key twice; the scanner remembers the keys
 //! it has returned. Rows changed while a scan runs may or may not be seen (SCAN's own
 //! guarantee). Only keys of the table's type are rows (hashes, or strings for JSON): a key of
 //! another type under the table's prefix is not read.

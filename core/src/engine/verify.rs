@@ -1079,6 +1079,14 @@ struct Diff {
     unlisted_extra: u64,
 }
 
+impl Diff {
+    /// A row the destination has and the journal does not: its encoded key and key values.
+    fn add_extra(&mut self, key: Vec<u8>, values: Vec<Value>) {
+        self.extra.insert((key.clone(), key_text(&values)));
+        self.extra_values.insert(key, values);
+    }
+}
+
 struct Bisect<'a, 'r> {
     pool: &'a ConnectionPool,
     target: &'a Target,
@@ -1343,8 +1351,7 @@ impl Bisect<'_, '_> {
             self.confirm_changed(k)?;
         }
         for (key, values) in extra {
-            self.diff.extra.insert((key.clone(), key_text(&values)));
-            self.diff.extra_values.insert(key, values);
+            self.diff.add_extra(key, values);
         }
         Ok(())
     }
@@ -1364,8 +1371,7 @@ impl Bisect<'_, '_> {
             }
         }
         for (key, (_, values)) in found {
-            self.diff.extra.insert((key.clone(), key_text(&values)));
-            self.diff.extra_values.insert(key, values);
+            self.diff.add_extra(key, values);
         }
         Ok(())
     }
