@@ -520,3 +520,70 @@ fn an_insert_refused_for_a_too_long_value_is_listed_then_retried_after_the_fix()
     destino.assert_holds("clientes", &journal, "clientes", &expected);
     verify(&journal);
 }
+
+/// `caudal bench mysql` on a small table: every figure has its rows and the CPU time of the
+/// process that did the work; the server's CPU is read (it runs on this machine) for every
+/// figure it took part in; and the floor of MySQL -> DuckDB is derived from them.
+#[test]
+fn bench_mysql_reports_each_figure_with_its_cpu_time_and_the_floor() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = mysql_support::server_url();
+    let out = run_ok(&[
+        "bench",
+        "mysql",
+        "--rows",
+        "3000",
+        "--json",
+        "--url",
+        &url,
+        "--dir",
+        s(dir.path()),
+    ]);
+    let lines = json_lines(&out);
+    let (ratios, figures): (Vec<_>, Vec<_>) = lines.iter().partition(|l| l["figure"] == "ratios");
+    let names: Vec<&str> = figures
+        .iter()
+        .map(|f| f["figure"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "bare sqlx read (read limit)",
+            "MySQL -> DuckDB (caudal run)",
+            "DuckDB write, in process (write limit)",
+            "DuckDB -> MySQL (caudal run)",
+            "LOAD DATA LOCAL INFILE (write limit)",
+        ],
+        "{out}"
+    );
+    for f in &figures {
+        assert_eq!(f["rows"], 3000, "{f}");
+        assert!(f["cpu_s"].as_f64().is_some_and(|s| s > 0.0), "{f}");
+        let server = f["server_cpu_s"].as_f64();
+        if f["figure"] == "DuckDB write, in process (write limit)" {
+            assert_eq!(server, None, "{f}");
+        } else {
+            assert!(server.is_some_and(|s| s >= 0.0), "{f}");
+        }
+    }
+    let ratios = ratios[0];
+    let floor = ratios["mysql_to_duckdb_floor_s"].as_f64().unwrap();
+    let (server, driver, write) = (
+        figures[0]["server_cpu_s"].as_f64().unwrap(),
+        figures[0]["cpu_s"].as_f64().unwrap(),
+        figures[2]["cpu_s"].as_f64().unwrap(),
+    );
+    let cores = ratios["cores"].as_f64().unwrap();
+    assert!(
+        (floor - (server + driver + write) / cores).abs() < 1e-9,
+        "{ratios}"
+    );
+    assert!(
+        ratios["mysql_to_duckdb_vs_duckdb_write"]
+            .as_f64()
+            .is_some_and(|r| r > 0.0),
+        "{ratios}"
+    );
+    // The scratch directory is removed at the end.
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+}

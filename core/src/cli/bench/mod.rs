@@ -10,7 +10,11 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::Context;
+use caudal_connector::OpenContext;
 use clap::{Args, Subcommand};
+
+use crate::engine::PluginEndpoints;
+use crate::host::Connection;
 
 /// `caudal bench ...`
 #[derive(Debug, Args)]
@@ -23,8 +27,8 @@ pub struct BenchArgs {
 enum BenchCommand {
     /// Journal appends under each durability policy, verify speed, and this machine's limits.
     Journal(journal::JournalBenchArgs),
-    /// MySQL -> DuckDB and DuckDB -> MySQL through the engine, against a bare driver read
-    /// and `LOAD DATA LOCAL INFILE`, with peak RSS.
+    /// MySQL -> DuckDB and DuckDB -> MySQL through the engine, against a bare driver read,
+    /// DuckDB's own write and `LOAD DATA LOCAL INFILE`, with CPU times and peak RSS.
     Mysql(mysql::MySqlBenchArgs),
     /// `caudal project redis --rebuild` of 1M keys against `redis-benchmark -P 64 -t set`.
     Redis(redis::RedisBenchArgs),
@@ -49,4 +53,18 @@ fn scratch_dir(dir: &Path, prefix: &str) -> anyhow::Result<tempfile::TempDir> {
         .prefix(prefix)
         .tempdir_in(dir)
         .with_context(|| format!("cannot create a scratch directory in {}", dir.display()))
+}
+
+/// A connection of the DuckDB plugin `endpoints` load to the database file `path` (created if
+/// missing), in this process.
+fn open_duckdb(endpoints: &PluginEndpoints, path: &Path) -> anyhow::Result<Connection> {
+    let plugin = endpoints.registry().get("duckdb")?;
+    let config = serde_json::json!({ "path": path.display().to_string() }).to_string();
+    Ok(plugin.open(
+        &OpenContext {
+            connection: "bench".into(),
+            base_dir: None,
+        },
+        &config,
+    )?)
 }

@@ -12,7 +12,17 @@
 //!    `batch`), as a child process: wall time and peak RSS (`wait4`);
 //! 3. `caudal run` DuckDB -> MySQL, from the file step 2 wrote into another scratch database;
 //! 4. the write limit: `LOAD DATA LOCAL INFILE` of the same rows into a table of the DDL the
-//!    sink created in step 3.
+//!    sink created in step 3;
+//! 5. DuckDB's write limit: the rows step 2 wrote, read back into memory first, then written
+//!    through the DuckDB plugin in this process into a new file, in the same chunks (20,000
+//!    rows, each an insert with its offset row in one transaction, the table with its primary
+//!    key), the database closed at the end: no MySQL, no journal, no engine.
+//!
+//! Each figure has its CPU time (user + system) beside its wall time: of the `caudal run`
+//! child, of the client, or of this process; and the server's, read from `/proc` when the
+//! server runs on this machine (its pid from `@@pid_file`). From them, a floor for MySQL ->
+//! DuckDB on this machine's cores: the CPU of the read through the driver (server and client)
+//! plus DuckDB's for the write, spread over the cores, before any work of caudal's own.
 //!
 //! The url's password never reaches the generated pipeline files (they name it as
 //! `${CAUDAL_BENCH_*_URL}`, so the journal masks it) nor the client's command line
@@ -25,10 +35,14 @@ use std::process::{Command, ExitCode, Stdio};
 use std::time::Instant;
 
 use anyhow::{Context, bail};
+use caudal_connector::{PrepareTable, ReadRequest, WriteOp, WriteRequest};
 use clap::Args;
 use serde_json::json;
 use sqlx::mysql::MySqlConnection;
 use sqlx::{Connection as _, Executor as _};
+
+use crate::engine::PluginEndpoints;
+use crate::host::{PluginRegistry, SearchPath};
 
 /// Options of `caudal bench mysql`.
 #[derive(Debug, Args)]
@@ -76,6 +90,10 @@ struct Figure {
     seconds: f64,
     /// Peak resident set of the process that did the work, in KiB.
     peak_rss_kib: Option<u64>,
+    /// CPU seconds of the process that did the work (the child, or this process).
+    cpu_s: Option<f64>,
+    /// CPU seconds of the database server meanwhile, when it runs on this machine.
+    server_cpu_s: Option<f64>,
 }
 
 impl Figure {
@@ -112,9 +130,11 @@ pub fn run(args: MySqlBenchArgs) -> anyhow::Result<ExitCode> {
             )?;
         }
         let version = scalar(&runtime, &mut admin, "SELECT VERSION()")?;
+        let server_cpu = ServerCpu::find(&runtime, &mut admin, &server);
         let bench = Bench {
             args: &args,
             server: &server,
+            server_cpu: server_cpu.as_ref(),
             dir: scratch.path(),
             src: &src,
             dst: &dst,
@@ -226,9 +246,76 @@ fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// The CPU time of a database server on this machine, from `/proc/<pid>/stat`.
+struct ServerCpu {
+    stat: PathBuf,
+}
+
+impl ServerCpu {
+    /// The server's process, when `server` is on a loopback address and `@@pid_file` names a
+    /// running `mariadbd` or `mysqld` here; `None` otherwise (its CPU is then not shown).
+    fn find(
+        runtime: &tokio::runtime::Runtime,
+        admin: &mut MySqlConnection,
+        server: &Server,
+    ) -> Option<ServerCpu> {
+        let loopback = ["127.0.0.1", "localhost", "::1", "[::1]"];
+        if !loopback.contains(&server.host.as_str()) {
+            return None;
+        }
+        let pid_file = scalar(runtime, admin, "SELECT @@pid_file").ok()?;
+        let pid: u32 = std::fs::read_to_string(pid_file)
+            .ok()?
+            .trim()
+            .parse()
+            .ok()?;
+        let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
+        matches!(comm.trim(), "mariadbd" | "mysqld").then(|| ServerCpu {
+            stat: PathBuf::from(format!("/proc/{pid}/stat")),
+        })
+    }
+
+    /// User + system seconds the server has used so far.
+    fn seconds(&self) -> Option<f64> {
+        let stat = std::fs::read_to_string(&self.stat).ok()?;
+        // Fields 14 and 15 (utime, stime), counted after the command name's closing paren,
+        // which is field 2 and may hold spaces.
+        let mut rest = stat
+            .get(stat.rfind(')')? + 1..)?
+            .split_whitespace()
+            .skip(11);
+        let utime: f64 = rest.next()?.parse().ok()?;
+        let stime: f64 = rest.next()?.parse().ok()?;
+        // SAFETY: sysconf has no preconditions.
+        let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+        (ticks > 0).then(|| (utime + stime) / ticks as f64)
+    }
+}
+
+/// The server's CPU seconds from `before` to now.
+fn server_since(cpu: Option<&ServerCpu>, before: Option<f64>) -> Option<f64> {
+    Some(cpu?.seconds()? - before?)
+}
+
+/// CPU seconds (user + system) of this process (`RUSAGE_SELF`) or of its children waited for
+/// (`RUSAGE_CHILDREN`).
+fn rusage_cpu_s(who: libc::c_int) -> f64 {
+    // SAFETY: an all-zero rusage is a valid value for getrusage to overwrite.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: a valid pointer to a local.
+    unsafe { libc::getrusage(who, &mut usage) };
+    usage_cpu_s(&usage)
+}
+
+fn usage_cpu_s(usage: &libc::rusage) -> f64 {
+    let seconds = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    seconds(usage.ru_utime) + seconds(usage.ru_stime)
+}
+
 struct Bench<'a> {
     args: &'a MySqlBenchArgs,
     server: &'a Server,
+    server_cpu: Option<&'a ServerCpu>,
     dir: &'a Path,
     src: &'a str,
     dst: &'a str,
@@ -263,7 +350,7 @@ impl Bench<'_> {
             );
         }
 
-        let bare = bare_read(runtime, admin, self.src, rows)?;
+        let bare = self.bare_read(runtime, admin, rows)?;
         let to_duckdb = self.engine_run(
             "MySQL -> DuckDB (caudal run)",
             "mysql_to_duckdb",
@@ -296,46 +383,163 @@ impl Bench<'_> {
             name: "LOAD DATA LOCAL INFILE (write limit)",
             ..load
         };
+        let duckdb_write = self.duckdb_write_limit(rows)?;
 
-        let figures = [&bare, &to_duckdb, &to_mysql, &load];
+        let figures = [&bare, &to_duckdb, &duckdb_write, &to_mysql, &load];
         let read_ratio = to_duckdb.rows_per_s() / bare.rows_per_s();
         let write_ratio = to_mysql.rows_per_s() / load.rows_per_s();
+        let duckdb_ratio = to_duckdb.rows_per_s() / duckdb_write.rows_per_s();
+        // The CPU of the read through the driver (the server's and the client's) and of
+        // DuckDB's write, spread over every core: no MySQL -> DuckDB run on this machine can
+        // take less.
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let floor_s = match (bare.server_cpu_s, bare.cpu_s, duckdb_write.cpu_s) {
+            (Some(server), Some(client), Some(write)) => {
+                Some((server + client + write) / cores as f64)
+            }
+            _ => None,
+        };
         if self.args.json {
             for f in figures {
                 println!(
                     "{}",
                     json!({"figure": f.name, "rows": f.rows, "seconds": f.seconds, "rows_per_s": f.rows_per_s(),
-                           "peak_rss_kib": f.peak_rss_kib})
+                           "peak_rss_kib": f.peak_rss_kib, "cpu_s": f.cpu_s, "server_cpu_s": f.server_cpu_s})
                 );
             }
             println!(
                 "{}",
                 json!({"figure": "ratios", "mysql_to_duckdb_vs_bare_read": read_ratio,
+                       "mysql_to_duckdb_vs_duckdb_write": duckdb_ratio,
                        "duckdb_to_mysql_vs_load_data": write_ratio,
+                       "cores": cores, "mysql_to_duckdb_floor_s": floor_s,
+                       "mysql_to_duckdb_ceiling_rows_per_s": floor_s.map(|s| rows as f64 / s),
                        "bench_peak_rss_kib": own_peak_rss_kib()})
             );
         } else {
             println!(
-                "  {:<38}  {:>12}  {:>9}  {:>10}",
-                "", "rows/s", "seconds", "peak RSS"
+                "  {:<38}  {:>12}  {:>9}  {:>7}  {:>10}  {:>10}",
+                "", "rows/s", "seconds", "CPU s", "server CPU", "peak RSS"
             );
+            let or_dash = |v: Option<f64>| v.map_or("-".to_owned(), |v| format!("{v:.2}"));
             for f in figures {
                 println!(
-                    "  {:<38}  {:>12.0}  {:>9.2}  {:>10}",
+                    "  {:<38}  {:>12.0}  {:>9.2}  {:>7}  {:>10}  {:>10}",
                     f.name,
                     f.rows_per_s(),
                     f.seconds,
+                    or_dash(f.cpu_s),
+                    or_dash(f.server_cpu_s),
                     f.peak_rss_kib
                         .map_or("-".to_owned(), |k| format!("{:.1} MB", k as f64 / 1024.0))
                 );
             }
             println!(
-                "  MySQL -> DuckDB / bare read = {read_ratio:.2}; DuckDB -> MySQL / LOAD DATA = {write_ratio:.2}; \
-                 bench process peak RSS {:.1} MB",
+                "  MySQL -> DuckDB / bare read = {read_ratio:.2}; MySQL -> DuckDB / DuckDB write = \
+                 {duckdb_ratio:.2}; DuckDB -> MySQL / LOAD DATA = {write_ratio:.2}; bench process \
+                 peak RSS {:.1} MB",
                 own_peak_rss_kib().unwrap_or(0) as f64 / 1024.0
             );
+            if let Some(floor_s) = floor_s {
+                println!(
+                    "  floor of MySQL -> DuckDB on {cores} cores: the CPU of the read (server \
+                     {:.2} s, driver {:.2} s) and of DuckDB's write ({:.2} s) takes {floor_s:.2} s \
+                     of them: at most {:.0} rows/s before any work of caudal's own",
+                    bare.server_cpu_s.unwrap_or(0.0),
+                    bare.cpu_s.unwrap_or(0.0),
+                    duckdb_write.cpu_s.unwrap_or(0.0),
+                    rows as f64 / floor_s
+                );
+            }
         }
         Ok(ExitCode::SUCCESS)
+    }
+
+    /// The table read through sqlx (binary protocol, as the connector reads), rows fetched
+    /// and dropped.
+    fn bare_read(
+        &self,
+        runtime: &tokio::runtime::Runtime,
+        admin: &mut MySqlConnection,
+        rows: u64,
+    ) -> anyhow::Result<Figure> {
+        let sql = format!("SELECT * FROM `{}`.`t`", self.src);
+        let (cpu, server) = (
+            rusage_cpu_s(libc::RUSAGE_SELF),
+            self.server_cpu.and_then(ServerCpu::seconds),
+        );
+        let started = Instant::now();
+        // `execute` fetches every row of the result and drops it.
+        runtime
+            .block_on(sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&mut *admin))
+            .context("bare read")?;
+        let seconds = started.elapsed().as_secs_f64();
+        Ok(Figure {
+            name: "bare sqlx read (read limit)",
+            rows,
+            seconds,
+            peak_rss_kib: None,
+            cpu_s: Some(rusage_cpu_s(libc::RUSAGE_SELF) - cpu),
+            server_cpu_s: server_since(self.server_cpu, server),
+        })
+    }
+
+    /// DuckDB's write limit (step 5 of the module doc): the rows of `bench.duckdb` written
+    /// by the MySQL -> DuckDB run, written again through the plugin into a new file.
+    fn duckdb_write_limit(&self, rows: u64) -> anyhow::Result<Figure> {
+        // Plugins from `CAUDAL_PLUGIN_PATH`, then next to the binary, as for the bench's
+        // pipelines (which set no `plugin_dir`).
+        let endpoints = PluginEndpoints::new(PluginRegistry::new(SearchPath::new(None)));
+        let mut from = super::open_duckdb(&endpoints, &self.dir.join("bench.duckdb"))?;
+        let (schema, chunks) = {
+            let mut reader = from.read(&ReadRequest::table("t"))?;
+            let mut chunks = Vec::new();
+            while let Some(chunk) = reader.next_raw()? {
+                chunks.push(chunk.batch.as_slice().to_vec());
+            }
+            ((**reader.schema()).clone(), chunks)
+        };
+        from.close()?;
+        if schema.primary_key().is_empty() {
+            bail!("DuckDB write limit: the table the run wrote has no primary key");
+        }
+        let path = self.dir.join("write_limit.duckdb");
+        let cpu = rusage_cpu_s(libc::RUSAGE_SELF);
+        let started = Instant::now();
+        let mut to = super::open_duckdb(&endpoints, &path)?;
+        to.prepare_table(&PrepareTable {
+            table: "t".into(),
+            schema,
+            replace: true,
+        })?;
+        let mut written = 0;
+        for (seq, chunk) in (1..).zip(&chunks) {
+            let request = WriteRequest {
+                pipeline: "bench".into(),
+                stream: "t".into(),
+                table: "t".into(),
+                seq,
+                op: WriteOp::Insert,
+            };
+            match to.write_encoded(&request, chunk)? {
+                caudal_connector::WriteOutcome::Applied { rows } => written += rows,
+                other => bail!("DuckDB write limit: seq {seq} was not applied: {other:?}"),
+            }
+        }
+        to.close()?;
+        let seconds = started.elapsed().as_secs_f64();
+        let cpu_s = rusage_cpu_s(libc::RUSAGE_SELF) - cpu;
+        if written != rows {
+            bail!("DuckDB write limit: {rows} rows expected, {written} written");
+        }
+        Ok(Figure {
+            name: "DuckDB write, in process (write limit)",
+            rows,
+            seconds,
+            peak_rss_kib: None,
+            cpu_s: Some(cpu_s),
+            server_cpu_s: None,
+        })
     }
 
     /// `LOAD DATA LOCAL INFILE` of `data` into `db.table` through the command-line client.
@@ -360,6 +564,10 @@ impl Bench<'_> {
             Some(p) => client.env("MYSQL_PWD", p),
             None => client.env_remove("MYSQL_PWD"),
         };
+        let (cpu, server) = (
+            rusage_cpu_s(libc::RUSAGE_CHILDREN),
+            self.server_cpu.and_then(ServerCpu::seconds),
+        );
         let started = Instant::now();
         let out = client.stdin(Stdio::null()).output().with_context(|| {
             format!(
@@ -381,6 +589,8 @@ impl Bench<'_> {
             rows,
             seconds,
             peak_rss_kib: None,
+            cpu_s: Some(rusage_cpu_s(libc::RUSAGE_CHILDREN) - cpu),
+            server_cpu_s: server_since(self.server_cpu, server),
         })
     }
 
@@ -402,6 +612,7 @@ impl Bench<'_> {
         let exe = std::env::current_exe().context("cannot find the caudal binary")?;
         let stderr_path = self.dir.join(format!("{pipeline}.log"));
         let stdout_path = self.dir.join(format!("{pipeline}.json"));
+        let server = self.server_cpu.and_then(ServerCpu::seconds);
         let started = Instant::now();
         let child = Command::new(exe)
             .args(["run", "--progress", "none", "--json"])
@@ -416,8 +627,9 @@ impl Bench<'_> {
             .stderr(File::create(&stderr_path)?)
             .spawn()
             .context("cannot start caudal run")?;
-        let (status, peak_rss_kib) = wait_with_rusage(child.id())?;
+        let (status, usage) = wait_with_rusage(child.id())?;
         let seconds = started.elapsed().as_secs_f64();
+        let server_cpu_s = server_since(self.server_cpu, server);
         let report = std::fs::read_to_string(&stdout_path).unwrap_or_default();
         if status != 0 {
             let log = std::fs::read_to_string(&stderr_path).unwrap_or_default();
@@ -435,14 +647,16 @@ impl Bench<'_> {
             name,
             rows,
             seconds,
-            peak_rss_kib: Some(peak_rss_kib),
+            peak_rss_kib: Some(u64::try_from(usage.ru_maxrss).unwrap_or(0)),
+            cpu_s: Some(usage_cpu_s(&usage)),
+            server_cpu_s,
         })
     }
 }
 
-/// Waits for child `pid`; returns its exit status (128 + signal when killed) and peak RSS in
-/// KiB.
-fn wait_with_rusage(pid: u32) -> anyhow::Result<(i32, u64)> {
+/// Waits for child `pid`; returns its exit status (128 + signal when killed) and its resource
+/// usage (peak RSS in KiB, CPU time).
+fn wait_with_rusage(pid: u32) -> anyhow::Result<(i32, libc::rusage)> {
     let pid = libc::pid_t::try_from(pid)?;
     let mut status = 0;
     // SAFETY: an all-zero rusage is a valid value for wait4 to overwrite.
@@ -463,7 +677,7 @@ fn wait_with_rusage(pid: u32) -> anyhow::Result<(i32, u64)> {
     } else {
         128 + libc::WTERMSIG(status)
     };
-    Ok((code, u64::try_from(usage.ru_maxrss).unwrap_or(0)))
+    Ok((code, usage))
 }
 
 /// This process's peak resident set (`VmHWM`), in KiB.
@@ -471,29 +685,6 @@ fn own_peak_rss_kib() -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
     line.split_whitespace().nth(1)?.parse().ok()
-}
-
-/// The table read through sqlx (binary protocol, as the connector reads), rows fetched and
-/// dropped.
-fn bare_read(
-    runtime: &tokio::runtime::Runtime,
-    admin: &mut MySqlConnection,
-    db: &str,
-    rows: u64,
-) -> anyhow::Result<Figure> {
-    let sql = format!("SELECT * FROM `{db}`.`t`");
-    let started = Instant::now();
-    // `execute` fetches every row of the result and drops it.
-    runtime
-        .block_on(sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&mut *admin))
-        .context("bare read")?;
-    let seconds = started.elapsed().as_secs_f64();
-    Ok(Figure {
-        name: "bare sqlx read (read limit)",
-        rows,
-        seconds,
-        peak_rss_kib: None,
-    })
 }
 
 fn ensure_local_infile(

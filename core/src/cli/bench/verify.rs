@@ -18,8 +18,7 @@ use std::time::Instant;
 use anyhow::{Context, bail};
 use caudal_config::Pipeline;
 use caudal_connector::{
-    BatchBuilder, Field, LogicalType, OpenContext, PrepareTable, ReadRequest, Schema, WriteOp,
-    WriteRequest,
+    BatchBuilder, Field, LogicalType, PrepareTable, ReadRequest, Schema, WriteOp, WriteRequest,
 };
 use clap::Args;
 use serde_json::json;
@@ -64,17 +63,7 @@ pub fn run(args: VerifyBenchArgs) -> anyhow::Result<ExitCode> {
     )?;
     let pipeline = Pipeline::from_path(&file).context("the bench's pipeline file")?;
     let endpoints = PluginEndpoints::for_pipeline(&pipeline);
-    let duckdb = |path: &Path| -> anyhow::Result<Connection> {
-        let plugin = endpoints.registry().get("duckdb")?;
-        let config = json!({ "path": path.display().to_string() }).to_string();
-        Ok(plugin.open(
-            &OpenContext {
-                connection: "bench".into(),
-                base_dir: None,
-            },
-            &config,
-        )?)
-    };
+    let duckdb = |path: &Path| super::open_duckdb(&endpoints, path);
     let started = Instant::now();
     generate(duckdb(&dir.join("src.duckdb"))?, 0..args.rows)?;
     let generated = started.elapsed().as_secs_f64();
