@@ -12,8 +12,11 @@
 //!
 //! Each value is bound in the binary type closest to it: integers as 64-bit, floats as
 //! doubles (their exact bits; NaN and infinities are refused as MySQL has no value for
-//! them), text as UTF-8 strings, bytes as blobs. Decimals and calendar values are bound as
-//! their text (`-12.50`, `2024-02-29 13:45:00.000001`), which the server converts to the
+//! them), text as UTF-8 strings, bytes as blobs, dates and datetimes (timestamps too) in the
+//! protocol's binary `DATE` / `DATETIME` forms for years 1 to 9999 (the server stores them as
+//! it stores the same literal, without parsing text: `caudal bench mysql`'s DuckDB -> MySQL
+//! took about 8% less time, six runs each way). Decimals, times and dates of other years are
+//! bound as their text (`-12.50`, `-838:59:59.000001`), which the server converts to the
 //! column's type exactly as it converts a literal.
 
 use std::fmt::Write as _;
@@ -22,7 +25,7 @@ use caudal_connector::{Batch, Column, ColumnData, LogicalType};
 use sqlx::Arguments as _;
 use sqlx::mysql::MySqlArguments;
 
-use crate::calendar::{write_date, write_datetime, write_time};
+use crate::calendar::{MICROS_PER_DAY, civil_from_days, write_date, write_datetime, write_time};
 use crate::encode::write_decimal;
 use crate::error::{Error, Result};
 use crate::sql::TableName;
@@ -227,18 +230,26 @@ fn bind(
             (ColumnData::Bool(v), _) => args.add(v[row]),
             (ColumnData::I8(v), _) => args.add(i64::from(v[row])),
             (ColumnData::I16(v), _) => args.add(i64::from(v[row])),
-            (ColumnData::I32(v), L::Date) => {
-                write_date(scratch, i64::from(v[row]));
-                args.add(scratch.as_str())
-            }
+            (ColumnData::I32(v), L::Date) => match binary_date(i64::from(v[row])) {
+                Some(date) => args.add(date),
+                None => {
+                    write_date(scratch, i64::from(v[row]));
+                    args.add(scratch.as_str())
+                }
+            },
             (ColumnData::I32(v), _) => args.add(i64::from(v[row])),
             (ColumnData::I64(v), L::Time { .. }) => {
                 write_time(scratch, v[row]);
                 args.add(scratch.as_str())
             }
             (ColumnData::I64(v), L::DateTime { .. } | L::Timestamp { .. }) => {
-                write_datetime(scratch, v[row]);
-                args.add(scratch.as_str())
+                match binary_datetime(v[row]) {
+                    Some(at) => args.add(at),
+                    None => {
+                        write_datetime(scratch, v[row]);
+                        args.add(scratch.as_str())
+                    }
+                }
             }
             (ColumnData::I64(v), _) => args.add(v[row]),
             (ColumnData::I128(v), t) => {
@@ -254,10 +265,13 @@ fn bind(
             (ColumnData::Utf8(v), _) => args.add(v.get(row)),
             (ColumnData::Binary(v), _) => args.add(v.get(row)),
             (ColumnData::Uuid(v), _) => args.add(&v[row][..]),
-            (ColumnData::OffsetTimestamp(v), _) => {
-                write_datetime(scratch, v[row].utc_micros);
-                args.add(scratch.as_str())
-            }
+            (ColumnData::OffsetTimestamp(v), _) => match binary_datetime(v[row].utc_micros) {
+                Some(at) => args.add(at),
+                None => {
+                    write_datetime(scratch, v[row].utc_micros);
+                    args.add(scratch.as_str())
+                }
+            },
             (ColumnData::Interval(v), _) => {
                 let i = v[row];
                 let _ = write!(scratch, "{}mo {}d {}us", i.months, i.days, i.micros);
@@ -266,6 +280,32 @@ fn bind(
         }
     };
     added.map_err(|e| format!("cannot bind the value: {e}"))
+}
+
+/// The date `days` after 1970-01-01 in the binary protocol's form, for years 1 to 9999 (the
+/// server's range; other years go as text, for the server to refuse by its own rules).
+fn binary_date(days: i64) -> Option<time::Date> {
+    let (year, month, day) = civil_from_days(days);
+    if !(1..=9999).contains(&year) {
+        return None;
+    }
+    let month = time::Month::try_from(u8::try_from(month).ok()?).ok()?;
+    time::Date::from_calendar_date(i32::try_from(year).ok()?, month, u8::try_from(day).ok()?).ok()
+}
+
+/// The datetime `micros` after 1970-01-01 00:00 in the binary protocol's form (see
+/// [`binary_date`]).
+fn binary_datetime(micros: i64) -> Option<time::PrimitiveDateTime> {
+    let date = binary_date(micros.div_euclid(MICROS_PER_DAY))?;
+    let in_day = micros.rem_euclid(MICROS_PER_DAY);
+    let time = time::Time::from_hms_micro(
+        u8::try_from(in_day / 3_600_000_000).ok()?,
+        u8::try_from(in_day / 60_000_000 % 60).ok()?,
+        u8::try_from(in_day / 1_000_000 % 60).ok()?,
+        u32::try_from(in_day % 1_000_000).ok()?,
+    )
+    .ok()?;
+    Some(time::PrimitiveDateTime::new(date, time))
 }
 
 /// `v`, unless MySQL has no value for it.
@@ -374,5 +414,45 @@ mod tests {
         let mut rows = BoundRows::new(&t, &batch, String::new(), String::new(), 1 << 20, 1 << 20);
         let err = rows.next_statement().unwrap().unwrap_err().to_string();
         assert!(err.contains("column `f`") && err.contains("NaN"), "{err}");
+    }
+    #[test]
+    fn binary_dates_and_datetimes_are_the_values_of_their_text_forms() {
+        let text = |at: &time::PrimitiveDateTime| {
+            format!(
+                "{:04}-{:02}-{:02} {:02}:{:02}:{:02}.{:06}",
+                at.year(),
+                u8::from(at.month()),
+                at.day(),
+                at.hour(),
+                at.minute(),
+                at.second(),
+                at.microsecond()
+            )
+        };
+        // 0001-01-01, before 1970, the epoch, a leap day, 9999-12-31 23:59:59.999999, and a
+        // spread of instants in between.
+        let first = -62_135_596_800_000_000i64;
+        let last = 253_402_300_799_999_999i64;
+        let mut instants = vec![first, -1, 0, 1, 1_709_164_800_000_001, last];
+        instants.extend((0..1000i64).map(|i| first + i * ((last - first) / 1000) + i * 7919));
+        for micros in instants {
+            let mut expected = String::new();
+            write_datetime(&mut expected, micros);
+            let at = binary_datetime(micros).unwrap_or_else(|| panic!("{micros}"));
+            assert_eq!(text(&at), expected, "{micros}");
+            let days = micros.div_euclid(MICROS_PER_DAY);
+            let mut date = String::new();
+            write_date(&mut date, days);
+            assert_eq!(
+                binary_date(days).map(|d| d.to_string()),
+                Some(date),
+                "{days}"
+            );
+        }
+        // Years the server has no value for go as text, for the server to refuse.
+        assert_eq!(binary_datetime(first - 1), None);
+        assert_eq!(binary_datetime(last + 1), None);
+        assert_eq!(binary_date(-719_163), None);
+        assert_eq!(binary_date(2_932_897), None);
     }
 }
