@@ -13,10 +13,11 @@
 //! 3. `caudal run` DuckDB -> MySQL, from the file step 2 wrote into another scratch database;
 //! 4. the write limit: `LOAD DATA LOCAL INFILE` of the same rows into a table of the DDL the
 //!    sink created in step 3;
-//! 5. DuckDB's write limit: the rows step 2 wrote, read back into memory first, then written
-//!    through the DuckDB plugin in this process into a new file, in the same chunks (20,000
-//!    rows, each an insert with its offset row in one transaction, the table with its primary
-//!    key), the database closed at the end: no MySQL, no journal, no engine.
+//! 5. DuckDB's write limit: the rows step 2 wrote, read back first into a file of encoded
+//!    chunks, then written through the DuckDB plugin in this process into a new database
+//!    file, in the same chunks (20,000 rows, each an insert with its offset row in one
+//!    transaction, the table with its primary key), the database closed at the end: no
+//!    MySQL, no journal, no engine.
 //!
 //! Each figure has its CPU time (user + system) beside its wall time: of the `caudal run`
 //! child, of the client, or of this process; and the server's, read from `/proc` when the
@@ -29,7 +30,7 @@
 //! (`MYSQL_PWD`). The scratch databases are dropped at the end, also after an error.
 
 use std::fs::File;
-use std::io::{BufWriter, Write};
+use std::io::{BufWriter, Read as _, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
 use std::time::Instant;
@@ -60,7 +61,7 @@ pub struct MySqlBenchArgs {
     #[arg(long, default_value_t = 1_000_000)]
     rows: u64,
     /// Directory for the scratch files (the data file, the DuckDB file, two journals), created
-    /// if missing: about 600 bytes a row.
+    /// if missing: about 700 bytes a row.
     #[arg(long, value_name = "DIR", default_value = ".")]
     dir: PathBuf,
     /// The MySQL / MariaDB command-line client that runs `LOAD DATA LOCAL INFILE`.
@@ -490,14 +491,22 @@ impl Bench<'_> {
         // Plugins from `CAUDAL_PLUGIN_PATH`, then next to the binary, as for the bench's
         // pipelines (which set no `plugin_dir`).
         let endpoints = PluginEndpoints::new(PluginRegistry::new(SearchPath::new(None)));
+        // The encoded chunks go to a file first, each behind its length, and are read back one
+        // at a time while the writes are timed: the bench's memory does not grow with the rows.
+        let chunks_path = self.dir.join("write_limit.chunks");
         let mut from = super::open_duckdb(&endpoints, &self.dir.join("bench.duckdb"))?;
-        let (schema, chunks) = {
+        let (schema, count) = {
+            let mut out = BufWriter::with_capacity(1 << 20, File::create(&chunks_path)?);
             let mut reader = from.read(&ReadRequest::table("t"))?;
-            let mut chunks = Vec::new();
+            let mut count = 0usize;
             while let Some(chunk) = reader.next_raw()? {
-                chunks.push(chunk.batch.as_slice().to_vec());
+                let bytes = chunk.batch.as_slice();
+                out.write_all(&(bytes.len() as u64).to_le_bytes())?;
+                out.write_all(bytes)?;
+                count += 1;
             }
-            ((**reader.schema()).clone(), chunks)
+            out.flush()?;
+            ((**reader.schema()).clone(), count)
         };
         from.close()?;
         if schema.primary_key().is_empty() {
@@ -512,8 +521,13 @@ impl Bench<'_> {
             schema,
             replace: true,
         })?;
-        let mut written = 0;
-        for (seq, chunk) in (1..).zip(&chunks) {
+        let mut chunks = std::io::BufReader::with_capacity(1 << 20, File::open(&chunks_path)?);
+        let (mut written, mut chunk) = (0, Vec::new());
+        for seq in 1..=count as u64 {
+            let mut len = [0u8; 8];
+            chunks.read_exact(&mut len)?;
+            chunk.resize(usize::try_from(u64::from_le_bytes(len))?, 0);
+            chunks.read_exact(&mut chunk)?;
             let request = WriteRequest {
                 pipeline: "bench".into(),
                 stream: "t".into(),
@@ -521,7 +535,7 @@ impl Bench<'_> {
                 seq,
                 op: WriteOp::Insert,
             };
-            match to.write_encoded(&request, chunk)? {
+            match to.write_encoded(&request, &chunk)? {
                 caudal_connector::WriteOutcome::Applied { rows } => written += rows,
                 other => bail!("DuckDB write limit: seq {seq} was not applied: {other:?}"),
             }
