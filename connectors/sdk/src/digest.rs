@@ -545,6 +545,18 @@ pub const PARALLEL_ROWS: usize = 4096;
 /// Upper bound on digest threads per batch.
 pub const MAX_DIGEST_THREADS: usize = 8;
 
+/// Threads a digest may use: the available cores, at most [`MAX_DIGEST_THREADS`]. Asked once
+/// per process: `available_parallelism` reads the cgroup's files at every call, and a verify
+/// that bisects asks for thousands of range digests.
+fn digest_threads() -> usize {
+    static THREADS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *THREADS.get_or_init(|| {
+        std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .min(MAX_DIGEST_THREADS)
+    })
+}
+
 /// The digest of rows `rows` of a batch, on the calling thread.
 fn digest_range(hasher: &RowHasher<'_>, rows: std::ops::Range<usize>) -> TableDigest {
     let mut d = TableDigest::new();
@@ -561,9 +573,7 @@ fn digest_rows(table: &str, batch: &Batch) -> TableDigest {
     let hasher = RowHasher::new(table, batch);
     let rows = batch.num_rows();
     let threads = if rows >= PARALLEL_ROWS {
-        std::thread::available_parallelism()
-            .map_or(1, |n| n.get())
-            .min(MAX_DIGEST_THREADS)
+        digest_threads()
     } else {
         1
     };
@@ -599,12 +609,21 @@ fn digest_rows(table: &str, batch: &Batch) -> TableDigest {
 /// handed over whole; each worker folds the batches it takes into a partial digest, and
 /// [`Digester::finish`] adds the partial digests up (the result does not depend on which
 /// worker took which batch).
+///
+/// The workers start once [`PARALLEL_ROWS`] rows have been pushed; fewer are digested on the
+/// calling thread. A digest of a few rows (a key range of a bisection, a single key) starts no
+/// thread.
 pub struct Digester {
     table: std::sync::Arc<str>,
     sender: Option<std::sync::mpsc::SyncSender<Work>>,
     workers: Vec<std::thread::JoinHandle<Result<TableDigest>>>,
-    /// The digest of batches folded on the calling thread (no worker could be started).
+    /// The digest of rows folded on the calling thread (before the workers started, or when
+    /// none could be started).
     local: Result<TableDigest>,
+    /// Rows folded on the calling thread before the workers started.
+    inline_rows: usize,
+    /// Whether starting the workers was tried.
+    started: bool,
 }
 
 /// What a digest worker takes.
@@ -614,6 +633,13 @@ enum Work {
 }
 
 impl Work {
+    fn num_rows(&self) -> usize {
+        match self {
+            Work::Batch(batch) => batch.num_rows(),
+            Work::Rows(rows) => rows.num_rows(),
+        }
+    }
+
     /// Adds the rows to `total`; rows held elsewhere are checked first.
     fn fold(&self, table: &str, total: &mut TableDigest) -> Result<()> {
         let (hasher, rows) = match self {
@@ -626,20 +652,31 @@ impl Work {
 }
 
 impl Digester {
-    /// A digester of rows of `table`, with one worker per available core (at most
-    /// [`MAX_DIGEST_THREADS`]).
+    /// A digester of rows of `table`. Its workers, one per available core (at most
+    /// [`MAX_DIGEST_THREADS`]), start with the rows (see [`Digester`]).
     pub fn new(table: &str) -> Digester {
-        let threads = std::thread::available_parallelism()
-            .map_or(1, |n| n.get())
-            .min(MAX_DIGEST_THREADS);
-        let table: std::sync::Arc<str> = table.into();
+        Digester {
+            table: table.into(),
+            sender: None,
+            workers: Vec::new(),
+            local: Ok(TableDigest::new()),
+            inline_rows: 0,
+            started: false,
+        }
+    }
+
+    /// Starts the workers; if none can be started, rows are folded on the calling thread.
+    fn start_workers(&mut self) {
+        self.started = true;
+        let threads = digest_threads();
+        let table = &self.table;
         // Two batches queued per worker: enough to keep them busy, little memory held.
         let (sender, receiver) = std::sync::mpsc::sync_channel::<Work>(threads * 2);
         let receiver = std::sync::Arc::new(std::sync::Mutex::new(receiver));
         let mut workers = Vec::with_capacity(threads);
         for _ in 0..threads {
             let (table, receiver) = (
-                std::sync::Arc::clone(&table),
+                std::sync::Arc::clone(table),
                 std::sync::Arc::clone(&receiver),
             );
             let spawned = std::thread::Builder::new()
@@ -669,12 +706,8 @@ impl Digester {
                 Err(_) => break,
             }
         }
-        Digester {
-            table,
-            sender: (!workers.is_empty()).then_some(sender),
-            workers,
-            local: Ok(TableDigest::new()),
-        }
+        self.sender = (!workers.is_empty()).then_some(sender);
+        self.workers = workers;
     }
 
     /// Adds the rows of `batch`; returns once a worker can take it.
@@ -690,6 +723,15 @@ impl Digester {
     }
 
     fn hand_over(&mut self, work: Work) {
+        if !self.started {
+            let rows = self.inline_rows + work.num_rows();
+            if rows < PARALLEL_ROWS {
+                self.inline_rows = rows;
+                self.fold_here(work);
+                return;
+            }
+            self.start_workers();
+        }
         let work = match &self.sender {
             Some(sender) => match sender.send(work) {
                 Ok(()) => return,
@@ -698,6 +740,10 @@ impl Digester {
             },
             None => work,
         };
+        self.fold_here(work);
+    }
+
+    fn fold_here(&mut self, work: Work) {
         if let Ok(local) = &mut self.local
             && let Err(e) = work.fold(&self.table, local)
         {
@@ -1216,6 +1262,28 @@ mod tests {
         assert_eq!(got, one_by_one);
         assert_eq!(got.rows(), 2000);
         assert_eq!(Digester::new("t").finish().unwrap(), TableDigest::new());
+    }
+
+    #[test]
+    fn the_digester_starts_its_workers_only_past_parallel_rows() {
+        let schema = Arc::new(all_types_schema());
+        let mut expected = TableDigest::new();
+        let mut digester = Digester::new("t");
+        let mut pushed = 0;
+        for part in 0..200 {
+            let batch = all_types_batch(&schema, part * 50, 50).unwrap();
+            expected.add_batch("t", &batch);
+            digester.push(batch);
+            pushed += 50;
+            assert_eq!(
+                digester.workers.is_empty(),
+                pushed < PARALLEL_ROWS,
+                "after {pushed} rows"
+            );
+        }
+        let got = digester.finish().unwrap();
+        assert_eq!(got, expected);
+        assert_eq!(got.rows(), 10_000);
     }
 
     /// Rows `skip..` of a batch, seen the way Arrow slices arrays: values and offsets from
