@@ -2,7 +2,9 @@
 //! and destination: the pending seq range, batches and rows, the destination's error, the
 //! attempts made and when the next one is due. A projection of the journal; an entry leaves
 //! the list once its batches are applied (by a later run, `caudal retry`, or `caudal serve`).
-//! Exit status 0 either way: listing is what it is for.
+//! Batches waiting with no failed write (the command writing them was killed, or is still
+//! writing) are named after the list: `caudal retry` writes them too. Exit status 0 either
+//! way: listing is what it is for.
 
 use std::process::ExitCode;
 
@@ -65,6 +67,7 @@ pub fn run(args: FailuresArgs) -> anyhow::Result<ExitCode> {
                     "retryable": f.retryable,
                     "failed_at": when::format(f.failed_at),
                     "next_attempt": f.next_due.map(when::format),
+                    "interrupted": false,
                 })
             );
             continue;
@@ -79,6 +82,54 @@ pub fn run(args: FailuresArgs) -> anyhow::Result<ExitCode> {
             next,
             first_line(&f.error).to_owned(),
         ]);
+    }
+    let pipelines: std::collections::BTreeSet<String> = projection
+        .lanes()
+        .into_keys()
+        .map(|k| k.part.pipeline)
+        .filter(|p| args.pipeline.as_ref().is_none_or(|only| only == p))
+        .collect();
+    let mut waiting = Vec::new();
+    for key in pipelines
+        .iter()
+        .flat_map(|p| projection.interrupted_lanes(p))
+    {
+        let pending = projection.pending(&key);
+        let (Some(first), Some(last)) = (pending.first(), pending.last()) else {
+            continue;
+        };
+        let rows: u64 = pending.iter().map(|b| b.rows).sum();
+        let label = part_label(&key.part.stream, key.part.partition.as_deref());
+        if args.json {
+            println!(
+                "{}",
+                json!({
+                    "pipeline": key.part.pipeline,
+                    "stream": key.part.stream,
+                    "partition": key.part.partition,
+                    "destination": key.destination,
+                    "first_seq": first.seq,
+                    "last_seq": last.seq,
+                    "batches": pending.len(),
+                    "rows": rows,
+                    "error": null,
+                    "attempts": 0,
+                    "retryable": true,
+                    "failed_at": null,
+                    "next_attempt": null,
+                    "interrupted": true,
+                })
+            );
+        } else {
+            waiting.push(format!(
+                "  {}/{label} -> {}: seqs {}..{}, {} batches, {rows} rows",
+                key.part.pipeline,
+                key.destination,
+                first.seq,
+                last.seq,
+                pending.len()
+            ));
+        }
     }
     if !args.json {
         if rows.is_empty() {
@@ -97,6 +148,15 @@ pub fn run(args: FailuresArgs) -> anyhow::Result<ExitCode> {
                 ],
                 &rows,
             );
+        }
+        if !waiting.is_empty() {
+            println!(
+                "journaled and not yet written, with no failed write (the command writing them \
+                 was stopped, or is still writing; `caudal retry` writes them):"
+            );
+            for line in waiting {
+                println!("{line}");
+            }
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -753,6 +753,25 @@ impl Projection {
         self.lanes.get(key).map(|l| l.clone())
     }
 
+    /// Lanes of `pipeline` with journaled batches to apply and no failed write: the command
+    /// that was writing them stopped (killed) before it applied them, or is still writing. A
+    /// snapshot that did not finish reading is left out: the next run reads it anew.
+    pub fn interrupted_lanes(&self, pipeline: &str) -> Vec<LaneKey> {
+        let mut out: Vec<LaneKey> = self
+            .lanes
+            .iter()
+            .filter(|l| l.key().part.pipeline == pipeline && l.failure.is_none())
+            .map(|l| l.key().clone())
+            .filter(|k| {
+                self.parts.get(&k.part).is_some_and(|p| {
+                    p.destinations.contains(&k.destination) && (p.mode != "snapshot" || p.completed)
+                }) && !self.pending(k).is_empty()
+            })
+            .collect();
+        out.sort();
+        out
+    }
+
     /// The journaled batches a lane has not applied yet, in seq order.
     pub fn pending(&self, key: &LaneKey) -> Vec<BatchMeta> {
         let applied = self.lanes.get(key).map_or(0, |l| l.applied_through);

@@ -2,7 +2,9 @@
 //!
 //! Every lane of the pipeline with an outstanding failure (or, with `--seq N`, the lanes that
 //! still lack batch N) gets one attempt: its pending batches, in order, from the first that
-//! failed. The attempt is journaled as a run with trigger `retry`; a write that fails again is
+//! failed. So does a lane whose batches wait with no failed write, because the command that
+//! was writing them (a run or a retry) was killed first; a run would apply them too, before
+//! it reads. A scheduled retry (`only_due`) takes only lanes whose retry is due. The attempt is journaled as a run with trigger `retry`; a write that fails again is
 //! journaled with its attempt number and stays in `caudal failures`. Nothing is read from a
 //! source.
 
@@ -61,7 +63,13 @@ impl Engine {
     pub fn retry(&self, options: &RetryOptions) -> Result<RetryReport> {
         let session = Session::open(Arc::clone(&self.pipeline), Arc::clone(&self.endpoints))?;
         let now = caudal_journal::now();
-        let lanes: Vec<LaneKey> = session
+        // This command holds the journal as its only writer: no other is writing them now.
+        let interrupted = if options.only_due {
+            Vec::new()
+        } else {
+            session.projection.interrupted_lanes(self.pipeline.name())
+        };
+        let mut lanes: Vec<LaneKey> = session
             .projection
             .lanes()
             .into_iter()
@@ -75,12 +83,14 @@ impl Engine {
                             .is_some_and(|due| due <= now))
             })
             .map(|(k, _)| k)
+            .chain(interrupted)
             .filter(|k| {
                 options
                     .seq
                     .is_none_or(|seq| session.projection.pending(k).iter().any(|b| b.seq == seq))
             })
             .collect();
+        lanes.sort();
         if lanes.is_empty() {
             if let Some(seq) = options.seq {
                 session.close()?;

@@ -492,6 +492,80 @@ every = "10ms"
 }
 
 #[test]
+fn a_retry_stopped_after_its_first_write_is_finished_by_the_next_retry() {
+    let f = Fixture::new();
+    put(&f.world, "src", "ventas", sales("a", 0..400));
+    let p = f.pipeline(
+        "[connections.src]\nconnector = \"fake\"\n[connections.copy]\nconnector = \"fake\"\n\
+         [[streams]]\nfrom = \"src\"\ntable = \"ventas\"\nto = \"copy\"\n\
+         mode = \"incremental\"\ncursor = \"fecha\"\nchunk_rows = 100\n[retry]\nmax_attempts = 1\n",
+    );
+    f.world.db("copy").reject_writes = Some("attempt to write a readonly database".into());
+    assert!(!f.engine(&p).run(&opts()).unwrap().succeeded());
+    f.world.db("copy").reject_writes = None;
+    let lane = LaneKey {
+        part: PartKey {
+            pipeline: "p".into(),
+            stream: "ventas".into(),
+            partition: None,
+        },
+        destination: "copy".into(),
+    };
+    // A retry applies the first of the four batches and is killed: the journal holds its
+    // `WriteApplied` and nothing after it (each entry is durable once recorded).
+    {
+        let session =
+            super::session::Session::open(Arc::clone(&p), Arc::new(f.world.clone())).unwrap();
+        let stream = p.stream("ventas").unwrap();
+        let mut l = super::session::Lane::new(&session, stream, None, "copy");
+        let first = session.projection.pending(&lane)[0];
+        let bytes = session.batch_bytes(first.seq).unwrap();
+        let batch = caudal_connector::Batch::decode(&bytes).unwrap();
+        let delivery = super::session::Delivery {
+            seq: first.seq,
+            bytes: &bytes,
+            schema: batch.schema(),
+            rows: first.rows,
+            first_of_instance: false,
+            swap: false,
+            attempt: 2,
+        };
+        session.deliver(&mut l, &delivery, None).unwrap();
+    }
+    assert_eq!(f.rows("copy", "ventas"), 100);
+    let projection = Projection::load(&f.journal()).unwrap();
+    assert!(projection.lane(&lane).unwrap().failure.is_none());
+    assert_eq!(projection.pending(&lane).len(), 3);
+    assert_eq!(
+        projection.interrupted_lanes("p"),
+        std::slice::from_ref(&lane)
+    );
+
+    // A scheduled retry (what `caudal serve` runs) takes only failures that are due.
+    let due = RetryOptions {
+        only_due: true,
+        ..RetryOptions::default()
+    };
+    assert!(f.engine(&p).retry(&due).unwrap().run.is_none());
+    assert_eq!(f.rows("copy", "ventas"), 100);
+
+    // No write failed, yet three batches wait: the next retry writes them.
+    let retried = f.engine(&p).retry(&RetryOptions::default()).unwrap();
+    assert!(retried.succeeded(), "{retried:?}");
+    assert_eq!(retried.lanes.len(), 1);
+    assert_eq!(retried.lanes[0].batches, 3);
+    assert_eq!(f.rows("copy", "ventas"), 400);
+    let schema = sales_schema();
+    assert_eq!(
+        f.digest("copy", "ventas", "ventas", &schema),
+        f.digest("src", "ventas", "ventas", &schema)
+    );
+    let projection = Projection::load(&f.journal()).unwrap();
+    assert!(projection.pending(&lane).is_empty());
+    assert!(projection.interrupted_lanes("p").is_empty());
+}
+
+#[test]
 fn partitions_run_apart_and_one_failing_source_does_not_stop_the_others() {
     let f = Fixture::new();
     let mut body = String::new();
