@@ -25,6 +25,12 @@
 //! [`caudal_connector::Capabilities::UNORDERED`]) would answer every key range with a read of
 //! the whole table, so it is not bisected at all: it is read once that way.
 //!
+//! A row read back with a digest other than its expected row's is changed only if the sink
+//! agrees: the source side may read a column in another logical class than the stream's. When
+//! the read-back digests of a read add up to the sink's digest of what was read (a leaf's
+//! range, or the whole table), every row of it was read back as the sink digests it, and its
+//! changed rows are named at once; otherwise the sink digests each such key alone.
+//!
 //! **Repair.** The expected rows of missing and changed keys are upserted and extra keys
 //! deleted, through `Sink::write` under the offset streams `_caudal_repair` and
 //! `_caudal_repair_deletes`, with the seq of the mismatch's `VerifyResult` entry or, when a
@@ -484,13 +490,14 @@ impl Engine {
                     sorted: sorted_keys(&expected.rows),
                     batches: &mut batches,
                     diff: &mut diff,
+                    actual: &actual,
                 };
                 // A failed whole read leaves the diff untouched: bisection (with point digests
                 // where reads fail) is the way left.
                 let compared = if unordered {
-                    b.compare_all().or_else(|_| b.run(&actual))
+                    b.compare_all().or_else(|_| b.run())
                 } else {
-                    b.run(&actual)
+                    b.run()
                 };
                 if let Err(e) = compared {
                     check.error = Some(e);
@@ -1095,12 +1102,14 @@ struct Bisect<'a, 'r> {
     sorted: Vec<(&'a [u8], ExpectedRow)>,
     batches: &'a mut BatchCache<'r>,
     diff: &'a mut Diff,
+    /// The sink's digest of the whole table.
+    actual: &'a TableDigest,
 }
 
 impl Bisect<'_, '_> {
-    fn run(&mut self, actual: &TableDigest) -> std::result::Result<(), String> {
+    fn run(&mut self) -> std::result::Result<(), String> {
         let n = self.sorted.len();
-        let root = (0, n, self.expected.digest.clone(), actual.clone());
+        let root = (0, n, self.expected.digest.clone(), self.actual.clone());
         let deferred = self.bisect(vec![root], Some(WHOLE_READS * n))?;
         if deferred.is_empty() {
             return Ok(());
@@ -1216,7 +1225,7 @@ impl Bisect<'_, '_> {
         actual: &TableDigest,
     ) -> std::result::Result<(), String> {
         match self.read_range(i, j) {
-            Ok(found) => self.compare_rows(i, j, found),
+            Ok(found) => self.compare_rows(i, j, found, actual),
             Err(_) => self.point_digests(i, j, actual),
         }
     }
@@ -1328,7 +1337,9 @@ impl Bisect<'_, '_> {
         let mut seen = vec![false; sorted.len()];
         let mut differ = Vec::new();
         let mut extra = Vec::new();
+        let mut read_back = TableDigest::new();
         self.read_rows(&request, |k, d, batch, row| {
+            read_back.add_row(&d);
             match sorted.binary_search_by(|(key, _)| (*key).cmp(k.as_slice())) {
                 Ok(i) if holds_key(i) => {
                     if !std::mem::replace(&mut seen[i], true) && sorted[i].1.digest != d {
@@ -1347,8 +1358,9 @@ impl Bisect<'_, '_> {
                 self.missing(i + k)?;
             }
         }
+        let faithful = read_back == *self.actual;
         for k in differ {
-            self.confirm_changed(k)?;
+            self.changed(k, faithful)?;
         }
         for (key, values) in extra {
             self.diff.add_extra(key, values);
@@ -1356,24 +1368,45 @@ impl Bisect<'_, '_> {
         Ok(())
     }
 
+    /// Compares keys `i..j` with `found`, the rows read back from their range, whose digest
+    /// in the sink is `actual`.
     fn compare_rows(
         &mut self,
         i: usize,
         j: usize,
         mut found: FoundRows,
+        actual: &TableDigest,
     ) -> std::result::Result<(), String> {
+        let mut read_back = TableDigest::new();
+        for (d, _) in found.values() {
+            read_back.add_row(d);
+        }
+        let faithful = read_back == *actual;
         for k in i..j {
             let (key, row) = (self.sorted[k].0, self.sorted[k].1);
             match found.remove(key) {
                 None => self.missing(k)?,
                 Some((d, _)) if d == row.digest => {}
-                Some(_) => self.confirm_changed(k)?,
+                Some(_) => self.changed(k, faithful)?,
             }
         }
         for (key, (_, values)) in found {
             self.diff.add_extra(key, values);
         }
         Ok(())
+    }
+
+    /// Expected key `k`, read back with another digest: changed. When the read it came from
+    /// was `faithful` (its read-back digests add up to the sink's digest of what it read),
+    /// that is certain; otherwise the sink's digest of that one key decides.
+    fn changed(&mut self, k: usize, faithful: bool) -> std::result::Result<(), String> {
+        if faithful {
+            let text = key_text(&self.key_values(k)?);
+            self.diff.changed.insert((self.sorted[k].0.to_vec(), text));
+            Ok(())
+        } else {
+            self.confirm_changed(k)
+        }
     }
 
     /// Expected key `k`, read back with another digest: changed, unless the sink's digest of
