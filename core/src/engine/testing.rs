@@ -7,8 +7,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use caudal_config::Pipeline;
 use caudal_connector::{
-    Batch, BatchBuilder, DigestRequest, Error, PrepareTable, ReadRequest, ReadTarget, Schema,
-    TableDigest, TableInfo, Value, WriteOp, WriteOutcome, WriteRequest,
+    Batch, BatchBuilder, DigestRequest, Error, LogicalType, PrepareTable, ReadRequest, ReadTarget,
+    Schema, TableDigest, TableInfo, Value, WriteOp, WriteOutcome, WriteRequest,
 };
 
 use super::cursor;
@@ -39,6 +39,9 @@ pub struct Db {
     pub commit_then_fail: bool,
     /// Calls to `write` that changed something.
     pub writes_applied: usize,
+    /// Reads return this column as text (its values' debug form): a source side that reads a
+    /// column in another logical class than the one the table's digest uses.
+    pub read_as_text: Option<String>,
 }
 
 /// Every database, by connection name.
@@ -202,7 +205,25 @@ impl Endpoint for Conn {
         if let Some(c) = cursor {
             rows.sort_by(|a, b| cmp(&a[c], &b[c]));
         }
-        let schema = Arc::new(t.schema.clone());
+        let mut schema = t.schema.clone();
+        if let Some(column) = &db.read_as_text
+            && let Some(i) = schema.index_of(column)
+        {
+            let mut fields = schema.fields().to_vec();
+            fields[i].logical_type = LogicalType::Varchar { max_length: None };
+            let key: Vec<&str> = schema
+                .primary_key()
+                .iter()
+                .map(|&k| schema.fields()[k].name.as_str())
+                .collect();
+            schema = Schema::new(fields, &key).expect("same columns");
+            for row in &mut rows {
+                if row[i] != Value::Null {
+                    row[i] = Value::Text(format!("{:?}", row[i]));
+                }
+            }
+        }
+        let schema = Arc::new(schema);
         let mut chunks = Vec::new();
         let mut start = 0;
         while start < rows.len() {
@@ -318,8 +339,47 @@ impl Endpoint for Conn {
             .tables
             .get(&request.table)
             .ok_or_else(|| call("table_digest", Error::NotFound(request.table.clone())))?;
+        // The rows whose key tuple is in the request's range (compared as the cursor code
+        // compares values).
+        let key: Vec<usize> = request
+            .schema
+            .primary_key()
+            .iter()
+            .map(|&k| {
+                t.schema
+                    .index_of(&request.schema.fields()[k].name)
+                    .expect("key column")
+            })
+            .collect();
+        let order = |row: &[Value], bound: &[Value]| {
+            key.iter()
+                .zip(bound)
+                .map(|(&i, b)| {
+                    cursor::compare(&cursor::to_text(&row[i]), &cursor::to_text(b))
+                        .expect("comparable")
+                })
+                .find(|o| o.is_ne())
+                .unwrap_or(std::cmp::Ordering::Equal)
+        };
+        use std::ops::Bound::*;
+        let rows: Vec<Vec<Value>> = t
+            .rows
+            .iter()
+            .filter(|r| {
+                (match &request.range.lower {
+                    Unbounded => true,
+                    Included(b) => order(r, b).is_ge(),
+                    Excluded(b) => order(r, b).is_gt(),
+                }) && (match &request.range.upper {
+                    Unbounded => true,
+                    Included(b) => order(r, b).is_le(),
+                    Excluded(b) => order(r, b).is_lt(),
+                })
+            })
+            .cloned()
+            .collect();
         let batch =
-            rows_batch(&request.schema, &t.schema, &t.rows).map_err(|e| call("table_digest", e))?;
+            rows_batch(&request.schema, &t.schema, &rows).map_err(|e| call("table_digest", e))?;
         Ok(TableDigest::of_batch(&request.table, &batch))
     }
 
