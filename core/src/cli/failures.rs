@@ -15,6 +15,7 @@ use super::location::JournalLocation;
 use super::status::{due_shown, first_line, load, print_table};
 use super::when;
 use crate::engine::plan::part_label;
+use crate::engine::projection::{BatchMeta, LaneFailure, LaneKey};
 
 /// `caudal failures`
 #[derive(Debug, Args)]
@@ -51,25 +52,7 @@ pub fn run(args: FailuresArgs) -> anyhow::Result<ExitCode> {
             None => "none scheduled (caudal retry)".to_owned(),
         };
         if args.json {
-            println!(
-                "{}",
-                json!({
-                    "pipeline": key.part.pipeline,
-                    "stream": key.part.stream,
-                    "partition": key.part.partition,
-                    "destination": key.destination,
-                    "first_seq": f.batch_seq,
-                    "last_seq": last,
-                    "batches": pending.len(),
-                    "rows": pending_rows,
-                    "error": f.error,
-                    "attempts": f.attempts,
-                    "retryable": f.retryable,
-                    "failed_at": when::format(f.failed_at),
-                    "next_attempt": f.next_due.map(when::format),
-                    "interrupted": false,
-                })
-            );
+            println!("{}", lane_json(key, &pending, f.batch_seq, Some(f)));
             continue;
         }
         rows.push([
@@ -101,25 +84,7 @@ pub fn run(args: FailuresArgs) -> anyhow::Result<ExitCode> {
         let rows: u64 = pending.iter().map(|b| b.rows).sum();
         let label = part_label(&key.part.stream, key.part.partition.as_deref());
         if args.json {
-            println!(
-                "{}",
-                json!({
-                    "pipeline": key.part.pipeline,
-                    "stream": key.part.stream,
-                    "partition": key.part.partition,
-                    "destination": key.destination,
-                    "first_seq": first.seq,
-                    "last_seq": last.seq,
-                    "batches": pending.len(),
-                    "rows": rows,
-                    "error": null,
-                    "attempts": 0,
-                    "retryable": true,
-                    "failed_at": null,
-                    "next_attempt": null,
-                    "interrupted": true,
-                })
-            );
+            println!("{}", lane_json(&key, &pending, first.seq, None));
         } else {
             waiting.push(format!(
                 "  {}/{label} -> {}: seqs {}..{}, {} batches, {rows} rows",
@@ -160,4 +125,30 @@ pub fn run(args: FailuresArgs) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// One lane's JSON line: its failure's fields, or, for a lane interrupted with no failure,
+/// none (`"interrupted": true`).
+fn lane_json(
+    key: &LaneKey,
+    pending: &[BatchMeta],
+    first_seq: u64,
+    f: Option<&LaneFailure>,
+) -> serde_json::Value {
+    json!({
+        "pipeline": key.part.pipeline,
+        "stream": key.part.stream,
+        "partition": key.part.partition,
+        "destination": key.destination,
+        "first_seq": first_seq,
+        "last_seq": pending.last().map_or(first_seq, |b| b.seq),
+        "batches": pending.len(),
+        "rows": pending.iter().map(|b| b.rows).sum::<u64>(),
+        "error": f.map(|f| &f.error),
+        "attempts": f.map_or(0, |f| f.attempts),
+        "retryable": f.is_none_or(|f| f.retryable),
+        "failed_at": f.map(|f| when::format(f.failed_at)),
+        "next_attempt": f.and_then(|f| f.next_due).map(when::format),
+        "interrupted": f.is_none(),
+    })
 }

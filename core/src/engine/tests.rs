@@ -61,6 +61,18 @@ fn sales(store: &str, ids: std::ops::Range<i64>) -> Vec<Vec<Value>> {
     .collect()
 }
 
+/// The lane of stream `stream` (no partition) of pipeline `p` into `destination`.
+fn lane_of(stream: &str, destination: &str) -> LaneKey {
+    LaneKey {
+        part: PartKey {
+            pipeline: "p".into(),
+            stream: stream.into(),
+            partition: None,
+        },
+        destination: destination.into(),
+    }
+}
+
 fn put(world: &World, db: &str, table: &str, rows: Vec<Vec<Value>>) {
     world.db(db).tables.insert(
         table.into(),
@@ -435,14 +447,7 @@ every = "10ms"
     assert_eq!(kinds.iter().filter(|k| **k == "RetryScheduled").count(), 1);
 
     let projection = Projection::load(&f.journal()).unwrap();
-    let lane = LaneKey {
-        part: PartKey {
-            pipeline: "p".into(),
-            stream: "ventas".into(),
-            partition: None,
-        },
-        destination: "copy".into(),
-    };
+    let lane = lane_of("ventas", "copy");
     let failure = projection.lane(&lane).unwrap().failure.unwrap();
     assert_eq!(failure.attempts, 2);
     assert!(!failure.retryable);
@@ -503,14 +508,7 @@ fn a_retry_stopped_after_its_first_write_is_finished_by_the_next_retry() {
     f.world.db("copy").reject_writes = Some("attempt to write a readonly database".into());
     assert!(!f.engine(&p).run(&opts()).unwrap().succeeded());
     f.world.db("copy").reject_writes = None;
-    let lane = LaneKey {
-        part: PartKey {
-            pipeline: "p".into(),
-            stream: "ventas".into(),
-            partition: None,
-        },
-        destination: "copy".into(),
-    };
+    let lane = lane_of("ventas", "copy");
     // A retry applies the first of the four batches and is killed: the journal holds its
     // `WriteApplied` and nothing after it (each entry is durable once recorded).
     {
@@ -931,14 +929,7 @@ fn due_retries_follow_the_policy_across_commands() {
         ..opts()
     };
     f.engine(&p).run(&no_wait).unwrap();
-    let lane = LaneKey {
-        part: PartKey {
-            pipeline: "p".into(),
-            stream: "ventas".into(),
-            partition: None,
-        },
-        destination: "wh".into(),
-    };
+    let lane = lane_of("ventas", "wh");
     let failure = |f: &Fixture| {
         Projection::load(&f.journal())
             .unwrap()
@@ -1080,14 +1071,7 @@ fn a_new_snapshot_supersedes_one_that_could_not_be_written() {
     ));
     f.world.db("wh").reject_writes = Some("no space left".into());
     assert!(!f.engine(&p).run(&opts()).unwrap().succeeded());
-    let lane = LaneKey {
-        part: PartKey {
-            pipeline: "p".into(),
-            stream: "items".into(),
-            partition: None,
-        },
-        destination: "wh".into(),
-    };
+    let lane = lane_of("items", "wh");
     assert_eq!(
         Projection::load(&f.journal()).unwrap().pending(&lane).len(),
         3
