@@ -81,21 +81,7 @@ fn redis_cache_rebuilt_from_the_journal_alone_then_tampered_and_repaired() {
     // A stale row under the prefix, which the journal does not imply.
     let stale = format!("{}:items:t9:1:1", prefix.0);
     write_stray_row(&stale, "1");
-    let out = run(&[
-        "project",
-        "redis",
-        "--file",
-        s(&file),
-        "--rebuild",
-        "--progress",
-        "none",
-    ]);
-    assert!(
-        out.status.success(),
-        "project redis --rebuild: {}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    rebuild(&file);
     let (code, report) = verify_json(&file, &[]);
     assert_eq!(code, 0, "{report}");
     assert_eq!(

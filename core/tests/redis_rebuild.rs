@@ -20,26 +20,6 @@ use engine_support::*;
 use redis_support::*;
 use verify_support::{item_keys, items, verify_json};
 
-fn rebuild(file: &Path) -> serde_json::Value {
-    let out = run(&[
-        "project",
-        "redis",
-        "--file",
-        s(file),
-        "--rebuild",
-        "--json",
-        "--progress",
-        "none",
-    ]);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "project redis --rebuild: {stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("no JSON ({e}): {stdout}"))
-}
-
 /// The stream's offset in the cache.
 fn offset(prefix: &str) -> String {
     redis_cli(&[

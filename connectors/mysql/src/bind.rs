@@ -243,13 +243,7 @@ fn bind(
                 args.add(scratch.as_str())
             }
             (ColumnData::I64(v), L::DateTime { .. } | L::Timestamp { .. }) => {
-                match binary_datetime(v[row]) {
-                    Some(at) => args.add(at),
-                    None => {
-                        write_datetime(scratch, v[row]);
-                        args.add(scratch.as_str())
-                    }
-                }
+                add_datetime(args, scratch, v[row])
             }
             (ColumnData::I64(v), _) => args.add(v[row]),
             (ColumnData::I128(v), t) => {
@@ -265,13 +259,7 @@ fn bind(
             (ColumnData::Utf8(v), _) => args.add(v.get(row)),
             (ColumnData::Binary(v), _) => args.add(v.get(row)),
             (ColumnData::Uuid(v), _) => args.add(&v[row][..]),
-            (ColumnData::OffsetTimestamp(v), _) => match binary_datetime(v[row].utc_micros) {
-                Some(at) => args.add(at),
-                None => {
-                    write_datetime(scratch, v[row].utc_micros);
-                    args.add(scratch.as_str())
-                }
-            },
+            (ColumnData::OffsetTimestamp(v), _) => add_datetime(args, scratch, v[row].utc_micros),
             (ColumnData::Interval(v), _) => {
                 let i = v[row];
                 let _ = write!(scratch, "{}mo {}d {}us", i.months, i.days, i.micros);
@@ -280,6 +268,22 @@ fn bind(
         }
     };
     added.map_err(|e| format!("cannot bind the value: {e}"))
+}
+
+/// Binds the datetime `micros` after 1970-01-01 00:00: in the binary form when it has one, as
+/// text otherwise.
+fn add_datetime(
+    args: &mut MySqlArguments,
+    scratch: &mut String,
+    micros: i64,
+) -> std::result::Result<(), sqlx::error::BoxDynError> {
+    match binary_datetime(micros) {
+        Some(at) => args.add(at),
+        None => {
+            write_datetime(scratch, micros);
+            args.add(scratch.as_str())
+        }
+    }
 }
 
 /// The date `days` after 1970-01-01 in the binary protocol's form, for years 1 to 9999 (the

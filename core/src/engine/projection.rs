@@ -28,6 +28,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use caudal_config::Mode;
 use caudal_journal::{Digest, EntryKind, Reader, RunId, Timestamp};
 use dashmap::DashMap;
 use serde::{Deserialize, Serialize};
@@ -461,7 +462,7 @@ impl Projection {
                 ..
             } => {
                 let key = part(stream, partition);
-                let snapshot = mode == "snapshot";
+                let snapshot = mode == Mode::Snapshot.as_str();
                 {
                     let mut p = self.parts.entry(key.clone()).or_insert_with(|| PartRecord {
                         mode: mode.clone(),
@@ -764,7 +765,8 @@ impl Projection {
             .map(|l| l.key().clone())
             .filter(|k| {
                 self.parts.get(&k.part).is_some_and(|p| {
-                    p.destinations.contains(&k.destination) && (p.mode != "snapshot" || p.completed)
+                    p.destinations.contains(&k.destination)
+                        && (p.mode != Mode::Snapshot.as_str() || p.completed)
                 }) && !self.pending(k).is_empty()
             })
             .collect();

@@ -4,9 +4,9 @@
 //! still lack batch N) gets one attempt: its pending batches, in order, from the first that
 //! failed. So does a lane whose batches wait with no failed write, because the command that
 //! was writing them (a run or a retry) was killed first; a run would apply them too, before
-//! it reads. A scheduled retry (`only_due`) takes only lanes whose retry is due. The attempt is journaled as a run with trigger `retry`; a write that fails again is
-//! journaled with its attempt number and stays in `caudal failures`. Nothing is read from a
-//! source.
+//! it reads. A scheduled retry (`only_due`) takes only lanes whose retry is due. The attempt
+//! is journaled as a run with trigger `retry`; a write that fails again is journaled with its
+//! attempt number and stays in `caudal failures`. Nothing is read from a source.
 
 use std::sync::Arc;
 

@@ -139,6 +139,24 @@ fn rows_batch(
     b.finish()
 }
 
+/// Whether a value is between `lower` and `upper`; `order(b)` compares it with bound `b`.
+fn within<B>(
+    lower: &std::ops::Bound<B>,
+    upper: &std::ops::Bound<B>,
+    order: impl Fn(&B) -> std::cmp::Ordering,
+) -> bool {
+    use std::ops::Bound::*;
+    (match lower {
+        Unbounded => true,
+        Included(b) => order(b).is_ge(),
+        Excluded(b) => order(b).is_gt(),
+    }) && (match upper {
+        Unbounded => true,
+        Included(b) => order(b).is_le(),
+        Excluded(b) => order(b).is_lt(),
+    })
+}
+
 fn key_of(schema: &Schema, row: &[Value]) -> Vec<String> {
     schema
         .primary_key()
@@ -186,19 +204,7 @@ impl Endpoint for Conn {
             .iter()
             .filter(|r| {
                 let Some(c) = cursor else { return true };
-                use std::ops::Bound::*;
-                let v = &r[c];
-                let lower = match &request.from {
-                    Unbounded => true,
-                    Included(b) => cmp(v, b).is_ge(),
-                    Excluded(b) => cmp(v, b).is_gt(),
-                };
-                let upper = match &request.to {
-                    Unbounded => true,
-                    Included(b) => cmp(v, b).is_le(),
-                    Excluded(b) => cmp(v, b).is_lt(),
-                };
-                lower && upper
+                within(&request.from, &request.to, |b| cmp(&r[c], b))
             })
             .cloned()
             .collect();
@@ -361,21 +367,10 @@ impl Endpoint for Conn {
                 .find(|o| o.is_ne())
                 .unwrap_or(std::cmp::Ordering::Equal)
         };
-        use std::ops::Bound::*;
         let rows: Vec<Vec<Value>> = t
             .rows
             .iter()
-            .filter(|r| {
-                (match &request.range.lower {
-                    Unbounded => true,
-                    Included(b) => order(r, b).is_ge(),
-                    Excluded(b) => order(r, b).is_gt(),
-                }) && (match &request.range.upper {
-                    Unbounded => true,
-                    Included(b) => order(r, b).is_le(),
-                    Excluded(b) => order(r, b).is_lt(),
-                })
-            })
+            .filter(|r| within(&request.range.lower, &request.range.upper, |b| order(r, b)))
             .cloned()
             .collect();
         let batch =

@@ -1401,8 +1401,8 @@ impl Bisect<'_, '_> {
     /// that is certain; otherwise the sink's digest of that one key decides.
     fn changed(&mut self, k: usize, faithful: bool) -> std::result::Result<(), String> {
         if faithful {
-            let text = key_text(&self.key_values(k)?);
-            self.diff.changed.insert((self.sorted[k].0.to_vec(), text));
+            let values = self.key_values(k)?;
+            self.note_changed(k, &values);
             Ok(())
         } else {
             self.confirm_changed(k)
@@ -1433,10 +1433,15 @@ impl Bisect<'_, '_> {
         let mut want = TableDigest::new();
         want.add_row(&self.sorted[k].1.digest);
         if *point != want {
-            self.diff
-                .changed
-                .insert((self.sorted[k].0.to_vec(), key_text(values)));
+            self.note_changed(k, values);
         }
+    }
+
+    /// Notes expected key `k`, of key values `values`, as changed.
+    fn note_changed(&mut self, k: usize, values: &[Value]) {
+        self.diff
+            .changed
+            .insert((self.sorted[k].0.to_vec(), key_text(values)));
     }
 
     /// Without a source side: each expected key's own digest says missing or changed; rows in

@@ -3,7 +3,10 @@
 
 #![allow(dead_code)]
 
+use std::path::Path;
 use std::process::Command;
+
+use crate::engine_support::{run, s};
 
 /// Runs `redis-cli` with `args`; fails the test when the server is absent.
 pub fn redis_cli(args: &[&str]) -> String {
@@ -67,4 +70,25 @@ impl Drop for Prefix {
             }
         }
     }
+}
+
+/// `caudal project redis --file FILE --rebuild --json`, which must succeed; its JSON report.
+pub fn rebuild(file: &Path) -> serde_json::Value {
+    let out = run(&[
+        "project",
+        "redis",
+        "--file",
+        s(file),
+        "--rebuild",
+        "--json",
+        "--progress",
+        "none",
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "project redis --rebuild: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("no JSON ({e}): {stdout}"))
 }

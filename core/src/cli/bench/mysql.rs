@@ -394,12 +394,17 @@ impl Bench<'_> {
         // DuckDB's write, spread over every core: no MySQL -> DuckDB run on this machine can
         // take less.
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let floor_s = match (bare.server_cpu_s, bare.cpu_s, duckdb_write.cpu_s) {
-            (Some(server), Some(client), Some(write)) => {
-                Some((server + client + write) / cores as f64)
-            }
+        // (server, driver, DuckDB) CPU seconds, and the floor they set.
+        let floor = match (bare.server_cpu_s, bare.cpu_s, duckdb_write.cpu_s) {
+            (Some(server), Some(driver), Some(write)) => Some((
+                server,
+                driver,
+                write,
+                (server + driver + write) / cores as f64,
+            )),
             _ => None,
         };
+        let floor_s = floor.map(|f| f.3);
         if self.args.json {
             for f in figures {
                 println!(
@@ -441,14 +446,12 @@ impl Bench<'_> {
                  peak RSS {:.1} MB",
                 own_peak_rss_kib().unwrap_or(0) as f64 / 1024.0
             );
-            if let Some(floor_s) = floor_s {
+            if let Some((server, driver, write, floor_s)) = floor {
                 println!(
                     "  floor of MySQL -> DuckDB on {cores} cores: the CPU of the read (server \
-                     {:.2} s, driver {:.2} s) and of DuckDB's write ({:.2} s) takes {floor_s:.2} s \
-                     of them: at most {:.0} rows/s before any work of caudal's own",
-                    bare.server_cpu_s.unwrap_or(0.0),
-                    bare.cpu_s.unwrap_or(0.0),
-                    duckdb_write.cpu_s.unwrap_or(0.0),
+                     {server:.2} s, driver {driver:.2} s) and of DuckDB's write ({write:.2} s) \
+                     takes {floor_s:.2} s of them: at most {:.0} rows/s before any work of \
+                     caudal's own",
                     rows as f64 / floor_s
                 );
             }
