@@ -426,3 +426,54 @@ fn tail_shows_the_last_entries_and_follows_new_ones() {
     child.wait().unwrap();
     assert_eq!(seen, [6, 7, 8]);
 }
+
+#[test]
+fn a_reader_that_stops_early_ends_inspect_quietly() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("journal");
+    write_journal(&dir);
+    // Enough entries that the listing is far more than a pipe holds (64 KiB).
+    let journal = Journal::open(&dir, JournalOptions::default()).unwrap();
+    for i in 0..5_000 {
+        journal
+            .append_blocking(NewEntry::new(
+                "ventas",
+                EntryKind::RunStarted {
+                    pipeline_file: format!("ventas_{i}.toml"),
+                    trigger: "manual".into(),
+                    streams: vec!["ventas_raw".into()],
+                    args: String::new(),
+                },
+            ))
+            .unwrap();
+    }
+    journal.close().unwrap();
+    let d = dir.to_str().unwrap();
+    for args in [
+        vec!["journal", "inspect", "--journal", d],
+        vec!["journal", "inspect", "--journal", d, "--json"],
+    ] {
+        // As `caudal journal inspect | head -1`: read one line, then close the pipe.
+        let mut child = Command::new(env!("CARGO_BIN_EXE_caudal"))
+            .args(&args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut first = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut first)
+            .unwrap();
+        assert!(!first.is_empty(), "{args:?}: nothing printed");
+        let out = child.wait_with_output().unwrap();
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(
+            out.status.signal(),
+            Some(libc::SIGPIPE),
+            "{args:?}: {:?}, stderr: {}",
+            out.status,
+            stderr(&out)
+        );
+        assert_eq!(stderr(&out), "", "{args:?}");
+    }
+}

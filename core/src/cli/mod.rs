@@ -65,8 +65,41 @@ enum Command {
     Project(project::ProjectArgs),
 }
 
+impl Command {
+    /// Whether the command only reads local files (the pipeline file, the journal, the plugin
+    /// folder) and prints: it talks to no server and writes nothing.
+    fn only_prints(&self) -> bool {
+        matches!(
+            self,
+            Command::Validate(_)
+                | Command::Status(_)
+                | Command::History(_)
+                | Command::Failures(_)
+                | Command::Gaps(_)
+                | Command::Journal(_)
+                | Command::Plugins(_)
+        )
+    }
+}
+
+/// Lets a closed standard output end the process, as it ends `cat`: `caudal journal inspect |
+/// head` stops when `head` has its lines, with no error and no panic. Rust starts with SIGPIPE
+/// ignored; this puts back its default action. Only for commands that just print: a command
+/// that writes anywhere keeps SIGPIPE ignored, so that a closed pipe is an error it handles
+/// and never a kill in the middle of a write.
+fn end_quietly_when_stdout_closes() {
+    // SAFETY: called on the main thread before any other thread starts; `signal` with
+    // SIG_DFL installs no handler code.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
 /// Runs one parsed command line and returns the process exit status.
 pub fn run(cli: Cli) -> ExitCode {
+    if cli.command.only_prints() {
+        end_quietly_when_stdout_closes();
+    }
     let result = match cli.command {
         Command::Run(args) => run::run(args),
         Command::Validate(args) => validate::run(args),
