@@ -207,3 +207,39 @@ fn a_source_that_cannot_be_read_fails_the_run_and_shows_in_status() {
     ]);
     assert_eq!(inspect.lines().count(), 1, "{inspect}");
 }
+
+#[test]
+fn a_run_whose_reader_is_gone_still_finishes_and_exits_0() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = pipeline(
+        dir.path(),
+        "[[streams]]\nfrom = \"gen\"\ntable = \"all_types\"\nto = \"sink\"\nchunk_rows = 1500\n",
+    );
+    let f = file.to_str().unwrap();
+    // As `caudal run p.toml | true`: standard output is a pipe nobody reads.
+    for args in [
+        vec!["run", f, "--progress", "none"],
+        vec!["retry", "--file", f],
+    ] {
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_caudal"))
+            .args(&args)
+            .env_remove("CAUDAL_PLUGIN_PATH")
+            .env_remove("CAUDAL_JOURNAL")
+            .env_remove("RUST_LOG")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        drop(child.stdout.take());
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{args:?}: {:?}\n{stderr}", out.status);
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+        assert!(!stderr.contains("standard output"), "{args:?}: {stderr}");
+    }
+    let status: serde_json::Value =
+        serde_json::from_str(&ok(&["status", "--file", f, "--json"])).unwrap();
+    let stream = &status["pipelines"][0]["streams"][0];
+    assert_eq!(stream["state"], "completed", "{status}");
+    assert_eq!(stream["rows"], 5000, "{status}");
+}

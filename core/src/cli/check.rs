@@ -72,12 +72,12 @@ pub fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
                             })
                         })
                         .collect();
-                    println!(
+                    outln!(
                         "{}",
                         json!({"connection": name, "connector": connection.connector(), "ok": true, "tables": list})
                     );
                 } else {
-                    println!(
+                    outln!(
                         "{name} ({}): ok, {} tables",
                         connection.connector(),
                         tables.len()
@@ -87,19 +87,19 @@ pub fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
                             .estimated_rows
                             .map(|n| format!(", ~{n} rows"))
                             .unwrap_or_default();
-                        println!("  {} ({} columns{rows})", t.name, t.schema.len());
+                        outln!("  {} ({} columns{rows})", t.name, t.schema.len());
                     }
                 }
             }
             Err(e) => {
                 failed = true;
                 if args.json {
-                    println!(
+                    outln!(
                         "{}",
                         json!({"connection": name, "connector": connection.connector(), "ok": false, "error": e.message})
                     );
                 } else {
-                    println!("{name} ({}): FAILED: {}", connection.connector(), e.message);
+                    outln!("{name} ({}): FAILED: {}", connection.connector(), e.message);
                 }
             }
         }

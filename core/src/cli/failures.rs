@@ -52,7 +52,7 @@ pub fn run(args: FailuresArgs) -> anyhow::Result<ExitCode> {
             None => "none scheduled (caudal retry)".to_owned(),
         };
         if args.json {
-            println!("{}", lane_json(key, &pending, f.batch_seq, Some(f)));
+            outln!("{}", lane_json(key, &pending, f.batch_seq, Some(f)));
             continue;
         }
         rows.push([
@@ -84,7 +84,7 @@ pub fn run(args: FailuresArgs) -> anyhow::Result<ExitCode> {
         let rows: u64 = pending.iter().map(|b| b.rows).sum();
         let label = part_label(&key.part.stream, key.part.partition.as_deref());
         if args.json {
-            println!("{}", lane_json(&key, &pending, first.seq, None));
+            outln!("{}", lane_json(&key, &pending, first.seq, None));
         } else {
             waiting.push(format!(
                 "  {}/{label} -> {}: seqs {}..{}, {} batches, {rows} rows",
@@ -98,7 +98,7 @@ pub fn run(args: FailuresArgs) -> anyhow::Result<ExitCode> {
     }
     if !args.json {
         if rows.is_empty() {
-            println!("journal {}: no failed writes pending", dir.display());
+            outln!("journal {}: no failed writes pending", dir.display());
         } else {
             print_table(
                 &[
@@ -115,12 +115,12 @@ pub fn run(args: FailuresArgs) -> anyhow::Result<ExitCode> {
             );
         }
         if !waiting.is_empty() {
-            println!(
+            outln!(
                 "journaled and not yet written, with no failed write (the command writing them \
                  was stopped, or is still writing; `caudal retry` writes them):"
             );
             for line in waiting {
-                println!("{line}");
+                outln!("{line}");
             }
         }
     }

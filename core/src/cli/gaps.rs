@@ -118,7 +118,7 @@ pub fn run(args: GapsArgs) -> anyhow::Result<ExitCode> {
         target.by.is_some(),
     );
     if args.json {
-        println!("{}", report_json(&target, &parts));
+        outln!("{}", report_json(&target, &parts));
     } else {
         print_report(&target, &parts);
     }
@@ -302,7 +302,7 @@ fn missing_shown(missing: &[Day]) -> String {
 }
 
 fn print_report(t: &Target, parts: &[PartGaps]) {
-    println!(
+    outln!(
         "pipeline {}, stream {}: days by `{}` loaded into {}, today {}",
         t.pipeline,
         t.stream,
@@ -346,8 +346,8 @@ fn print_report(t: &Target, parts: &[PartGaps]) {
         .filter(|p| p.days_behind.is_none_or(|d| d > 1))
         .count();
     let with_gaps = parts.iter().filter(|p| !p.missing.is_empty()).count();
-    println!();
-    println!(
+    outln!();
+    outln!(
         "{} {}: {behind} more than a day behind or never loaded, {with_gaps} with missing days",
         parts.len(),
         match &t.by {

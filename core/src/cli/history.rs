@@ -46,12 +46,12 @@ pub fn run(args: HistoryArgs) -> anyhow::Result<ExitCode> {
             if let Some(object) = value.as_object_mut() {
                 object.insert("summary".into(), serde_json::to_value(r.summaries())?);
             }
-            println!("{value}");
+            outln!("{value}");
         }
         return Ok(ExitCode::SUCCESS);
     }
     if runs.is_empty() {
-        println!("journal {}: no runs yet", dir.display());
+        outln!("journal {}: no runs yet", dir.display());
         return Ok(ExitCode::SUCCESS);
     }
     let rows: Vec<[String; 9]> = runs
@@ -85,13 +85,13 @@ pub fn run(args: HistoryArgs) -> anyhow::Result<ExitCode> {
     for r in runs.iter().filter(|r| {
         r.error.is_some() || !r.attempts.is_empty() || r.summaries().iter().any(|s| s.partitioned)
     }) {
-        println!();
-        println!("run {} ({}):", r.run, when::format(r.started_at));
+        outln!();
+        outln!("run {} ({}):", r.run, when::format(r.started_at));
         for s in r.summaries().iter().filter(|s| s.partitioned) {
-            println!("  {}", summary_shown(s));
+            outln!("  {}", summary_shown(s));
         }
         if let Some(e) = &r.error {
-            println!("  error: {}", first_line(e));
+            outln!("  error: {}", first_line(e));
         }
         for a in &r.attempts {
             let what = match a.outcome.as_str() {
@@ -105,7 +105,7 @@ pub fn run(args: HistoryArgs) -> anyhow::Result<ExitCode> {
                 ),
                 other => other.to_owned(),
             };
-            println!(
+            outln!(
                 "  {} attempt {} {} -> {} batch {}: {what}",
                 when::format(a.at),
                 a.attempt,

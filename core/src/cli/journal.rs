@@ -278,7 +278,7 @@ fn stats(args: StatsArgs) -> anyhow::Result<ExitCode> {
             "last_time": last.map(|l| when::format(l.1)),
             "kinds": kinds,
         });
-        println!("{report}");
+        outln!("{report}");
         return Ok(ExitCode::SUCCESS);
     }
     let mut out = io::stdout().lock();
@@ -319,9 +319,9 @@ fn verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
                     "bytes": report.bytes, "segments": report.segments, "first_seq": report.first_seq,
                     "last_seq": report.last_seq, "seconds": secs, "mb_per_s": mbps,
                 });
-                println!("{out}");
+                outln!("{out}");
             } else {
-                println!(
+                outln!(
                     "ok: {} entries (seq {} .. {}) in {} segments, {} verified in {:.3} s ({:.0} MB/s): every CRC, payload hash and chain link holds",
                     report.entries,
                     report.first_seq,
@@ -349,7 +349,7 @@ fn verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
                     out["seq"] = json!(seq);
                     out["reason"] = json!(reason);
                 }
-                println!("{out}");
+                outln!("{out}");
             } else {
                 eprintln!("error: {err}");
             }

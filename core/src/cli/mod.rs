@@ -4,6 +4,18 @@
 //! Exit status: 0 success, 1 a failure or a check that did not pass (damage, mismatch, failed
 //! run), 2 a usage or configuration error.
 
+/// `println!` that never panics: once standard output is closed (`caudal run p.toml | head`),
+/// lines go nowhere and the command still finishes its work and exits with its own status.
+/// Another failure to write (a full disk under a redirect) is said once on stderr.
+macro_rules! outln {
+    () => {
+        $crate::cli::print_line(format_args!(""))
+    };
+    ($($arg:tt)*) => {
+        $crate::cli::print_line(format_args!($($arg)*))
+    };
+}
+
 mod bench;
 mod check;
 mod failures;
@@ -92,6 +104,24 @@ fn end_quietly_when_stdout_closes() {
     // SIG_DFL installs no handler code.
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
+/// The body of [`outln!`].
+pub(crate) fn print_line(line: std::fmt::Arguments<'_>) {
+    use std::io::Write as _;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    static SAID: AtomicBool = AtomicBool::new(false);
+    let mut out = std::io::stdout().lock();
+    let written = out
+        .write_fmt(line)
+        .and_then(|()| out.write_all(b"\n"))
+        .and_then(|()| out.flush());
+    if let Err(e) = written
+        && e.kind() != std::io::ErrorKind::BrokenPipe
+        && !SAID.swap(true, Ordering::Relaxed)
+    {
+        eprintln!("warning: could not write to standard output: {e}");
     }
 }
 

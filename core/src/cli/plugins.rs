@@ -39,7 +39,7 @@ pub fn run(args: PluginsArgs) -> anyhow::Result<ExitCode> {
         .collect();
     if args.json {
         for r in &rows {
-            println!("{}", serde_json::to_string(r)?);
+            outln!("{}", serde_json::to_string(r)?);
         }
     } else {
         print_table(&rows, &search);
@@ -87,7 +87,7 @@ fn print_table(rows: &[Row], search: &SearchPath) {
             .iter()
             .map(|d| d.display().to_string())
             .collect();
-        println!("no plugins found in: {}", dirs.join(", "));
+        outln!("no plugins found in: {}", dirs.join(", "));
         return;
     }
     let cells: Vec<[String; 5]> = rows
@@ -124,11 +124,11 @@ fn print_table(rows: &[Row], search: &SearchPath) {
         }
         s
     };
-    println!("{}", line(header));
+    outln!("{}", line(header));
     for (c, r) in cells.iter().zip(rows) {
-        println!("{}", line([&c[0], &c[1], &c[2], &c[3], &c[4]]));
+        outln!("{}", line([&c[0], &c[1], &c[2], &c[3], &c[4]]));
         if let Some(e) = &r.error {
-            println!("  error: {e}");
+            outln!("  error: {e}");
         }
     }
 }

@@ -185,7 +185,7 @@ fn redis(args: RedisArgs) -> anyhow::Result<ExitCode> {
                 })
             })
             .collect();
-        println!(
+        outln!(
             "{}",
             json!({
                 "connection": connection,
@@ -197,7 +197,7 @@ fn redis(args: RedisArgs) -> anyhow::Result<ExitCode> {
     } else {
         super::run::print_rebuilds(&rebuilds);
         for p in &replay.parts {
-            println!(
+            outln!(
                 "{} -> {connection}.{}: {} batches written, {} already there{}",
                 p.label,
                 p.table,
@@ -234,14 +234,14 @@ fn print_rebuild(connection: &str, report: &RebuildReport, as_json: bool) -> Exi
                 })
             })
             .collect();
-        println!(
+        outln!(
             "{}",
             json!({ "connection": connection, "ok": report.succeeded(), "rebuilt": tables })
         );
     } else {
         for t in &report.tables {
             match &t.error {
-                None => println!(
+                None => outln!(
                     "{connection}.{}: rewritten, {} rows written from {} journaled batches; offsets \
                      at {}",
                     t.table,
@@ -253,7 +253,7 @@ fn print_rebuild(connection: &str, report: &RebuildReport, as_json: bool) -> Exi
                         .collect::<Vec<_>>()
                         .join(", ")
                 ),
-                Some(e) => println!("{connection}.{}: FAILED: {e}", t.table),
+                Some(e) => outln!("{connection}.{}: FAILED: {e}", t.table),
             }
         }
     }

@@ -83,7 +83,7 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
                 })
             })
             .collect();
-        println!(
+        outln!(
             "{}",
             json!({
                 "run": report.run.map(|r| r.to_string()),
@@ -94,11 +94,11 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
             })
         );
     } else if report.parts.is_empty() {
-        println!("nothing to replay: no journaled batches match");
+        outln!("nothing to replay: no journaled batches match");
     } else {
         let verb = if args.dry_run { "would write" } else { "wrote" };
         for p in &report.parts {
-            println!(
+            outln!(
                 "{} -> {}.{}: seqs {}..{}, {} batches ({} rows): {verb} {}, {} already there{}",
                 p.label,
                 args.to,

@@ -107,25 +107,30 @@ pub fn run(args: RetryArgs) -> anyhow::Result<ExitCode> {
                 })
             })
             .collect();
-        println!(
+        outln!(
             "{}",
             json!({"run": report.run.map(|r| r.to_string()), "ok": report.succeeded(), "retried": lanes})
         );
     } else if report.lanes.is_empty() {
-        println!(
+        outln!(
             "nothing to retry: no failed writes of `{}` are pending",
             pipeline.name()
         );
     } else {
         for l in &report.lanes {
             match &l.error {
-                None => println!(
+                None => outln!(
                     "{} -> {}: {} batches from seq {} applied",
-                    l.label, l.destination, l.batches, l.first_seq
+                    l.label,
+                    l.destination,
+                    l.batches,
+                    l.first_seq
                 ),
-                Some(e) => println!(
+                Some(e) => outln!(
                     "{} -> {}: still failing at seq {}: {e}",
-                    l.label, l.destination, l.first_seq
+                    l.label,
+                    l.destination,
+                    l.first_seq
                 ),
             }
         }

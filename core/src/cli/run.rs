@@ -237,7 +237,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         Err(e) => return Ok(engine_error(&pipeline, &e)),
     };
     if args.json {
-        println!("{}", report_json(&pipeline, &report));
+        outln!("{}", report_json(&pipeline, &report));
     } else {
         print_report(&pipeline, &report);
     }
@@ -299,7 +299,7 @@ pub(crate) fn rebuild_json(r: &RepairedRebuild) -> serde_json::Value {
 
 fn print_report(pipeline: &Pipeline, r: &RunReport) {
     let secs = r.elapsed.as_secs_f64();
-    println!(
+    outln!(
         "run {} of `{}`: {} rows in {} batches, {:.1}s ({:.0} rows/s)",
         r.run,
         pipeline.name(),
@@ -320,10 +320,10 @@ fn print_report(pipeline: &Pipeline, r: &RunReport) {
                 .collect::<Vec<_>>()
                 .join("; "),
         };
-        println!("  {:width$}  {:>10} rows  {status}", p.label, p.rows);
+        outln!("  {:width$}  {:>10} rows  {status}", p.label, p.rows);
     }
     if !r.succeeded() {
-        println!("`caudal failures` lists what is pending; `caudal retry` writes it again.");
+        outln!("`caudal failures` lists what is pending; `caudal retry` writes it again.");
     }
 }
 
@@ -335,10 +335,10 @@ pub(crate) fn print_rebuilds(rebuilds: &[RepairedRebuild]) {
             None => format!("connection `{}`", rebuilt.scope.connection),
         };
         match rebuilt.outcome() {
-            (rows, None) => println!(
+            (rows, None) => outln!(
                 "  an earlier rebuild of {scope} had not finished: rebuilt first, {rows} rows"
             ),
-            (_, Some(e)) => println!(
+            (_, Some(e)) => outln!(
                 "  an earlier rebuild of {scope} had not finished, and rebuilding it FAILED: {e} \
                  (the next run tries again)"
             ),

@@ -159,19 +159,19 @@ pub fn run(args: StatusArgs) -> anyhow::Result<ExitCode> {
                 json!({"pipeline": name, "last_run": last, "streams": streams})
             })
             .collect();
-        println!(
+        outln!(
             "{}",
             json!({"journal": dir.display().to_string(), "through_seq": projection.through_seq(), "pipelines": list})
         );
         return Ok(ExitCode::SUCCESS);
     }
     if pipelines.is_empty() {
-        println!("journal {}: no runs yet", dir.display());
+        outln!("journal {}: no runs yet", dir.display());
         return Ok(ExitCode::SUCCESS);
     }
     for name in &pipelines {
         match runs.iter().rev().find(|r| &r.pipeline == name) {
-            Some(r) => println!(
+            Some(r) => outln!(
                 "pipeline {name}: last run {} ({}) {} at {}{}, {} rows",
                 r.run,
                 r.trigger,
@@ -182,7 +182,7 @@ pub fn run(args: StatusArgs) -> anyhow::Result<ExitCode> {
                     .unwrap_or_default(),
                 r.rows
             ),
-            None => println!("pipeline {name}: no runs"),
+            None => outln!("pipeline {name}: no runs"),
         }
         let rows: Vec<[String; 6]> = parts
             .iter()
@@ -262,7 +262,7 @@ pub fn print_table<const N: usize>(header: &[&str; N], rows: &[[String; N]]) {
                 out.push(' ');
             }
         }
-        println!("{}", out.trim_end());
+        outln!("{}", out.trim_end());
     };
     line(header.to_vec());
     for row in rows {

@@ -32,7 +32,7 @@ pub fn run(args: ValidateArgs) -> anyhow::Result<ExitCode> {
         }
         return Ok(ExitCode::from(EXIT_USAGE));
     }
-    println!(
+    outln!(
         "{}: pipeline `{}` is valid: {} connections, {} streams",
         args.file.display(),
         pipeline.name(),

@@ -79,7 +79,7 @@ pub fn run(args: VerifyArgs) -> anyhow::Result<ExitCode> {
     };
     if args.json {
         let tables: Vec<_> = report.tables.iter().map(table_json).collect();
-        println!(
+        outln!(
             "{}",
             json!({
                 "pipeline": pipeline.name(),
@@ -125,13 +125,13 @@ fn table_json(t: &TableCheck) -> serde_json::Value {
 fn print_table(t: &TableCheck) {
     let name = format!("{}.{}", t.connection, t.table);
     if t.ok {
-        println!(
+        outln!(
             "{name}: ok, {} rows, digest {}",
             t.expected.rows,
             short(&t.expected.digest)
         );
     } else {
-        println!(
+        outln!(
             "{name}: MISMATCH: journal {} rows, digest {}; destination {} rows, digest {}",
             t.expected.rows,
             short(&t.expected.digest),
@@ -148,7 +148,7 @@ fn print_table(t: &TableCheck) {
             }
             let shown: Vec<&str> = keys.iter().take(SHOWN_KEYS).map(String::as_str).collect();
             let more = keys.len().saturating_sub(SHOWN_KEYS);
-            println!(
+            outln!(
                 "  {kind:<8} {} key{}: {}{}",
                 keys.len(),
                 if keys.len() == 1 { "" } else { "s" },
@@ -161,14 +161,14 @@ fn print_table(t: &TableCheck) {
             );
         }
         if t.unlisted_extra > 0 {
-            println!(
+            outln!(
                 "  extra    {} rows whose keys the connector cannot list",
                 t.unlisted_extra
             );
         }
     }
     if let Some((after, ok)) = &t.repaired {
-        println!(
+        outln!(
             "  repaired: now {} rows, digest {}: {}",
             after.rows,
             short(&after.digest),
@@ -180,7 +180,7 @@ fn print_table(t: &TableCheck) {
         );
     }
     if let Some(e) = &t.error {
-        println!("  error: {e}");
+        outln!("  error: {e}");
     }
 }
 

@@ -89,13 +89,13 @@ pub fn run(args: JournalBenchArgs) -> anyhow::Result<ExitCode> {
         .collect::<anyhow::Result<_>>()?;
 
     if !args.json {
-        println!(
+        outln!(
             "caudal bench journal: {:.1} s per configuration, scratch in {}, SHA-NI {}",
             args.duration.as_secs_f64(),
             scratch.path().display(),
             if sha_ni() { "yes" } else { "no" }
         );
-        println!(
+        outln!(
             "{:>7}  {:<14}  {:>9}  {:>9}  {:>12}  {:>9}  {:>9}  {:>11}  {:>6}  {:>8}",
             "size",
             "policy",
@@ -268,13 +268,13 @@ fn measure_verify(dir: &Path, json: bool) -> anyhow::Result<()> {
     let verify_mbps = report.bytes as f64 / 1e6 / verify_s;
     let sha_mbps = bytes.len() as f64 / 1e6 / sha_s;
     if json {
-        println!(
+        outln!(
             "{}",
             json!({"figure": "verify", "entries": report.entries, "bytes": report.bytes, "mb_per_s": verify_mbps,
                    "limit": "sha256", "limit_mb_per_s": sha_mbps, "ratio": verify_mbps / sha_mbps})
         );
     } else {
-        println!(
+        outln!(
             "verify: {} entries, {:.1} MB in {:.3} s = {:.0} MB/s; SHA-256 over the same bytes {:.0} MB/s; ratio {:.2}",
             report.entries,
             report.bytes as f64 / 1e6,
@@ -290,7 +290,7 @@ fn measure_verify(dir: &Path, json: bool) -> anyhow::Result<()> {
 fn print_figure(f: &AppendFigure, json: bool) {
     let ratio = f.mbps() / f.limit_mbps;
     if json {
-        println!(
+        outln!(
             "{}",
             json!({"figure": "append", "size": f.size, "policy": f.policy, "appenders": f.appenders, "in_flight": f.in_flight,
                    "entries": f.entries, "seconds": f.seconds, "entries_per_s": f.entries_per_s(),
@@ -299,7 +299,7 @@ fn print_figure(f: &AppendFigure, json: bool) {
                    "limit_mb_per_s": f.limit_mbps, "ratio": ratio})
         );
     } else {
-        println!(
+        outln!(
             "{:>7}  {:<14}  {:>9}  {:>9}  {:>12.0}  {:>9.1}  {:>9}  {:>11.1}  {:>6.2}  {:>8}",
             f.size,
             f.policy,

@@ -339,12 +339,12 @@ impl Bench<'_> {
         ensure_local_infile(runtime, admin)?;
         let fill = self.load_data(&data, self.src, "t", rows)?;
         if !self.args.json {
-            println!(
+            outln!(
                 "caudal bench mysql: {rows} rows x 12 columns, server {version} at {}, journal durability batch, scratch in {}",
                 self.server.redacted(),
                 self.dir.display()
             );
-            println!(
+            outln!(
                 "  generated {:.0} MB of rows in {generated:.1} s; loaded into the source in {:.1} s",
                 std::fs::metadata(&data).map(|m| m.len()).unwrap_or(0) as f64 / 1e6,
                 fill.seconds
@@ -407,13 +407,13 @@ impl Bench<'_> {
         let floor_s = floor.map(|f| f.3);
         if self.args.json {
             for f in figures {
-                println!(
+                outln!(
                     "{}",
                     json!({"figure": f.name, "rows": f.rows, "seconds": f.seconds, "rows_per_s": f.rows_per_s(),
                            "peak_rss_kib": f.peak_rss_kib, "cpu_s": f.cpu_s, "server_cpu_s": f.server_cpu_s})
                 );
             }
-            println!(
+            outln!(
                 "{}",
                 json!({"figure": "ratios", "mysql_to_duckdb_vs_bare_read": read_ratio,
                        "mysql_to_duckdb_vs_duckdb_write": duckdb_ratio,
@@ -423,13 +423,18 @@ impl Bench<'_> {
                        "bench_peak_rss_kib": own_peak_rss_kib()})
             );
         } else {
-            println!(
+            outln!(
                 "  {:<38}  {:>12}  {:>9}  {:>7}  {:>10}  {:>10}",
-                "", "rows/s", "seconds", "CPU s", "server CPU", "peak RSS"
+                "",
+                "rows/s",
+                "seconds",
+                "CPU s",
+                "server CPU",
+                "peak RSS"
             );
             let or_dash = |v: Option<f64>| v.map_or("-".to_owned(), |v| format!("{v:.2}"));
             for f in figures {
-                println!(
+                outln!(
                     "  {:<38}  {:>12.0}  {:>9.2}  {:>7}  {:>10}  {:>10}",
                     f.name,
                     f.rows_per_s(),
@@ -440,14 +445,14 @@ impl Bench<'_> {
                         .map_or("-".to_owned(), |k| format!("{:.1} MB", k as f64 / 1024.0))
                 );
             }
-            println!(
+            outln!(
                 "  MySQL -> DuckDB / bare read = {read_ratio:.2}; MySQL -> DuckDB / DuckDB write = \
                  {duckdb_ratio:.2}; DuckDB -> MySQL / LOAD DATA = {write_ratio:.2}; bench process \
                  peak RSS {:.1} MB",
                 own_peak_rss_kib().unwrap_or(0) as f64 / 1024.0
             );
             if let Some((server, driver, write, floor_s)) = floor {
-                println!(
+                outln!(
                     "  floor of MySQL -> DuckDB on {cores} cores: the CPU of the read (server \
                      {server:.2} s, driver {driver:.2} s) and of DuckDB's write ({write:.2} s) \
                      takes {floor_s:.2} s of them: at most {:.0} rows/s before any work of \

@@ -73,7 +73,7 @@ pub fn run(args: RedisBenchArgs) -> anyhow::Result<ExitCode> {
     let rate = rows / m.rebuild.wall_s;
     let share = rate / baseline;
     if args.json {
-        println!(
+        outln!(
             "{}",
             json!({
                 "rows": args.rows,
@@ -97,16 +97,16 @@ pub fn run(args: RedisBenchArgs) -> anyhow::Result<ExitCode> {
             })
         );
     } else {
-        println!("Redis cache of {} rows built from the journal", args.rows);
-        println!("  redis-benchmark -P 64 -t set: {baseline:.0} SET/s (the goal's baseline)");
-        println!(
+        outln!("Redis cache of {} rows built from the journal", args.rows);
+        outln!("  redis-benchmark -P 64 -t set: {baseline:.0} SET/s (the goal's baseline)");
+        outln!(
             "  caudal project redis (replay into an empty cache): {:.2} s, {:.0} keys/s; server \
              busy {:.2} s",
             m.replay.wall_s,
             rows / m.replay.wall_s,
             m.replay.server_cpu_s
         );
-        println!(
+        outln!(
             "  caudal project redis --rebuild (offsets and keys gone): {:.2} s, {rate:.0} keys/s \
              = {:.0}% of redis-benchmark (goal 70%){}; server busy {:.2} s",
             m.rebuild.wall_s,
@@ -114,15 +114,15 @@ pub fn run(args: RedisBenchArgs) -> anyhow::Result<ExitCode> {
             if share >= 0.7 { "" } else { ": NOT MET" },
             m.rebuild.server_cpu_s
         );
-        println!(
+        outln!(
             "  caudal project redis --rebuild over the full cache (every key there, as when a \
              cache drifted): {:.2} s, {:.0} keys/s; server busy {:.2} s",
             m.rebuild_full.wall_s,
             rows / m.rebuild_full.wall_s,
             m.rebuild_full.server_cpu_s
         );
-        println!("  where the server's limit is (extra figures, not the goal's baseline):");
-        println!(
+        outln!("  where the server's limit is (extra figures, not the goal's baseline):");
+        outln!(
             "    redis-benchmark -P 64 -r {0} SET, a new key per request: {1:.0} SET/s = {2:.0}% \
              of the baseline; rebuild = {3:.0}% of it",
             args.rows,
@@ -130,15 +130,16 @@ pub fn run(args: RedisBenchArgs) -> anyhow::Result<ExitCode> {
             m.distinct / baseline * 100.0,
             rate / m.distinct * 100.0
         );
-        println!(
+        outln!(
             "    the same with {ROW_VALUE_BYTES}-byte values (a row's RESTORE payload): {:.0} \
              SET/s; rebuild = {:.0}% of it",
             m.row_sized,
             rate / m.row_sized * 100.0
         );
-        println!(
+        outln!(
             "    redis-benchmark -P 64 -r {} HSET of a 3-field row per key: {:.0} rows/s",
-            args.rows, m.hset_rows
+            args.rows,
+            m.hset_rows
         );
     }
     Ok(ExitCode::SUCCESS)

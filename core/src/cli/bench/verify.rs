@@ -116,7 +116,7 @@ pub fn run(args: VerifyBenchArgs) -> anyhow::Result<ExitCode> {
     let verify_s = median(&mut in_process);
     let ratio = verify_s / scan_s;
     if args.json {
-        println!(
+        outln!(
             "{}",
             json!({
                 "rows": args.rows,
@@ -136,33 +136,33 @@ pub fn run(args: VerifyBenchArgs) -> anyhow::Result<ExitCode> {
         );
     } else {
         let rate = |s: f64| args.rows as f64 / s;
-        println!(
+        outln!(
             "verify of a {}-row DuckDB table (medians of {repeat})",
             args.rows
         );
-        println!("  generate + run (setup): {generated:.2} s + {run_s:.2} s");
-        println!(
+        outln!("  generate + run (setup): {generated:.2} s + {run_s:.2} s");
+        outln!(
             "  full scan through the connector:   {scan_s:.3} s ({:.0} rows/s)",
             rate(scan_s)
         );
-        println!(
+        outln!(
             "  verify (fold checkpointed):        {verify_s:.3} s ({:.0} rows/s)",
             rate(verify_s)
         );
-        println!(
+        outln!(
             "  `caudal verify` command: {command_s:.3} s ({:.2}x the scan; process start, \
              journal open and plugin load included)",
             command_s / scan_s
         );
-        println!(
+        outln!(
             "  caudal verify, first (whole journal folded): {cold_s:.3} s ({:.2}x the scan)",
             cold_s / scan_s
         );
-        println!(
+        outln!(
             "  caudal verify after a run adding {more} rows (fold checkpoint read, the new \
              batches folded in, written again): {after_run_s:.3} s"
         );
-        println!(
+        outln!(
             "  verify / scan: {ratio:.2}x (goal under 2x){}",
             if ratio < 2.0 { "" } else { ": NOT MET" }
         );
