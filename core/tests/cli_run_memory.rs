@@ -11,14 +11,19 @@ mod plugin_support;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
-fn caudal(args: &[&str]) -> Output {
-    std::process::Command::new(env!("CARGO_BIN_EXE_caudal"))
+/// `caudal ARGS`, with none of the caller's settings in its environment.
+fn command(args: &[&str]) -> std::process::Command {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_caudal"));
+    command
         .args(args)
         .env_remove("CAUDAL_PLUGIN_PATH")
         .env_remove("CAUDAL_JOURNAL")
-        .env_remove("RUST_LOG")
-        .output()
-        .expect("caudal runs")
+        .env_remove("RUST_LOG");
+    command
+}
+
+fn caudal(args: &[&str]) -> Output {
+    command(args).output().expect("caudal runs")
 }
 
 fn stdout(out: &Output) -> String {
@@ -221,11 +226,7 @@ fn a_run_whose_reader_is_gone_still_finishes_and_exits_0() {
         vec!["run", f, "--progress", "none"],
         vec!["retry", "--file", f],
     ] {
-        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_caudal"))
-            .args(&args)
-            .env_remove("CAUDAL_PLUGIN_PATH")
-            .env_remove("CAUDAL_JOURNAL")
-            .env_remove("RUST_LOG")
+        let mut child = command(&args)
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
             .spawn()
