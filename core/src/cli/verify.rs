@@ -109,7 +109,7 @@ fn table_json(t: &TableCheck) -> serde_json::Value {
         "table": t.table,
         "ok": t.ok,
         "expected": summary_json(&t.expected),
-        "actual": summary_json(&t.actual),
+        "actual": t.actual.as_ref().map(summary_json),
         "missing": t.missing,
         "extra": t.extra,
         "changed": t.changed,
@@ -130,13 +130,13 @@ fn print_table(t: &TableCheck) {
             t.expected.rows,
             short(&t.expected.digest)
         );
-    } else {
+    } else if let Some(actual) = &t.actual {
         outln!(
             "{name}: MISMATCH: journal {} rows, digest {}; destination {} rows, digest {}",
             t.expected.rows,
             short(&t.expected.digest),
-            t.actual.rows,
-            short(&t.actual.digest)
+            actual.rows,
+            short(&actual.digest)
         );
         for (kind, keys) in [
             ("missing", &t.missing),
@@ -166,6 +166,12 @@ fn print_table(t: &TableCheck) {
                 t.unlisted_extra
             );
         }
+    } else {
+        outln!(
+            "{name}: NOT CHECKED: journal {} rows, digest {}; the destination could not be read",
+            t.expected.rows,
+            short(&t.expected.digest)
+        );
     }
     if let Some((after, ok)) = &t.repaired {
         outln!(

@@ -121,8 +121,9 @@ pub struct TableCheck {
     pub table: String,
     /// What the journal implies.
     pub expected: DigestSummary,
-    /// What the destination holds (before any repair).
-    pub actual: DigestSummary,
+    /// What the destination holds (before any repair); `None` when it could not be read
+    /// (see `error`).
+    pub actual: Option<DigestSummary>,
     /// Whether they were equal.
     pub ok: bool,
     /// Keys the destination lacks, as text (`v1,v2` for composite keys), sorted.
@@ -439,7 +440,7 @@ impl Engine {
             connection: target.connection.clone(),
             table: target.table.clone(),
             expected: DigestSummary::of(&expected.digest),
-            actual: DigestSummary::of(&TableDigest::new()),
+            actual: None,
             ok: false,
             missing: Vec::new(),
             extra: Vec::new(),
@@ -450,6 +451,7 @@ impl Engine {
         };
         let Some(schema) = schema else {
             // Nothing journaled for this table: there is no schema to read it in.
+            check.actual = Some(DigestSummary::of(&TableDigest::new()));
             check.ok = true;
             check.error = None;
             self.journal_result(session, &check, &expected.digest, &TableDigest::new())?;
@@ -471,7 +473,7 @@ impl Engine {
             }
             None => TableDigest::new(),
         };
-        check.actual = DigestSummary::of(&actual);
+        check.actual = Some(DigestSummary::of(&actual));
         check.ok = actual == expected.digest;
         if !check.ok && expected.keyed && !expected.complete {
             expected = expected_state(&session.reader, target, (seqs, rows), &batches, true)?;
@@ -537,7 +539,7 @@ impl Engine {
                 Ok(after) => {
                     let ok = after == expected.digest;
                     let mut again = check.clone();
-                    again.actual = DigestSummary::of(&after);
+                    again.actual = Some(DigestSummary::of(&after));
                     again.ok = ok;
                     again.missing.clear();
                     again.extra.clear();

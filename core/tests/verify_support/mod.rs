@@ -210,6 +210,23 @@ pub fn outage_scenario(tag: &str, cache: impl Fn(&Path) -> String) {
     let (code, report) = verify_json(&down, &["--connection", "cache"]);
     assert_eq!(code, 0, "{report}");
     assert_eq!(report["tables"][0]["actual"]["rows"], 309);
+    // MySQL cannot be checked while it is down: no row count or digest is made up for it.
+    let (code, report) = verify_json(&down, &["--connection", "db"]);
+    assert_eq!(code, 1, "{report}");
+    let table = &report["tables"][0];
+    assert_eq!(table["actual"], serde_json::Value::Null, "{report}");
+    assert_eq!(table["expected"]["rows"], 309, "{report}");
+    assert!(
+        table["error"].as_str().is_some_and(|e| e.contains("`db`")),
+        "{report}"
+    );
+    let text = run(&["verify", "--file", s(&down), "--connection", "db"]);
+    let said = String::from_utf8_lossy(&text.stdout);
+    assert_eq!(text.status.code(), Some(1), "{said}");
+    assert!(
+        said.contains("db.items: NOT CHECKED") && !said.contains("MISMATCH"),
+        "{said}"
+    );
 
     // MySQL is back: the pending batches apply, in journal order.
     let up = write_pipeline(dir.path(), &db.0, 3306, &cache);
