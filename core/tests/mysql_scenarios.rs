@@ -587,3 +587,26 @@ fn bench_mysql_reports_each_figure_with_its_cpu_time_and_the_floor() {
     // The scratch directory is removed at the end.
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
 }
+
+/// `caudal bench mysql` against a server that is not there: one error naming the server
+/// without its password, each cause said once.
+#[test]
+fn bench_mysql_names_a_server_it_cannot_reach_once_and_without_the_password() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("mysql://root:Sup3rS3cret@127.0.0.1:{port}");
+    let out = run(&["bench", "mysql", "--url", &url, "--rows", "10"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "cannot connect to mysql://root:***@127.0.0.1:{port}"
+        )),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("Sup3rS3cret"), "{stderr}");
+    assert_eq!(stderr.matches("Connection refused").count(), 1, "{stderr}");
+}

@@ -11,7 +11,7 @@ mod verify_support;
 
 use engine_support::*;
 use redis_support::*;
-use verify_support::{keys, verify_json};
+use verify_support::{closed_port, keys, verify_json};
 
 const KEY: [&str; 3] = ["tienda", "factura", "linea"];
 
@@ -243,4 +243,35 @@ fn a_cache_drifted_in_many_keys_is_compared_in_one_read_named_exactly_and_repair
     let (code, report) = verify_json(&file, &[]);
     assert_eq!(code, 0, "{report}");
     assert_eq!(report["tables"][0]["actual"], before);
+}
+
+/// `caudal bench redis` against a port nothing listens on ends at once with an error naming
+/// the server (redis-benchmark alone would retry it for ever).
+#[test]
+fn bench_redis_names_a_server_that_does_not_answer() {
+    let port = closed_port().to_string();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_caudal"))
+        .args(["bench", "redis", "--rows", "10", "--port", &port])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if started.elapsed() > std::time::Duration::from_secs(60) {
+            let _ = std::process::Command::new("pkill")
+                .args(["-f", &format!("redis-benchmark -h 127.0.0.1 -p {port} ")])
+                .status();
+            let _ = child.kill();
+            panic!("bench redis still running after 60 s against a closed port");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!("cannot reach Redis at 127.0.0.1:{port}")),
+        "{stderr}"
+    );
 }

@@ -114,6 +114,7 @@ pub fn run(args: MySqlBenchArgs) -> anyhow::Result<ExitCode> {
         .build()?;
     let mut admin = runtime
         .block_on(MySqlConnection::connect(&server.url))
+        .map_err(said)
         .with_context(|| format!("cannot connect to {}", server.redacted()))?;
     let prefix = format!("caudal_bench_{}", std::process::id());
     let (src, dst) = (format!("{prefix}_src"), format!("{prefix}_dst"));
@@ -481,6 +482,7 @@ impl Bench<'_> {
         // `execute` fetches every row of the result and drops it.
         runtime
             .block_on(sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&mut *admin))
+            .map_err(said)
             .context("bare read")?;
         let seconds = started.elapsed().as_secs_f64();
         Ok(Figure {
@@ -729,8 +731,15 @@ fn exec(
 ) -> anyhow::Result<()> {
     runtime
         .block_on(conn.execute(sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned()))))
+        .map_err(said)
         .with_context(|| format!("`{sql}`"))?;
     Ok(())
+}
+
+/// A driver error as one message: sqlx's own text already holds its cause, which the error
+/// chain would print a second time.
+fn said(e: sqlx::Error) -> anyhow::Error {
+    anyhow::anyhow!("{e}")
 }
 
 fn scalar(
@@ -740,6 +749,7 @@ fn scalar(
 ) -> anyhow::Result<String> {
     let row = runtime
         .block_on(conn.fetch_one(sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned()))))
+        .map_err(said)
         .with_context(|| format!("`{sql}`"))?;
     let value = sqlx::Row::try_get_raw(&row, 0)?;
     let bytes = <&[u8] as sqlx::Decode<sqlx::MySql>>::decode(value)

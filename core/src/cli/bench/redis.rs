@@ -65,6 +65,8 @@ pub fn run(args: RedisBenchArgs) -> anyhow::Result<ExitCode> {
         host: args.host.clone(),
         port: args.port,
     };
+    // redis-benchmark retries a server that does not answer for ever: ask first.
+    server.ping()?;
     let result = measure(&args, dir, &prefix, &server);
     server.delete_under(&prefix);
     let m = result?;
@@ -178,6 +180,26 @@ impl Server {
         let mut c = Command::new("redis-cli");
         c.args(["-h", &self.host, "-p", &self.port.to_string()]);
         c
+    }
+
+    /// Fails, naming the server and what `redis-cli` said, unless it answers `PING`.
+    fn ping(&self) -> anyhow::Result<()> {
+        let out = self
+            .cli()
+            .arg("PING")
+            .output()
+            .context("cannot run redis-cli")?;
+        let said = String::from_utf8_lossy(&out.stdout);
+        if out.status.success() && said.trim() == "PONG" {
+            return Ok(());
+        }
+        let err = String::from_utf8_lossy(&out.stderr);
+        bail!(
+            "cannot reach Redis at {}:{}: {}",
+            self.host,
+            self.port,
+            format!("{} {}", said.trim(), err.trim()).trim()
+        )
     }
 
     /// CPU seconds the server has used (user + system).
