@@ -137,6 +137,7 @@ fn failed_writes_are_retried_listed_and_exit_1() {
     assert_eq!(out.status.code(), Some(1));
     let text = stdout(&out);
     assert!(text.contains("PENDING -> sink"), "{text}");
+    assert!(text.contains("`caudal retry` writes it again"), "{text}");
     let failures = json_lines(&ok(&["failures", "--file", f, "--json"]));
     assert_eq!(failures.len(), 1);
     assert_eq!(failures[0]["attempts"], 3);
@@ -211,6 +212,16 @@ fn a_source_that_cannot_be_read_fails_the_run_and_shows_in_status() {
         "--json",
     ]);
     assert_eq!(inspect.lines().count(), 1, "{inspect}");
+    // The text report sends the user to the next run, not to `caudal retry` (it has no write
+    // to retry).
+    let out = caudal(&["run", f, "--progress", "none"]);
+    let text = stdout(&out);
+    assert!(text.contains("FAILED reading"), "{text}");
+    assert!(
+        text.contains("read again by the next `caudal run`"),
+        "{text}"
+    );
+    assert!(!text.contains("caudal retry"), "{text}");
 }
 
 #[test]

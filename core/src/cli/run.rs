@@ -322,8 +322,19 @@ fn print_report(pipeline: &Pipeline, r: &RunReport) {
         };
         outln!("  {:width$}  {:>10} rows  {status}", p.label, p.rows);
     }
-    if !r.succeeded() {
+    let pending = r
+        .parts
+        .iter()
+        .any(|p| matches!(p.outcome, PartOutcome::WritesPending { .. }));
+    let unread = r
+        .parts
+        .iter()
+        .any(|p| matches!(p.outcome, PartOutcome::ReadFailed(_)));
+    if pending {
         outln!("`caudal failures` lists what is pending; `caudal retry` writes it again.");
+    }
+    if unread {
+        outln!("A stream that failed reading is read again by the next `caudal run`.");
     }
 }
 
