@@ -79,7 +79,8 @@ enum Command {
 
 impl Command {
     /// Whether the command only reads local files (the pipeline file, the journal, the plugin
-    /// folder) and prints: it talks to no server and writes nothing.
+    /// folder) and prints: it talks to no server, and writes nothing but the projections'
+    /// checkpoints, each whole or not at all (a temporary file, then a rename).
     fn only_prints(&self) -> bool {
         matches!(
             self,
