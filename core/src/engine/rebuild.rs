@@ -35,8 +35,8 @@
 //! repairs it too. Meanwhile `caudal verify` reports the rows that differ (and `--repair`
 //! writes them again).
 
-use std::collections::{BTreeMap, HashSet};
-use std::hash::{BuildHasherDefault, Hasher};
+use std::collections::BTreeMap;
+use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
 use std::sync::Arc;
 use std::sync::mpsc;
 
@@ -54,7 +54,7 @@ use super::projection::{RunRecord, RunState};
 use super::run::{Engine, pipeline_file};
 use super::session::{Session, batch_bytes};
 use super::shape::is_delete_schema;
-use super::verify::key_bytes;
+use super::verify::key_bytes_into;
 
 /// The offset stream of a rebuild's writes. Its offset only grows: each rebuild writes after
 /// the last one's.
@@ -158,9 +158,6 @@ impl RebuildReport {
     }
 }
 
-/// A hash set on [`KeyHasher`].
-type FastSet<K> = HashSet<K, BuildHasherDefault<KeyHasher>>;
-
 /// The hash of the keys a rebuild has seen: each 8-byte word is mixed in by a multiply and an
 /// xor-shift (a multiply alone carries a word's high bits nowhere lower, and sequential keys
 /// then collide), and murmur3's final mix. The keys come from this machine's own journal, so
@@ -199,6 +196,47 @@ impl Hasher for KeyHasher {
         h ^= h >> 33;
         h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
         h ^ (h >> 33)
+    }
+}
+
+/// The keys a rebuild has seen, in one buffer: a table of spans of `bytes`, hashed by
+/// [`KeyHasher`]. An integer key takes 9 bytes there plus a 16-byte slot, where a `Vec` per
+/// key took about 50 bytes more (its header and the allocator's) and a malloc and a free.
+struct KeySet {
+    bytes: Vec<u8>,
+    /// (start, length) in `bytes`.
+    spans: hashbrown::HashTable<(u64, u32)>,
+}
+
+impl KeySet {
+    fn with_capacity(keys: usize) -> Self {
+        Self {
+            bytes: Vec::with_capacity(keys.saturating_mul(10)),
+            spans: hashbrown::HashTable::with_capacity(keys),
+        }
+    }
+
+    fn hash(key: &[u8]) -> u64 {
+        BuildHasherDefault::<KeyHasher>::default().hash_one(key)
+    }
+
+    /// Adds `key`; whether it was not there yet.
+    fn insert(&mut self, key: &[u8]) -> bool {
+        let Self { bytes, spans } = self;
+        let span = |&(start, len): &(u64, u32)| {
+            let start = start as usize;
+            &bytes[start..start + len as usize]
+        };
+        match spans.entry(Self::hash(key), |s| span(s) == key, |s| Self::hash(span(s))) {
+            hashbrown::hash_table::Entry::Occupied(_) => false,
+            hashbrown::hash_table::Entry::Vacant(slot) => {
+                // A key is never near 4 GiB: a row of it could not be journaled.
+                let len = u32::try_from(key.len()).unwrap_or(u32::MAX);
+                slot.insert((bytes.len() as u64, len));
+                bytes.extend_from_slice(key);
+                true
+            }
+        }
     }
 }
 
@@ -532,22 +570,27 @@ fn final_rows(
     // Sized for every journaled row at once: growing it rehashed every key seen, a tenth of
     // a rebuild's time.
     let journaled: u64 = seqs.iter().map(|(_, rows)| rows).sum();
-    let mut seen: FastSet<Vec<u8>> = FastSet::with_capacity_and_hasher(
-        usize::try_from(journaled).unwrap_or(usize::MAX),
-        BuildHasherDefault::default(),
-    );
+    let mut seen = KeySet::with_capacity(usize::try_from(journaled).unwrap_or(usize::MAX));
+    let mut scratch = Vec::new();
+    let mut seen_now = |batch: &Batch, key: &[usize], row: usize| {
+        scratch.clear();
+        key_bytes_into(batch, key, row, &mut scratch);
+        seen.insert(&scratch)
+    };
     for &(seq, _) in seqs.iter().rev() {
         let bytes = batch_bytes(reader, seq)?;
         let batch = decode(seq, &bytes)?;
         let key = batch.schema().primary_key();
         let rows = batch.num_rows();
         if is_delete_schema(batch.schema()) {
-            seen.extend((0..rows).map(|row| key_bytes(&batch, key, row)));
+            for row in 0..rows {
+                seen_now(&batch, key, row);
+            }
             continue;
         }
         let mut keep: Vec<u32> = (0..rows)
             .rev()
-            .filter(|&row| seen.insert(key_bytes(&batch, key, row)))
+            .filter(|&row| seen_now(&batch, key, row))
             .map(|row| u32::try_from(row).unwrap_or(u32::MAX))
             .collect();
         keep.reverse();
@@ -583,8 +626,11 @@ fn select_rows(batch: &Batch, keep: &[u32]) -> caudal_connector::Result<Vec<u8>>
 
 #[cfg(test)]
 mod tests {
+    use std::collections::HashSet;
+
     use caudal_connector::{Field, LogicalType};
 
+    use super::super::verify::key_bytes;
     use super::*;
 
     /// The scopes [`unfinished`] finds in a journal of rebuild runs, each
@@ -705,6 +751,27 @@ mod tests {
         // 100,000 random values fill about 51,000 of 65,536 buckets.
         assert!(distinct(&|h| h & 0xffff) > 48_000);
         assert_eq!(distinct(&|h| h >> 57), 128);
+    }
+
+    #[test]
+    fn the_key_set_says_new_once_per_key_even_when_it_grows() {
+        // Sized for 10 keys, given 20,000: the table grows and rehashes from its buffer.
+        let mut set = KeySet::with_capacity(10);
+        let mut reference = HashSet::new();
+        let mut x = 0x1234_5678_9abc_def0u64;
+        for _ in 0..20_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            // Keys of 0 to 20 bytes, many of them prefixes of others, some repeated.
+            let len = (x % 21) as usize;
+            let key = (x % 3_000).to_le_bytes().repeat(3)[..len].to_vec();
+            assert_eq!(set.insert(&key), reference.insert(key.clone()), "{key:?}");
+        }
+        assert!(reference.len() > 1_000);
+        for key in &reference {
+            assert!(!set.insert(key), "{key:?}");
+        }
     }
 
     #[test]

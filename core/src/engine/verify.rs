@@ -1598,10 +1598,15 @@ fn key_values(batch: &Batch, key: &[usize], row: usize) -> Vec<Value> {
 /// from a destination in another integer width encodes as the journal's.
 pub(crate) fn key_bytes(batch: &Batch, key: &[usize], row: usize) -> Vec<u8> {
     let mut out = Vec::with_capacity(key.len() * 17);
-    for &c in key {
-        encode_value(&batch.value(row, c).unwrap_or(Value::Null), &mut out);
-    }
+    key_bytes_into(batch, key, row, &mut out);
     out
+}
+
+/// [`key_bytes`], appended to `out`.
+pub(crate) fn key_bytes_into(batch: &Batch, key: &[usize], row: usize, out: &mut Vec<u8>) {
+    for &c in key {
+        encode_value(&batch.value(row, c).unwrap_or(Value::Null), out);
+    }
 }
 
 fn flip128(v: i128) -> [u8; 16] {
