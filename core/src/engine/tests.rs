@@ -539,7 +539,7 @@ fn a_retry_stopped_after_its_first_write_is_finished_by_the_next_retry() {
         std::slice::from_ref(&lane)
     );
 
-    // A scheduled retry (what `caudal serve` runs) takes only failures that are due.
+    // A scheduled retry (`only_due`, for the scheduler to come) takes only failures that are due.
     let due = RetryOptions {
         only_due: true,
         ..RetryOptions::default()
